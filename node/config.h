@@ -1,0 +1,80 @@
+/*
+ * config.h — partyd's configuration: the embedded default, overlaid by a JSON file (partyd.json), overlaid by
+ * command-line flags. Parsed once by the supervisor before anything starts; every process gets the same read-only
+ * copy (the router and shards are forked from the supervisor).
+ *
+ * Unknown keys and wrong types are errors naming the field ("limits.message_bytes: expected an integer from 1024 to
+ * 67108864"); nothing starts on a bad config.
+ */
+#ifndef PARTYD_CONFIG_H
+#define PARTYD_CONFIG_H
+
+#include <stddef.h>
+
+#include "party.h"
+
+#define CONFIG_MAX_SHARDS 256
+#define CONFIG_MAX_PARTIES 256
+
+typedef struct st_config_party_t {
+    char *name;           /* the key under "parties": what URLs name */
+    char *kind;           /* built-in kind */
+    const party_t *party; /* resolved callbacks */
+    int hibernate;
+} config_party_t;
+
+typedef struct st_config_t {
+    char *host;
+    int port; /* 0: pick a free port */
+    char *prefix;
+    int shards;
+    char *data_dir;
+    char *durability; /* "sync" or "relaxed" */
+    int admin_enabled;
+    char *admin_host;
+    int admin_port;
+    char *admin_token; /* NULL: none */
+    struct {
+        size_t message_bytes;
+        size_t body_bytes;
+        size_t output_bytes;
+        size_t header_bytes;
+        unsigned header_count;
+        unsigned connections_per_room;
+        unsigned rooms_in_memory;
+    } limits;
+    struct {
+        unsigned idle_ms;
+        unsigned ping_ms;
+        unsigned alarm_retry_ms;
+        unsigned drain_ms;
+    } timers;
+    config_party_t *parties;
+    size_t num_parties;
+    int log_level;
+    char *source; /* where the config came from: a file name or "embedded default" */
+} config_t;
+
+/* The embedded default configuration, as JSON (README.md shows it). */
+extern const char config_default_json[];
+
+/* Parses the command line into `conf`: the embedded default, then --config FILE (or ./partyd.json when present), then
+ * the flags. Returns 0 to run, 1 when a flag like --help or --version was answered (exit 0), or -1 after printing
+ * a precise error to stderr (exit 2). */
+int config_from_args(config_t *conf, int argc, char **argv);
+
+/* Overlays the JSON text `json` onto `conf`; on error writes the reason to `err` and returns -1. `source` names the
+ * text in messages. */
+int config_apply_json(config_t *conf, const char *json, size_t len, const char *source, char *err, size_t errlen);
+
+/* Initialises `conf` to the embedded default. */
+void config_init_default(config_t *conf);
+void config_dispose(config_t *conf);
+
+/* The party named `name` (len bytes), or NULL. */
+const config_party_t *config_find_party(const config_t *conf, const char *name, size_t len);
+
+/* Writes the effective configuration as JSON (for --print-config). The caller frees the result. */
+char *config_to_json(const config_t *conf);
+
+#endif

@@ -1,0 +1,37 @@
+/*
+ * ctl.h — the control channel between the supervisor and each child (router or shard): a SOCK_SEQPACKET socketpair
+ * carrying fixed-size records, some with a file descriptor attached (SCM_RIGHTS).
+ *
+ * The supervisor hands out the router⇄shard links this way: for every (re)start of a shard it makes a fresh
+ * socketpair and gives one end to the shard (CTL_LINK) and the other to the router (CTL_SHARD_UP). Nothing is named
+ * on disk, so there is no stale socket file and no path to guess.
+ *
+ * A child whose control channel reaches EOF has lost its supervisor and shuts down.
+ */
+#ifndef PARTYD_CTL_H
+#define PARTYD_CTL_H
+
+#include <stdint.h>
+
+typedef enum {
+    CTL_LINK = 1,   /* supervisor → shard: fd is the shard's new link to the router */
+    CTL_SHARD_UP,   /* supervisor → router: shard `shard` (pid `pid`) is up; fd is the router's end of its link */
+    CTL_SHARD_DOWN, /* supervisor → router: shard `shard` died; it restarts after a backoff */
+    CTL_DRAIN,      /* supervisor → child: shut down gracefully */
+} ctl_type_t;
+
+typedef struct st_ctl_msg_t {
+    uint32_t type;
+    int32_t shard;
+    int32_t pid;
+    uint32_t restarts; /* how many times the shard was restarted so far */
+} ctl_msg_t;
+
+/* Sends one record, with `fd` attached unless it is -1 (the fd stays open on this side; close it after). Blocking
+ * (the records are tiny and the peer always reads); returns 0 or -errno. */
+int ctl_send(int sock, const ctl_msg_t *msg, int fd);
+/* Receives one record; a received fd is stored in *fd (-1 when none; the caller owns it, close-on-exec set).
+ * Returns 1 for a record, 0 at EOF, -EAGAIN when nothing is ready, another -errno on error. */
+int ctl_recv(int sock, ctl_msg_t *msg, int *fd);
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * link.c — proto frames over an h2o socket (see link.h).
+ */
+#include "link.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct st_link_t {
+    h2o_socket_t *sock;
+    const link_callbacks_t *cb;
+    void *data;
+    proto_decoder_t dec;
+    size_t max_frame;
+    proto_role_t peer_role;
+    base_buf_t out;     /* frames queued since the last flush */
+    base_buf_t writing; /* the bytes of the write in flight */
+    unsigned ready : 1; /* peer HELLO received */
+    unsigned failed : 1;
+    unsigned in_read : 1;
+    unsigned closed : 1; /* link_close called inside on_frame: free when the read loop ends */
+};
+
+static void link_free(link_t *link)
+{
+    if (link->sock != NULL)
+        h2o_socket_close(link->sock);
+    proto_decoder_dispose(&link->dec);
+    base_buf_dispose(&link->out);
+    base_buf_dispose(&link->writing);
+    free(link);
+}
+
+static void link_fail(link_t *link, const char *why)
+{
+    link->failed = 1;
+    if (link->cb->on_closed != NULL)
+        link->cb->on_closed(link, why);
+    link_free(link);
+}
+
+static int check_hello(link_t *link, const proto_msg_t *m)
+{
+    if (m->type != PROTO_HELLO) {
+        log_error("link: the first frame is %s, not HELLO", proto_type_name(m->type));
+        return -1;
+    }
+    if (m->version != PROTO_VERSION) {
+        log_error("link: the peer speaks protocol version %u, this process speaks %u; refusing it", m->version,
+                  PROTO_VERSION);
+        return -1;
+    }
+    if (m->role != link->peer_role) {
+        log_error("link: the peer says it is a %s, expected a %s", m->role == PROTO_ROLE_ROUTER ? "router" : "shard",
+                  link->peer_role == PROTO_ROLE_ROUTER ? "router" : "shard");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_read(h2o_socket_t *sock, const char *err)
+{
+    link_t *link = sock->data;
+    if (err != NULL) {
+        link_fail(link, err);
+        return;
+    }
+    size_t off = 0;
+    const char *why = NULL;
+    link->in_read = 1;
+    while (!link->closed) {
+        proto_msg_t msg;
+        long n = proto_decode(&link->dec, sock->input->bytes + off, sock->input->size - off, &msg);
+        if (n == -2)
+            break;
+        if (n == -1) {
+            log_error("link: malformed frame: %s", link->dec.error);
+            why = "malformed frame";
+            break;
+        }
+        off += (size_t)n;
+        if (!link->ready) {
+            if (check_hello(link, &msg) != 0) {
+                why = "refused HELLO";
+                break;
+            }
+            link->ready = 1;
+            if (link->cb->on_hello != NULL)
+                link->cb->on_hello(link, &msg);
+        } else {
+            link->cb->on_frame(link, &msg);
+        }
+    }
+    link->in_read = 0;
+    if (link->closed) {
+        link_free(link);
+        return;
+    }
+    h2o_buffer_consume(&sock->input, off);
+    if (why != NULL)
+        link_fail(link, why);
+}
+
+link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb,
+                  void *data)
+{
+    link_t *link = xcalloc(1, sizeof(*link));
+    link->cb = cb;
+    link->data = data;
+    link->max_frame = max_frame;
+    link->peer_role = role == PROTO_ROLE_ROUTER ? PROTO_ROLE_SHARD : PROTO_ROLE_ROUTER;
+    proto_decoder_init(&link->dec, max_frame);
+    base_buf_init(&link->out);
+    base_buf_init(&link->writing);
+    link->sock = h2o_evloop_socket_create(loop, fd, 0);
+    link->sock->data = link;
+    h2o_socket_read_start(link->sock, on_read);
+    proto_msg_t hello = {.type = PROTO_HELLO, .version = PROTO_VERSION, .role = role, .shard = shard, .pid = (uint32_t)getpid()};
+    link_emit(link, &hello);
+    link_flush(link);
+    return link;
+}
+
+void link_close(link_t *link)
+{
+    if (link->in_read) {
+        link->closed = 1;
+        return;
+    }
+    link_free(link);
+}
+
+int link_emit(link_t *link, const proto_msg_t *msg)
+{
+    if (link->failed || link->closed)
+        return -ENOTCONN;
+    int ret = proto_encode(&link->out, msg, link->max_frame);
+    if (ret == -EMSGSIZE)
+        log_warn("link: dropping a %s frame over the cap of %zu bytes", proto_type_name(msg->type), link->max_frame);
+    return ret;
+}
+
+static void on_written(h2o_socket_t *sock, const char *err)
+{
+    link_t *link = sock->data;
+    base_buf_consume(&link->writing, base_buf_len(&link->writing));
+    base_buf_shrink(&link->writing, 1 << 20);
+    if (err != NULL) {
+        link_fail(link, err);
+        return;
+    }
+    link_flush(link);
+}
+
+void link_flush(link_t *link)
+{
+    if (link->failed || link->closed || h2o_socket_is_writing(link->sock) || base_buf_len(&link->out) == 0)
+        return;
+    base_buf_t t = link->writing;
+    link->writing = link->out;
+    link->out = t;
+    h2o_iovec_t iov = h2o_iovec_init(base_buf_head(&link->writing), base_buf_len(&link->writing));
+    h2o_socket_write(link->sock, &iov, 1, on_written);
+}
+
+size_t link_backlog(const link_t *link)
+{
+    return base_buf_len(&link->out) + base_buf_len(&link->writing);
+}
+
+int link_is_ready(const link_t *link)
+{
+    return link->ready;
+}
+
+void *link_data(const link_t *link)
+{
+    return link->data;
+}

@@ -1,0 +1,45 @@
+/*
+ * link.h — one router⇄shard link: proto.h frames over a Unix stream socket on an h2o event loop.
+ *
+ * The link owns the socket, a decoder and two output buffers: frames are appended to one while the other is being
+ * written, so a loop pass that produces a thousand frames costs one write() (link_flush, called once per pass).
+ * The first frame each way is HELLO; a peer with another PROTO_VERSION or the wrong role is refused.
+ */
+#ifndef PARTYD_LINK_H
+#define PARTYD_LINK_H
+
+#include <h2o/socket.h>
+
+#include "proto.h"
+
+typedef struct st_link_t link_t;
+
+typedef struct st_link_callbacks_t {
+    /* The peer's HELLO arrived and was accepted. */
+    void (*on_hello)(link_t *link, const proto_msg_t *hello);
+    /* A frame after HELLO. `msg` points into the link's input: valid until the callback returns. */
+    void (*on_frame)(link_t *link, const proto_msg_t *msg);
+    /* The link failed (EOF, I/O error, malformed frame, refused HELLO); `why` says how. The link is freed right after
+     * this returns. Not called for link_close. */
+    void (*on_closed)(link_t *link, const char *why);
+} link_callbacks_t;
+
+/* Wraps `fd` (ownership passes to the link) and sends our HELLO. `max_frame` caps every frame in both directions. */
+link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb,
+                  void *data);
+/* Closes the socket and frees the link. Safe inside the link's own on_frame (the free is deferred until it returns);
+ * on_closed is not called. */
+void link_close(link_t *link);
+
+/* Queues a frame; it is written by the next link_flush. Returns 0, -EMSGSIZE (over the frame cap, nothing queued), or
+ * -ENOTCONN after the link failed. */
+int link_emit(link_t *link, const proto_msg_t *msg);
+/* Starts writing what was queued, unless a write is already in flight (its completion continues). Once per pass. */
+void link_flush(link_t *link);
+/* Bytes queued and not yet written. */
+size_t link_backlog(const link_t *link);
+/* Whether the peer's HELLO has arrived. */
+int link_is_ready(const link_t *link);
+void *link_data(const link_t *link);
+
+#endif

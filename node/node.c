@@ -1,0 +1,450 @@
+/*
+ * node.c — the supervisor (see node.h).
+ *
+ * The supervisor does no network I/O of its own: it owns the listening sockets (so a restarted router listens on the
+ * same port at once), the data directory's lock, and one control socket per child. Its loop is poll() over a
+ * signalfd, with restarts scheduled by deadline.
+ */
+#include "node.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "ctl.h"
+#include "router.h"
+#include "shard.h"
+
+#define RESTART_BASE_MS 50
+#define RESTART_MAX_MS 5000
+#define STABLE_MS 10000 /* a child that ran this long restarts without backoff next time */
+
+typedef struct st_child_t {
+    const char *role; /* "router" or "shard" */
+    int index;        /* shard index; -1 for the router */
+    pid_t pid;        /* 0 when not running */
+    int ctl;          /* the supervisor's end of the control socket; -1 when not running */
+    uint64_t started_at;
+    uint64_t restart_at; /* when to start it again; 0 when nothing is scheduled */
+    unsigned streak;     /* quick deaths in a row */
+    uint32_t restarts;
+} child_t;
+
+static struct {
+    config_t *conf;
+    int listen_fd, admin_fd, lock_fd, sig_fd;
+    child_t router;
+    child_t *shards;
+    int draining;
+} node;
+
+/* ---- set-up ---- */
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    if (strlen(path) >= sizeof(buf))
+        return -ENAMETOOLONG;
+    strcpy(buf, path);
+    for (char *p = buf + 1; *p != '\0'; ++p) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0750) == -1 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, 0750) == -1 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* Creates the data directory and takes its lock: two nodes must never share one. */
+static int lock_data_dir(void)
+{
+    int r = mkdir_p(node.conf->data_dir);
+    if (r != 0) {
+        log_error("cannot create the data directory %s: %s", node.conf->data_dir, strerror(-r));
+        return -1;
+    }
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/LOCK", node.conf->data_dir);
+    node.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (node.lock_fd == -1) {
+        log_error("cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(node.lock_fd, LOCK_EX | LOCK_NB) == -1) {
+        char other[32] = "";
+        ssize_t n = pread(node.lock_fd, other, sizeof(other) - 1, 0);
+        other[n > 0 ? n : 0] = '\0';
+        other[strcspn(other, "\n")] = '\0';
+        log_error("the data directory %s is in use by another partyd (pid %s)", node.conf->data_dir,
+                  other[0] != '\0' ? other : "unknown");
+        return -1;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(node.lock_fd, 0) == -1 || pwrite(node.lock_fd, pid, (size_t)n, 0) != n)
+        log_warn("cannot record the pid in %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Binds host:port; returns the fd and stores the bound port (port 0 picks one). */
+static int bind_listener(const char *what, const char *host, int port, int *bound)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int r = getaddrinfo(host, portstr, &hints, &res);
+    if (r != 0) {
+        log_error("%s: cannot resolve %s: %s", what, host, gai_strerror(r));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai != NULL && fd == -1; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+        if (fd == -1) {
+            err = errno;
+            continue;
+        }
+        int on = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1 || listen(fd, SOMAXCONN) == -1) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd == -1) {
+        log_error("%s: cannot listen on %s:%d: %s", what, host, port, strerror(err));
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    return fd;
+}
+
+/* ---- children ---- */
+
+static void close_inherited(const child_t *self)
+{
+    /* a child keeps only what its role needs */
+    close(node.sig_fd);
+    close(node.lock_fd);
+    if (node.router.ctl != -1 && &node.router != self)
+        close(node.router.ctl);
+    for (int i = 0; i < node.conf->shards; ++i)
+        if (node.shards[i].ctl != -1 && &node.shards[i] != self)
+            close(node.shards[i].ctl);
+    if (self != &node.router) {
+        close(node.listen_fd);
+        if (node.admin_fd != -1)
+            close(node.admin_fd);
+    }
+}
+
+/* "router" or "shard 3", for log lines */
+static const char *child_name(const child_t *c)
+{
+    static char buf[32];
+    if (c->index < 0)
+        return c->role;
+    snprintf(buf, sizeof(buf), "%s %d", c->role, c->index);
+    return buf;
+}
+
+static void send_ctl(child_t *c, uint32_t type, int shard, int pid, uint32_t restarts, int fd)
+{
+    if (c->ctl == -1)
+        return;
+    ctl_msg_t m = {.type = type, .shard = shard, .pid = pid, .restarts = restarts};
+    int r = ctl_send(c->ctl, &m, fd);
+    if (r != 0)
+        log_warn("control message to %s: %s", child_name(c), strerror(-r));
+}
+
+/* Gives `shard` a fresh link to the router: one end to each. */
+static void connect_shard(child_t *shard)
+{
+    if (node.router.pid == 0 || shard->pid == 0)
+        return;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
+        log_error("socketpair: %s", strerror(errno));
+        return;
+    }
+    send_ctl(shard, CTL_LINK, shard->index, 0, 0, sv[0]);
+    send_ctl(&node.router, CTL_SHARD_UP, shard->index, shard->pid, shard->restarts, sv[1]);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static int spawn(child_t *c)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+        log_error("socketpair: %s", strerror(errno));
+        return -1;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == -1) {
+        log_error("fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        close_inherited(c);
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_UNBLOCK, &all, NULL);
+        int status = c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd)
+                                  : shard_main(node.conf, c->index, sv[1]);
+        close(sv[1]);
+        free(node.shards);
+        config_dispose(node.conf);
+        exit(status);
+    }
+    close(sv[1]);
+    c->ctl = sv[0];
+    c->pid = pid;
+    c->started_at = base_now_mono_ms();
+    c->restart_at = 0;
+    if (c->index < 0) {
+        for (int i = 0; i < node.conf->shards; ++i)
+            connect_shard(&node.shards[i]);
+    } else {
+        connect_shard(c);
+    }
+    return 0;
+}
+
+static child_t *child_by_pid(pid_t pid)
+{
+    if (node.router.pid == pid)
+        return &node.router;
+    for (int i = 0; i < node.conf->shards; ++i)
+        if (node.shards[i].pid == pid)
+            return &node.shards[i];
+    return NULL;
+}
+
+static void describe_status(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(status), strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "stopped (status %d)", status);
+}
+
+static void reap_children(void)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        child_t *c = child_by_pid(pid);
+        if (c == NULL)
+            continue;
+        char how[128];
+        describe_status(status, how, sizeof(how));
+        close(c->ctl);
+        c->ctl = -1;
+        c->pid = 0;
+        if (node.draining) {
+            log_info("%s (pid %d) %s", child_name(c), (int)pid, how);
+            continue;
+        }
+        uint64_t now = base_now_mono_ms(), ran = now - c->started_at;
+        c->streak = ran >= STABLE_MS ? 0 : c->streak + 1;
+        uint64_t delay = c->streak == 0 ? 0 : (uint64_t)RESTART_BASE_MS << (c->streak > 7 ? 7 : c->streak - 1);
+        if (delay > RESTART_MAX_MS)
+            delay = RESTART_MAX_MS;
+        c->restart_at = now + delay + 1;
+        log_warn("%s (pid %d) %s after %llu ms; restarting in %llu ms", child_name(c), (int)pid, how,
+                 (unsigned long long)ran, (unsigned long long)delay);
+        if (c->index >= 0)
+            send_ctl(&node.router, CTL_SHARD_DOWN, c->index, 0, 0, -1);
+    }
+}
+
+static void restart_due(void)
+{
+    uint64_t now = base_now_mono_ms();
+    child_t *all[CONFIG_MAX_SHARDS + 1];
+    size_t n = 0;
+    all[n++] = &node.router;
+    for (int i = 0; i < node.conf->shards; ++i)
+        all[n++] = &node.shards[i];
+    for (size_t i = 0; i < n; ++i) {
+        child_t *c = all[i];
+        if (c->pid == 0 && c->restart_at != 0 && now >= c->restart_at) {
+            ++c->restarts;
+            if (spawn(c) != 0)
+                c->restart_at = now + RESTART_MAX_MS;
+        }
+    }
+}
+
+static int next_timeout(void)
+{
+    uint64_t now = base_now_mono_ms(), next = UINT64_MAX;
+    if (node.router.pid == 0 && node.router.restart_at != 0)
+        next = node.router.restart_at;
+    for (int i = 0; i < node.conf->shards; ++i)
+        if (node.shards[i].pid == 0 && node.shards[i].restart_at != 0 && node.shards[i].restart_at < next)
+            next = node.shards[i].restart_at;
+    if (next == UINT64_MAX)
+        return -1;
+    return next <= now ? 0 : (int)(next - now);
+}
+
+/* ---- drain ---- */
+
+/* Waits until none of `children` runs, or the deadline; then kills what is left. */
+static void wait_for(child_t **children, size_t n, uint64_t deadline)
+{
+    for (;;) {
+        reap_children();
+        size_t alive = 0;
+        for (size_t i = 0; i < n; ++i)
+            alive += children[i]->pid != 0;
+        if (alive == 0)
+            return;
+        uint64_t now = base_now_mono_ms();
+        if (now >= deadline) {
+            for (size_t i = 0; i < n; ++i)
+                if (children[i]->pid != 0) {
+                    log_warn("%s (pid %d) did not stop in time; killing it", child_name(children[i]), (int)children[i]->pid);
+                    kill(children[i]->pid, SIGKILL);
+                }
+            deadline = UINT64_MAX; /* SIGKILL cannot be ignored: wait for it */
+        }
+        struct pollfd p = {node.sig_fd, POLLIN, 0};
+        int t = deadline == UINT64_MAX ? 100 : (int)(deadline - now < 100 ? deadline - now : 100);
+        if (poll(&p, 1, t) > 0) {
+            struct signalfd_siginfo si;
+            while (read(node.sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                if (si.ssi_signo == SIGINT || si.ssi_signo == SIGTERM) {
+                    log_warn("second signal: stopping at once");
+                    deadline = 0;
+                }
+        }
+    }
+}
+
+static void drain(void)
+{
+    node.draining = 1;
+    log_info("draining: the router closes its connections, then the shards stop");
+    uint64_t start = base_now_mono_ms();
+    child_t *router = &node.router;
+    send_ctl(router, CTL_DRAIN, -1, 0, 0, -1);
+    wait_for(&router, 1, start + node.conf->timers.drain_ms / 2 + 1000);
+    child_t *shards[CONFIG_MAX_SHARDS];
+    for (int i = 0; i < node.conf->shards; ++i) {
+        shards[i] = &node.shards[i];
+        send_ctl(shards[i], CTL_DRAIN, i, 0, 0, -1);
+    }
+    wait_for(shards, (size_t)node.conf->shards, base_now_mono_ms() + node.conf->timers.drain_ms);
+}
+
+int node_run(config_t *conf)
+{
+    log_set_role("node", -1);
+    memset(&node, 0, sizeof(node));
+    node.conf = conf;
+    node.admin_fd = node.lock_fd = node.sig_fd = -1;
+    signal(SIGPIPE, SIG_IGN);
+
+    if (lock_data_dir() != 0)
+        return 1;
+    int port, admin_port = 0;
+    if ((node.listen_fd = bind_listener("listen", conf->host, conf->port, &port)) == -1)
+        return 1;
+    if (conf->admin_enabled && (node.admin_fd = bind_listener("admin", conf->admin_host, conf->admin_port, &admin_port)) == -1)
+        return 1;
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    node.sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+
+    const char *fmt6 = "[%s]:%d", *fmt4 = "%s:%d";
+    char addr[300], admin_addr[300] = "off";
+    snprintf(addr, sizeof(addr), strchr(conf->host, ':') != NULL ? fmt6 : fmt4, conf->host, port);
+    if (conf->admin_enabled)
+        snprintf(admin_addr, sizeof(admin_addr), strchr(conf->admin_host, ':') != NULL ? fmt6 : fmt4, conf->admin_host,
+                 admin_port);
+    printf("partyd %s listening on http://%s\n", PARTYD_VERSION, addr);
+    if (conf->admin_enabled)
+        printf("partyd admin on http://%s\n", admin_addr);
+    fflush(stdout);
+    log_info("starting %d shards; config: %s; data dir: %s", conf->shards, conf->source, conf->data_dir);
+
+    node.router = (child_t){.role = "router", .index = -1, .ctl = -1};
+    node.shards = xcalloc((size_t)conf->shards, sizeof(*node.shards));
+    int failed = 0;
+    for (int i = 0; i < conf->shards; ++i) {
+        node.shards[i] = (child_t){.role = "shard", .index = i, .ctl = -1};
+        failed |= spawn(&node.shards[i]);
+    }
+    failed |= spawn(&node.router);
+
+    while (!failed) {
+        struct pollfd p = {node.sig_fd, POLLIN, 0};
+        int r = poll(&p, 1, next_timeout());
+        if (r == -1 && errno != EINTR) {
+            log_error("poll: %s", strerror(errno));
+            break;
+        }
+        struct signalfd_siginfo si;
+        int stop = 0;
+        while (read(node.sig_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+                log_info("%s received", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                stop = 1;
+            }
+        }
+        reap_children();
+        if (stop)
+            break;
+        restart_due();
+    }
+
+    drain();
+    close(node.listen_fd);
+    if (node.admin_fd != -1)
+        close(node.admin_fd);
+    close(node.sig_fd);
+    free(node.shards);
+    /* the lock goes with the descriptor */
+    close(node.lock_fd);
+    log_info("stopped");
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,299 @@
+/*
+ * base.c — allocation, buffers, logging, clocks, UTF-8 and UUIDs shared by every partyd process.
+ */
+#include "base.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static void oom(size_t size)
+{
+    log_error("out of memory allocating %zu bytes", size);
+    abort();
+}
+
+void *xmalloc(size_t size)
+{
+    void *p = malloc(size == 0 ? 1 : size);
+    if (p == NULL)
+        oom(size);
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
+    if (p == NULL)
+        oom(n * size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t size)
+{
+    void *q = realloc(p, size == 0 ? 1 : size);
+    if (q == NULL)
+        oom(size);
+    return q;
+}
+
+char *xstrdup(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t len)
+{
+    char *p = xmalloc(len + 1);
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+/* ---- buffer ---- */
+
+void base_buf_init(base_buf_t *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void base_buf_dispose(base_buf_t *b)
+{
+    free(b->data);
+    base_buf_init(b);
+}
+
+char *base_buf_reserve(base_buf_t *b, size_t len)
+{
+    if (b->off != 0 && b->off == b->size)
+        b->off = b->size = 0;
+    if (b->capacity - b->size >= len)
+        return b->data + b->size;
+    /* slide the unconsumed bytes to the front when that alone makes room */
+    if (b->off != 0 && b->capacity - (b->size - b->off) >= len && b->off >= b->size - b->off) {
+        memmove(b->data, b->data + b->off, b->size - b->off);
+        b->size -= b->off;
+        b->off = 0;
+        return b->data + b->size;
+    }
+    size_t need = b->size + len, cap = b->capacity < 256 ? 256 : b->capacity;
+    while (cap < need)
+        cap *= 2;
+    b->data = xrealloc(b->data, cap);
+    b->capacity = cap;
+    return b->data + b->size;
+}
+
+void base_buf_append(base_buf_t *b, const void *src, size_t len)
+{
+    if (len == 0)
+        return;
+    memcpy(base_buf_reserve(b, len), src, len);
+    b->size += len;
+}
+
+void base_buf_consume(base_buf_t *b, size_t len)
+{
+    b->off += len;
+    if (b->off >= b->size)
+        b->off = b->size = 0;
+}
+
+void base_buf_shrink(base_buf_t *b, size_t keep)
+{
+    if (b->off == b->size && b->capacity > keep) {
+        free(b->data);
+        base_buf_init(b);
+    }
+}
+
+/* ---- logging ---- */
+
+static char log_role[32] = "node";
+static log_level_t log_level = LOG_INFO;
+static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
+
+void log_set_role(const char *role, int index)
+{
+    if (index >= 0)
+        snprintf(log_role, sizeof(log_role), "%s/%d", role, index);
+    else
+        snprintf(log_role, sizeof(log_role), "%s", role);
+}
+
+void log_set_level(log_level_t level)
+{
+    log_level = level;
+}
+
+log_level_t log_get_level(void)
+{
+    return log_level;
+}
+
+int log_parse_level(const char *s)
+{
+    for (size_t i = 0; i < BASE_ARRAY_SIZE(log_level_names); ++i)
+        if (strcmp(s, log_level_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+void log_vmsg(log_level_t level, const char *fmt, va_list ap)
+{
+    if (level > log_level)
+        return;
+    int saved_errno = errno;
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ partyd[%s %d] %s: ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_role, (int)getpid(),
+                     log_level_names[level]);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n < sizeof(line)) {
+        int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+        if (m > 0)
+            n += m;
+    }
+    if ((size_t)n >= sizeof(line) - 1)
+        n = sizeof(line) - 2;
+    line[n++] = '\n';
+    /* one write per line so lines of concurrent processes do not interleave */
+    ssize_t w = write(STDERR_FILENO, line, n);
+    (void)w;
+    errno = saved_errno;
+}
+
+void log_msg(log_level_t level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- clocks ---- */
+
+static uint64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t base_now_wall_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME);
+}
+
+uint64_t base_now_mono_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC);
+}
+
+/* ---- UTF-8 ---- */
+
+int base_utf8_valid(const void *_s, size_t len)
+{
+    const unsigned char *s = _s, *end = s + len;
+    while (s < end) {
+        /* fast path: eight ASCII bytes at a time */
+        while (end - s >= 8) {
+            uint64_t w;
+            memcpy(&w, s, 8);
+            if ((w & 0x8080808080808080ull) != 0)
+                break;
+            s += 8;
+        }
+        if (s == end)
+            break;
+        unsigned c = *s;
+        if (c < 0x80) {
+            ++s;
+            continue;
+        }
+        size_t n;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            if (c == 0xe0)
+                lo = 0xa0; /* overlong */
+            else if (c == 0xed)
+                hi = 0x9f; /* surrogates */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            if (c == 0xf0)
+                lo = 0x90; /* overlong */
+            else if (c == 0xf4)
+                hi = 0x8f; /* > U+10FFFF */
+        } else {
+            return 0;
+        }
+        if ((size_t)(end - s) < n + 1)
+            return 0;
+        if (s[1] < lo || s[1] > hi)
+            return 0;
+        for (size_t i = 2; i <= n; ++i)
+            if ((s[i] & 0xc0) != 0x80)
+                return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
+size_t base_utf8_count(const void *_s, size_t len)
+{
+    const unsigned char *s = _s;
+    size_t n = 0;
+    for (size_t i = 0; i < len; ++i)
+        if ((s[i] & 0xc0) != 0x80)
+            ++n;
+    return n;
+}
+
+/* ---- UUID ---- */
+
+void base_uuid4(char out[37])
+{
+    /* a pool of random bytes refilled with one getrandom() per 16 UUIDs */
+    static unsigned char pool[256];
+    static size_t pool_left;
+    unsigned char b[16];
+    if (pool_left < sizeof(b)) {
+        size_t got = 0;
+        while (got < sizeof(pool)) {
+            ssize_t r = getrandom(pool + got, sizeof(pool) - got, 0);
+            if (r == -1) {
+                if (errno == EINTR)
+                    continue;
+                log_error("getrandom: %s", strerror(errno));
+                abort();
+            }
+            got += (size_t)r;
+        }
+        pool_left = sizeof(pool);
+    }
+    memcpy(b, pool + sizeof(pool) - pool_left, sizeof(b));
+    pool_left -= sizeof(b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    static const char hex[] = "0123456789abcdef";
+    char *p = out;
+    for (int i = 0; i < 16; ++i) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *p++ = '-';
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 15];
+    }
+    *p = '\0';
+}

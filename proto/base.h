@@ -1,0 +1,91 @@
+/*
+ * base.h — what every partyd process shares below the protocol: allocation that aborts on failure, a growable
+ * byte buffer, logging with the process role on every line, and clocks.
+ *
+ * Nothing here knows h2o or RocksDB; the router, the shards and the supervisor all link it.
+ */
+#ifndef PARTYD_BASE_H
+#define PARTYD_BASE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PARTYD_VERSION "0.1.0"
+
+#define BASE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define BASE_STRUCT_FROM_MEMBER(type, member, p) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* Allocation. Out of memory is not an error partyd recovers from: these abort with a log line. Sizes that come from
+ * the network must be capped by the caller *before* they reach these functions. */
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t len);
+
+/* A growable byte buffer. The buffer owns `data`; `base_buf_dispose` frees it. `off` marks bytes already consumed
+ * from the front (consumption is O(1); the space is reclaimed when the buffer empties or on the next reserve). */
+typedef struct st_base_buf_t {
+    char *data;
+    size_t off;  /* first unconsumed byte */
+    size_t size; /* one past the last byte */
+    size_t capacity;
+} base_buf_t;
+
+void base_buf_init(base_buf_t *b);
+void base_buf_dispose(base_buf_t *b);
+/* Makes room for `len` more bytes and returns where they go; commit them with base_buf_commit. */
+char *base_buf_reserve(base_buf_t *b, size_t len);
+static inline void base_buf_commit(base_buf_t *b, size_t len)
+{
+    b->size += len;
+}
+void base_buf_append(base_buf_t *b, const void *src, size_t len);
+void base_buf_consume(base_buf_t *b, size_t len);
+static inline size_t base_buf_len(const base_buf_t *b)
+{
+    return b->size - b->off;
+}
+static inline char *base_buf_head(const base_buf_t *b)
+{
+    return b->data + b->off;
+}
+/* Frees the memory when it grew past `keep` bytes and is empty, so a burst does not pin memory forever. */
+void base_buf_shrink(base_buf_t *b, size_t keep);
+
+/* Logging. One line per event worth knowing, to stderr:
+ *   2026-11-29T15:47:00.123Z partyd[shard/1 4242] info: started
+ * The role is set once per process (after fork) by log_set_role. */
+typedef enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG } log_level_t;
+
+void log_set_role(const char *role, int index);
+void log_set_level(log_level_t level);
+log_level_t log_get_level(void);
+/* Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
+int log_parse_level(const char *s);
+void log_msg(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(log_level_t level, const char *fmt, va_list ap);
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...)                                                                                                             \
+    do {                                                                                                                           \
+        if (log_get_level() >= LOG_DEBUG)                                                                                          \
+            log_msg(LOG_DEBUG, __VA_ARGS__);                                                                                       \
+    } while (0)
+
+/* Clocks, in milliseconds. */
+uint64_t base_now_wall_ms(void);
+uint64_t base_now_mono_ms(void);
+
+/* UTF-8. Returns 1 when `len` bytes at `s` are well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, ≤ U+10FFFF). */
+int base_utf8_valid(const void *s, size_t len);
+/* Number of code points in valid UTF-8 (the caller validated it). */
+size_t base_utf8_count(const void *s, size_t len);
+
+/* Fills `out` (37 bytes) with a random RFC 4122 version 4 UUID, NUL-terminated. */
+void base_uuid4(char out[37]);
+
+#endif

@@ -1,0 +1,141 @@
+/*
+ * proto.h — the messages between the router and the shards.
+ *
+ * A link is a byte stream (a Unix stream socket made by the supervisor). Each message is one frame:
+ *
+ *     [u32 big-endian payload length][payload: one msgpack array  [type, field, field, ...]]
+ *
+ * The length is checked against the link's cap *before* anything is allocated or parsed, so a corrupt peer costs
+ * a clear error, never unbounded memory. The first frame each way is HELLO; a peer whose PROTO_VERSION differs is
+ * refused (the link is closed with a log line naming both versions).
+ *
+ * Router → shard: HELLO, OPEN, MESSAGE, CLOSE, REQUEST, STATS.
+ * Shard → router: HELLO, ATTACH, ACCEPT, REJECT, SEND, BROADCAST, CLOSE_CONN, RESPONSE, STATS_REPLY.
+ *
+ * A connection is named on the link by its `cid`, a number the router assigns and never reuses while it runs; an
+ * HTTP request or stats query by its `rid`. A room is named by party and room id.
+ *
+ * Opening a WebSocket: the router sends OPEN and holds the HTTP request. The shard runs the room's start (when the
+ * room is new) and the party's connect callback, framed by ATTACH (the connection is now in the room: broadcasts
+ * from here on include it) and ACCEPT (answer 101) or REJECT (answer an HTTP status, the connection leaves the
+ * room again). Anything the shard sends between ATTACH and ACCEPT is queued by the router and written after the 101.
+ *
+ * No h2o or RocksDB type appears here.
+ */
+#ifndef PARTYD_PROTO_H
+#define PARTYD_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "base.h"
+
+#define PROTO_VERSION 1
+#define PROTO_FRAME_HEADER_SIZE 4
+/* room-independent slack added to the message and body caps when sizing a link's frame cap */
+#define PROTO_FRAME_OVERHEAD (64 * 1024)
+#define PROTO_MAX_HEADERS 128
+#define PROTO_MAX_EXCEPT 1024
+
+typedef enum {
+    PROTO_HELLO = 1,
+    PROTO_OPEN,
+    PROTO_ATTACH,
+    PROTO_ACCEPT,
+    PROTO_REJECT,
+    PROTO_MESSAGE,
+    PROTO_CLOSE,
+    PROTO_SEND,
+    PROTO_BROADCAST,
+    PROTO_CLOSE_CONN,
+    PROTO_REQUEST,
+    PROTO_RESPONSE,
+    PROTO_STATS,
+    PROTO_STATS_REPLY,
+    PROTO_TYPE_MAX_ = PROTO_STATS_REPLY
+} proto_type_t;
+
+typedef enum { PROTO_ROLE_ROUTER = 0, PROTO_ROLE_SHARD = 1 } proto_role_t;
+
+/* A byte string that is not NUL-terminated. After decoding it points into the frame that was decoded. */
+typedef struct st_proto_str_t {
+    const char *base;
+    size_t len;
+} proto_str_t;
+
+#define PROTO_STR(lit) ((proto_str_t){(lit), sizeof(lit) - 1})
+static inline proto_str_t proto_str(const char *s, size_t len)
+{
+    return (proto_str_t){s, len};
+}
+
+typedef struct st_proto_header_t {
+    proto_str_t name;
+    proto_str_t value;
+} proto_header_t;
+
+typedef struct st_proto_stats_t {
+    uint64_t rooms;
+    uint64_t connections;
+    uint64_t messages_in;
+    uint64_t messages_out;
+} proto_stats_t;
+
+/* One message. Which fields are meaningful depends on `type` (see the table in proto.c); the others are zero. */
+typedef struct st_proto_msg_t {
+    proto_type_t type;
+    uint64_t id; /* cid (OPEN ATTACH ACCEPT REJECT MESSAGE CLOSE SEND CLOSE_CONN) or rid (REQUEST RESPONSE STATS*) */
+    /* HELLO */
+    uint32_t version;
+    uint32_t role;
+    int32_t shard;
+    uint32_t pid;
+    /* rooms and requests */
+    proto_str_t party;
+    proto_str_t room;
+    proto_str_t conn_id;
+    proto_str_t method;
+    proto_str_t path;
+    proto_str_t query;
+    const proto_header_t *headers;
+    size_t num_headers;
+    /* payloads: a WebSocket message, or an HTTP body */
+    proto_str_t data;
+    int binary;
+    /* REJECT, RESPONSE */
+    int status;
+    /* CLOSE, CLOSE_CONN */
+    int code;
+    proto_str_t reason;
+    int clean;
+    /* BROADCAST */
+    const uint64_t *except;
+    size_t num_except;
+    /* STATS_REPLY */
+    proto_stats_t stats;
+} proto_msg_t;
+
+/* Appends one frame holding `msg` to `out`. Returns 0, or -EMSGSIZE when the frame would exceed `max_frame` (nothing is
+ * appended then). */
+int proto_encode(base_buf_t *out, const proto_msg_t *msg, size_t max_frame);
+
+/* A decoder keeps the scratch memory that decoded messages point into; reuse one per link. */
+typedef struct st_proto_decoder_t {
+    msgpack_zone zone;
+    size_t max_frame;
+    char error[128]; /* why the last call returned -1 */
+} proto_decoder_t;
+
+void proto_decoder_init(proto_decoder_t *dec, size_t max_frame);
+void proto_decoder_dispose(proto_decoder_t *dec);
+
+/* Decodes the first frame in `src`. Returns the number of bytes it used, -2 when more bytes are needed, or -1 when the
+ * input is malformed (dec->error says why; the link must be dropped, there is no resynchronising a byte stream).
+ * On success `msg` points into `src` and into `dec`; both must stay untouched until the message has been handled. */
+long proto_decode(proto_decoder_t *dec, const char *src, size_t len, proto_msg_t *msg);
+
+const char *proto_type_name(proto_type_t type);
+
+#endif

@@ -1,0 +1,449 @@
+/*
+ * http.c — where a client request enters partyd: every HTTP request on the main listener comes through
+ * http_on_req, is routed by PartyKit's URL scheme (route.c) to a party and room, and from there to the room's shard
+ * (shards.c). WebSocket upgrades are held until the room's start and connect callbacks ran.
+ */
+#include <string.h>
+
+#include <openssl/sha.h>
+
+#include "route.h"
+#include "router.h"
+
+#include <h2o/http1.h> /* after h2o.h, which it needs */
+
+/* Lives in the request's memory pool: h2o disposes it with the request, which tells us the request is gone. */
+typedef struct st_router_req_token_t {
+    router_pending_t *p;
+} router_req_token_t;
+
+static void on_token_dispose(void *_t)
+{
+    router_req_token_t *t = _t;
+    if (t->p != NULL) {
+        t->p->req = NULL;
+        t->p->token = NULL;
+    }
+}
+
+static router_pending_t *pending_new(h2o_req_t *req, uint16_t shard, const char *party, size_t party_len, const char *room,
+                                     size_t room_len)
+{
+    router_pending_t *p = xcalloc(1, sizeof(*p) + party_len + 1 + room_len + 1);
+    p->req = req;
+    p->shard = shard;
+    p->key_len = party_len + 1 + room_len;
+    memcpy(p->key, party, party_len);
+    p->key[party_len] = '/';
+    memcpy(p->key + party_len + 1, room, room_len);
+    p->token = h2o_mem_alloc_shared(&req->pool, sizeof(*p->token), on_token_dispose);
+    p->token->p = p;
+    p->next = router.pending;
+    if (router.pending != NULL)
+        router.pending->prev = p;
+    router.pending = p;
+    return p;
+}
+
+/* Frees the record; the request (if any) is no longer ours to touch. */
+static void pending_free(router_pending_t *p)
+{
+    if (p->token != NULL)
+        p->token->p = NULL;
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        router.pending = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    if (p->conn == NULL)
+        HASH_DEL(router.requests, p);
+    free(p);
+}
+
+/* ---- responses ---- */
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+void http_send_json(h2o_req_t *req, int status, const char *json, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = status_reason(status);
+    req->res.content_length = len;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    if (status == 503)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    h2o_send_inline(req, json, len);
+}
+
+void http_send_error(h2o_req_t *req, int status, const char *error)
+{
+    char body[512];
+    /* the messages are ours and contain no quotes or backslashes */
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", error);
+    http_send_json(req, status, body, (size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1);
+}
+
+void http_send_health(h2o_req_t *req)
+{
+    char body[128];
+    size_t up = 0;
+    for (int i = 0; i < router.conf->shards; ++i)
+        up += router.shards[i].link != NULL && link_is_ready(router.shards[i].link);
+    int ok = up == (size_t)router.conf->shards && !router.draining;
+    int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"shards\":%d,\"shards_up\":%zu}",
+                     router.draining ? "draining" : ok ? "ok" : "degraded", router.conf->shards, up);
+    http_send_json(req, ok ? 200 : 503, body, (size_t)n);
+}
+
+void http_fail_pending(router_pending_t *p, int status, const char *error)
+{
+    if (p->req != NULL)
+        http_send_error(p->req, status, error);
+    if (p->conn != NULL) {
+        p->conn->pending = NULL;
+        ws_conn_abort(p->conn);
+    }
+    pending_free(p);
+}
+
+static int is_hop_by_hop(const char *name, size_t len)
+{
+    static const char *const names[] = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "te",
+                                        "trailer"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); ++i)
+        if (h2o_lcstris(name, len, names[i], strlen(names[i])))
+            return 1;
+    return 0;
+}
+
+void http_respond_pending(router_pending_t *p, const proto_msg_t *msg)
+{
+    h2o_req_t *req = p->req;
+    if (req != NULL) {
+        req->res.status = msg->status;
+        req->res.reason = status_reason(msg->status);
+        req->res.content_length = msg->data.len;
+        for (size_t i = 0; i < msg->num_headers; ++i) {
+            const proto_header_t *h = &msg->headers[i];
+            if (is_hop_by_hop(h->name.base, h->name.len))
+                continue;
+            h2o_iovec_t name = h2o_strdup(&req->pool, h->name.base, h->name.len);
+            h2o_strtolower(name.base, name.len);
+            h2o_iovec_t value = h2o_strdup(&req->pool, h->value.base, h->value.len);
+            h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 1, NULL, value.base, value.len);
+        }
+        h2o_send_inline(req, msg->data.base, msg->data.len);
+    }
+    pending_free(p);
+}
+
+/* ---- forwarding ---- */
+
+/* The request's headers for the shard, with Host restored (h2o keeps it as the authority). */
+static size_t collect_headers(h2o_req_t *req, proto_header_t *out, size_t cap)
+{
+    size_t n = 0;
+    if (req->input.authority.len != 0 && n < cap)
+        out[n++] = (proto_header_t){PROTO_STR("host"), proto_str(req->input.authority.base, req->input.authority.len)};
+    for (size_t i = 0; i < req->headers.size && n < cap; ++i)
+        out[n++] = (proto_header_t){proto_str(req->headers.entries[i].name->base, req->headers.entries[i].name->len),
+                                    proto_str(req->headers.entries[i].value.base, req->headers.entries[i].value.len)};
+    return n;
+}
+
+static void forward_request(h2o_req_t *req, const route_t *r, uint16_t shard, link_t *link)
+{
+    router_pending_t *p = pending_new(req, shard, r->party, r->party_len, r->room, r->room_len);
+    p->rid = ++router.next_rid;
+    HASH_ADD(hh, router.requests, rid, sizeof(p->rid), p);
+    proto_header_t headers[PROTO_MAX_HEADERS];
+    proto_msg_t m = {.type = PROTO_REQUEST,
+                     .id = p->rid,
+                     .party = proto_str(r->party, r->party_len),
+                     .room = proto_str(r->room, r->room_len),
+                     .method = proto_str(req->input.method.base, req->input.method.len),
+                     .path = proto_str(r->path, r->path_len),
+                     .query = proto_str(r->query, r->query_len),
+                     .headers = headers,
+                     .num_headers = collect_headers(req, headers, PROTO_MAX_HEADERS),
+                     .data = proto_str(req->entity.base, req->entity.len)};
+    if (link_emit(link, &m) != 0)
+        http_fail_pending(p, 413, "the request is too large");
+}
+
+/* ---- WebSocket upgrades ---- */
+
+static int header_has_token(h2o_req_t *req, const h2o_token_t *token, const char *want)
+{
+    for (ssize_t i = -1; (i = h2o_find_header(&req->headers, token, i)) != -1;) {
+        const h2o_iovec_t *v = &req->headers.entries[i].value;
+        size_t wl = strlen(want);
+        for (size_t s = 0; s < v->len;) {
+            while (s < v->len && (v->base[s] == ' ' || v->base[s] == '\t' || v->base[s] == ','))
+                ++s;
+            size_t e = s;
+            while (e < v->len && v->base[e] != ',')
+                ++e;
+            size_t te = e;
+            while (te > s && (v->base[te - 1] == ' ' || v->base[te - 1] == '\t'))
+                --te;
+            if (h2o_lcstris(v->base + s, te - s, want, wl))
+                return 1;
+            s = e;
+        }
+    }
+    return 0;
+}
+
+static const h2o_iovec_t *find_header(h2o_req_t *req, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    return i == -1 ? NULL : &req->headers.entries[i].value;
+}
+
+static int key_valid(const h2o_iovec_t *key)
+{
+    /* 16 random bytes in base64: 22 characters and "==" */
+    if (key->len != 24 || key->base[22] != '=' || key->base[23] != '=')
+        return 0;
+    for (size_t i = 0; i < 22; ++i) {
+        char c = key->base[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/'))
+            return 0;
+    }
+    return 1;
+}
+
+static void make_accept(char out[32], const h2o_iovec_t *key)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char in[24 + sizeof(guid) - 1], digest[SHA_DIGEST_LENGTH];
+    memcpy(in, key->base, 24);
+    memcpy(in + 24, guid, sizeof(guid) - 1);
+    SHA1(in, sizeof(in), digest);
+    h2o_base64_encode(out, digest, sizeof(digest), 0);
+}
+
+static void start_upgrade(h2o_req_t *req, const route_t *r, uint16_t shard, link_t *link)
+{
+    if (!h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("GET"))) {
+        http_send_error(req, 400, "a WebSocket upgrade must be a GET");
+        return;
+    }
+    if (!header_has_token(req, H2O_TOKEN_CONNECTION, "upgrade")) {
+        http_send_error(req, 400, "a WebSocket upgrade needs Connection: Upgrade");
+        return;
+    }
+    const h2o_iovec_t *version = find_header(req, "sec-websocket-version");
+    if (version == NULL || !h2o_memis(version->base, version->len, H2O_STRLIT("13"))) {
+        h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-version"), 0, NULL, H2O_STRLIT("13"));
+        http_send_error(req, 426, "only WebSocket version 13 is supported");
+        return;
+    }
+    const h2o_iovec_t *key = find_header(req, "sec-websocket-key");
+    if (key == NULL || !key_valid(key)) {
+        http_send_error(req, 400, "missing or malformed Sec-WebSocket-Key");
+        return;
+    }
+
+    /* the connection id: the first _pk, else a fresh UUID */
+    char id[ROUTE_ID_MAX + 1];
+    long id_len = route_query_param(r->query, r->query_len, "_pk", id, sizeof(id));
+    if (id_len == -2) {
+        http_send_error(req, 400, "_pk is longer than 128 bytes");
+        return;
+    }
+    if (id_len > 0) {
+        for (long i = 0; i < id_len; ++i)
+            if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f) {
+                http_send_error(req, 400, "_pk contains a control character");
+                return;
+            }
+        if (!base_utf8_valid(id, (size_t)id_len)) {
+            http_send_error(req, 400, "_pk is not valid UTF-8");
+            return;
+        }
+    } else {
+        base_uuid4(id);
+        id_len = 36;
+    }
+
+    ws_conn_t *conn = ws_conn_new();
+    if (conn == NULL) {
+        http_send_error(req, 503, "too many connections");
+        return;
+    }
+    conn->id = xstrndup(id, (size_t)id_len);
+    conn->shard = shard;
+    conn->shard_knows = 1;
+    router_pending_t *p = pending_new(req, shard, r->party, r->party_len, r->room, r->room_len);
+    p->conn = conn;
+    conn->pending = p;
+    make_accept(p->accept, key);
+
+    proto_header_t headers[PROTO_MAX_HEADERS];
+    proto_msg_t m = {.type = PROTO_OPEN,
+                     .id = conn->cid,
+                     .party = proto_str(r->party, r->party_len),
+                     .room = proto_str(r->room, r->room_len),
+                     .conn_id = proto_str(conn->id, (size_t)id_len),
+                     .path = proto_str(r->path, r->path_len),
+                     .query = proto_str(r->query, r->query_len),
+                     .headers = headers,
+                     .num_headers = collect_headers(req, headers, PROTO_MAX_HEADERS)};
+    if (link_emit(link, &m) != 0) {
+        conn->shard_knows = 0;
+        http_fail_pending(p, 431, "the upgrade request is too large");
+    }
+}
+
+/* The 101 is written (sock != NULL) or failed: the client went away. */
+static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
+{
+    router_pending_t *p = data;
+    ws_conn_t *conn = p->conn;
+    conn->pending = NULL;
+    pending_free(p);
+    if (sock == NULL) {
+        /* tell the room; the record was never attached to a socket */
+        shards_on_ws_closed(conn, 1006, "the client left before the upgrade completed", 0);
+        ws_conn_abort(conn);
+        return;
+    }
+    h2o_buffer_consume(&sock->input, reqsize);
+    h2o_socket_export_t info;
+    if (h2o_socket_export(sock, &info) != 0) {
+        log_error("could not take over an upgraded socket");
+        shards_on_ws_closed(conn, 1011, "internal error", 0);
+        ws_conn_abort(conn);
+        return;
+    }
+    ws_conn_attach(conn, info.fd, (uint8_t *)info.input->bytes, info.input->size);
+    h2o_buffer_dispose(&info.input);
+}
+
+void http_upgrade_accepted(router_pending_t *p)
+{
+    h2o_req_t *req = p->req;
+    if (req == NULL) {
+        ws_conn_t *conn = p->conn;
+        conn->pending = NULL;
+        pending_free(p);
+        shards_on_ws_closed(conn, 1006, "the client left before the upgrade completed", 0);
+        ws_conn_abort(conn);
+        return;
+    }
+    /* from here h2o owns the request until it calls on_upgrade_complete */
+    p->token->p = NULL;
+    p->token = NULL;
+    p->req = NULL;
+    p->upgrading = 1;
+    req->res.status = 101;
+    req->res.reason = status_reason(101);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL, p->accept,
+                          strlen(p->accept));
+    h2o_http1_upgrade(req, NULL, 0, on_upgrade_complete, p);
+}
+
+/* ---- the entry point ---- */
+
+static int headers_over_cap(h2o_req_t *req)
+{
+    if (req->headers.size > router.conf->limits.header_count)
+        return 1;
+    size_t bytes = req->input.path.len + req->input.method.len + req->input.authority.len;
+    for (size_t i = 0; i < req->headers.size; ++i)
+        bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    return bytes > router.conf->limits.header_bytes;
+}
+
+int http_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    (void)self;
+    if (headers_over_cap(req)) {
+        http_send_error(req, 431, "request headers over the cap");
+        return 0;
+    }
+    route_t r;
+    route_parse(&r, req->input.path.base, req->input.path.len, router.conf->prefix);
+    if (r.kind == ROUTE_NONE) {
+        if (h2o_memis(r.path, r.path_len, H2O_STRLIT("/health")))
+            http_send_health(req);
+        else
+            http_send_error(req, 404, "not found");
+        return 0;
+    }
+    if (r.kind == ROUTE_BAD) {
+        http_send_error(req, 400, r.error);
+        return 0;
+    }
+    if (config_find_party(router.conf, r.party, r.party_len) == NULL) {
+        http_send_error(req, 404, "unknown party");
+        return 0;
+    }
+    if (router.draining) {
+        http_send_error(req, 503, "the node is shutting down");
+        return 0;
+    }
+    uint16_t shard = shards_owner(r.party, r.party_len, r.room, r.room_len);
+    link_t *link = shards_link(shard);
+    if (link == NULL) {
+        http_send_error(req, 503, "the room's shard is restarting");
+        return 0;
+    }
+    if (req->upgrade.base != NULL && h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket")))
+        start_upgrade(req, &r, shard, link);
+    else
+        forward_request(req, &r, shard, link);
+    return 0;
+}

@@ -1,0 +1,144 @@
+/*
+ * route.c — where a request is routed: PartyKit's URL scheme (see route.h).
+ */
+#include "route.h"
+
+#include <string.h>
+
+#include "base.h"
+
+int route_party_name_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > ROUTE_PARTY_MAX)
+        return 0;
+    for (size_t i = 0; i < len; ++i) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int room_id_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > ROUTE_ROOM_MAX)
+        return 0;
+    for (size_t i = 0; i < len; ++i)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return base_utf8_valid(s, len);
+}
+
+/* Splits the segment that starts at `p` (after a '/'): returns its length. */
+static size_t segment(const char *p, const char *end)
+{
+    const char *s = memchr(p, '/', (size_t)(end - p));
+    return (size_t)((s != NULL ? s : end) - p);
+}
+
+void route_parse(route_t *r, const char *target, size_t len, const char *prefix)
+{
+    memset(r, 0, sizeof(*r));
+    const char *q = memchr(target, '?', len);
+    r->path = target;
+    r->path_len = q != NULL ? (size_t)(q - target) : len;
+    r->query = q != NULL ? q + 1 : "";
+    r->query_len = q != NULL ? len - r->path_len - 1 : 0;
+
+    const char *p = target, *end = target + r->path_len;
+    if (p == end || *p != '/')
+        return;
+    ++p;
+    size_t first = segment(p, end);
+    size_t plen = strlen(prefix);
+    int with_party;
+    if (first == plen && memcmp(p, prefix, plen) == 0)
+        with_party = 1;
+    else if (first == 5 && memcmp(p, "party", 5) == 0)
+        with_party = 0;
+    else
+        return;
+    p += first;
+    r->kind = ROUTE_BAD;
+    if (with_party) {
+        if (p == end || p + 1 == end) {
+            r->error = "missing party name";
+            return;
+        }
+        ++p;
+        size_t n = segment(p, end);
+        if (!route_party_name_valid(p, n)) {
+            r->error = "bad party name: 1 to 64 of A-Z a-z 0-9 _ -";
+            return;
+        }
+        r->party = p;
+        r->party_len = n;
+        p += n;
+    } else {
+        r->party = "main";
+        r->party_len = 4;
+    }
+    if (p == end || p + 1 == end) {
+        r->error = "missing room id";
+        return;
+    }
+    ++p;
+    size_t n = segment(p, end);
+    if (!room_id_valid(p, n)) {
+        r->error = "bad room id: 1 to 256 bytes of UTF-8 without control characters";
+        return;
+    }
+    r->room = p;
+    r->room_len = n;
+    r->kind = ROUTE_ROOM;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes application/x-www-form-urlencoded bytes; returns the length or -2 when over cap - 1. */
+static long form_decode(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; ++i) {
+        char c = s[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        }
+        if (o + 1 >= cap)
+            return -2;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return (long)o;
+}
+
+long route_query_param(const char *query, size_t len, const char *name, char *out, size_t cap)
+{
+    size_t nlen = strlen(name);
+    const char *p = query, *end = query + len;
+    char key[64];
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pe - p));
+        const char *ke = eq != NULL ? eq : pe;
+        /* keys are compared decoded, as URLSearchParams does */
+        long klen = form_decode(p, (size_t)(ke - p), key, sizeof(key));
+        if (klen == (long)nlen && memcmp(key, name, nlen) == 0)
+            return eq != NULL ? form_decode(eq + 1, (size_t)(pe - eq - 1), out, cap) : form_decode("", 0, out, cap);
+        p = pe + 1;
+    }
+    return -1;
+}

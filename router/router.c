@@ -1,0 +1,267 @@
+/*
+ * router.c — the router process: its loop, listeners, control socket and drain.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "router.h"
+
+router_t router;
+
+#define ACCEPT_PAUSE_MS 100
+
+typedef struct st_listener_t {
+    h2o_socket_t *sock;
+    h2o_accept_ctx_t accept_ctx;
+    h2o_hostconf_t *hosts[2];
+    h2o_timeout_entry_t resume;
+} listener_t;
+
+static struct {
+    h2o_socket_t *ctl;
+    h2o_socket_t *sig;
+    listener_t main, admin;
+    h2o_timeout_t pause_timeout;
+    ws_config_t ws_conf;
+    uint64_t drain_deadline;
+    int stop;
+} rt;
+
+/* ---- listeners ---- */
+
+static void on_accept(h2o_socket_t *sock, const char *err);
+
+static void on_resume(h2o_timeout_entry_t *entry)
+{
+    listener_t *l = H2O_STRUCT_FROM_MEMBER(listener_t, resume, entry);
+    if (l->sock != NULL)
+        h2o_socket_read_start(l->sock, on_accept);
+}
+
+static void on_accept(h2o_socket_t *sock, const char *err)
+{
+    listener_t *l = sock->data;
+    if (err != NULL)
+        return;
+    for (int i = 0; i < 64; ++i) {
+        h2o_socket_t *s = h2o_evloop_socket_accept(sock);
+        if (s == NULL) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors: stop accepting for a moment rather than spin on a readable listener */
+                log_warn("accept: %s; pausing the listener for %d ms", strerror(errno), ACCEPT_PAUSE_MS);
+                h2o_socket_read_stop(sock);
+                h2o_timeout_link(router.loop, &rt.pause_timeout, &l->resume);
+            }
+            return;
+        }
+        h2o_accept(&l->accept_ctx, s);
+    }
+}
+
+static void listener_start(listener_t *l, int fd, h2o_hostconf_t *host)
+{
+    l->hosts[0] = host;
+    l->hosts[1] = NULL;
+    l->accept_ctx.ctx = &router.ctx;
+    l->accept_ctx.hosts = l->hosts;
+    l->resume.cb = on_resume;
+    l->sock = h2o_evloop_socket_create(router.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    l->sock->data = l;
+    h2o_socket_read_start(l->sock, on_accept);
+}
+
+static void listener_stop(listener_t *l)
+{
+    if (l->sock == NULL)
+        return;
+    if (h2o_timeout_is_linked(&l->resume))
+        h2o_timeout_unlink(&l->resume);
+    h2o_socket_read_stop(l->sock);
+    h2o_socket_close(l->sock);
+    l->sock = NULL;
+}
+
+/* ---- drain ---- */
+
+static void begin_drain(const char *why)
+{
+    if (router.draining)
+        return;
+    log_info("draining (%s): closing %zu connections with 1001", why, ws_count());
+    router.draining = 1;
+    rt.drain_deadline = h2o_now(router.loop) + router.conf->timers.drain_ms / 2;
+    listener_stop(&rt.main);
+    listener_stop(&rt.admin);
+    h2o_context_request_shutdown(&router.ctx);
+    for (router_pending_t *p = router.pending, *next; p != NULL; p = next) {
+        next = p->next;
+        if (p->conn == NULL || p->upgrading)
+            continue; /* HTTP requests get their answers; upgrades in flight close after their 101 */
+        shards_on_ws_closed(p->conn, 1001, "node shutting down", 0);
+        http_fail_pending(p, 503, "the node is shutting down");
+    }
+    ws_close_all(1001, "node shutting down");
+}
+
+static int drained(void)
+{
+    return router.draining && ((ws_count() == 0 && router.pending == NULL) || h2o_now(router.loop) >= rt.drain_deadline);
+}
+
+/* ---- control socket and signals ---- */
+
+static void on_ctl(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    for (;;) {
+        ctl_msg_t m;
+        int fd;
+        int r = ctl_recv(h2o_socket_get_fd(sock), &m, &fd);
+        if (r == -EAGAIN)
+            return;
+        if (r <= 0) {
+            h2o_socket_read_stop(sock);
+            begin_drain("the supervisor went away");
+            return;
+        }
+        switch (m.type) {
+        case CTL_SHARD_UP:
+            if (fd != -1) {
+                shards_on_up(m.shard, m.pid, m.restarts, fd);
+                fd = -1;
+            }
+            break;
+        case CTL_SHARD_DOWN:
+            shards_on_down(m.shard);
+            break;
+        case CTL_DRAIN:
+            begin_drain("asked by the supervisor");
+            break;
+        default:
+            log_warn("control: ignoring record type %u", m.type);
+            break;
+        }
+        if (fd != -1)
+            close(fd);
+    }
+}
+
+static void on_signal(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    struct signalfd_siginfo si;
+    while (read(h2o_socket_get_fd(sock), &si, sizeof(si)) == (ssize_t)sizeof(si))
+        if (si.ssi_signo == SIGTERM)
+            begin_drain("SIGTERM");
+}
+
+/* ---- main ---- */
+
+static h2o_hostconf_t *add_host(const char *name, int (*on_req)(h2o_handler_t *, h2o_req_t *))
+{
+    h2o_hostconf_t *host = h2o_config_register_host(&router.globalconf, h2o_iovec_init(name, strlen(name)), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
+    handler->on_req = on_req;
+    return host;
+}
+
+int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd)
+{
+    log_set_role("router", -1);
+    prctl(PR_SET_NAME, "partyd-router", 0, 0, 0);
+    memset(&router, 0, sizeof(router));
+    memset(&rt, 0, sizeof(rt));
+    router.conf = conf;
+    router.max_frame = (conf->limits.message_bytes > conf->limits.body_bytes ? conf->limits.message_bytes
+                                                                              : conf->limits.body_bytes) +
+                       conf->limits.header_bytes + PROTO_FRAME_OVERHEAD;
+
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd == -1) {
+        log_error("signalfd: %s", strerror(errno));
+        return 1;
+    }
+
+    router.loop = h2o_evloop_create();
+    router.started_at = h2o_now(router.loop);
+    h2o_config_init(&router.globalconf);
+    router.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("partyd/" PARTYD_VERSION));
+    router.globalconf.max_request_entity_size = conf->limits.body_bytes;
+    router.globalconf.http1.upgrade_to_http2 = 0; /* WebSocket needs HTTP/1.1; h2c would take it away */
+    h2o_hostconf_t *main_host = add_host("default", http_on_req);
+    h2o_hostconf_t *admin_host = add_host("admin", admin_on_req);
+    h2o_context_init(&router.ctx, router.loop, &router.globalconf);
+    h2o_timeout_init(router.loop, &rt.pause_timeout, ACCEPT_PAUSE_MS);
+
+    rt.ws_conf = (ws_config_t){.max_message = conf->limits.message_bytes,
+                               .max_output = conf->limits.output_bytes,
+                               .ping_ms = conf->timers.ping_ms};
+    static const ws_callbacks_t ws_callbacks = {shards_on_ws_message, shards_on_ws_closed};
+    ws_init(router.loop, &rt.ws_conf, &ws_callbacks);
+    shards_init();
+
+    listener_start(&rt.main, listen_fd, main_host);
+    if (admin_fd != -1)
+        listener_start(&rt.admin, admin_fd, admin_host);
+    rt.ctl = h2o_evloop_socket_create(router.loop, ctl_fd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(rt.ctl, on_ctl);
+    rt.sig = h2o_evloop_socket_create(router.loop, sfd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(rt.sig, on_signal);
+    log_info("started");
+
+    while (!drained()) {
+        h2o_evloop_run(router.loop, router.draining ? 50 : INT32_MAX);
+        /* end of the pass: every socket's output in one writev, every link's frames in one write */
+        ws_flush();
+        shards_flush();
+    }
+    log_info("drained; %zu connections left", ws_count());
+
+    /* anything still held gets an answer before the sockets go */
+    while (router.pending != NULL) {
+        router_pending_t *p = router.pending;
+        if (p->upgrading) {
+            /* h2o owns it until its callback: drop the record, the socket closes with the loop */
+            if (p->conn != NULL)
+                p->conn->pending = NULL;
+            router.pending = p->next;
+            free(p);
+            continue;
+        }
+        if (p->conn != NULL)
+            shards_on_ws_closed(p->conn, 1001, "node shutting down", 0);
+        http_fail_pending(p, 503, "the node is shutting down");
+    }
+    admin_dispose();
+    ws_flush();
+    shards_flush();
+    /* let the shards hear every CLOSE before the links go, so rooms see 1001 rather than a lost router */
+    uint64_t until = h2o_now(router.loop) + 500;
+    while (shards_backlog() != 0 && h2o_now(router.loop) < until) {
+        h2o_evloop_run(router.loop, 10);
+        shards_flush();
+    }
+    ws_dispose();
+    shards_dispose();
+    listener_stop(&rt.main);
+    listener_stop(&rt.admin);
+    h2o_socket_close(rt.ctl);
+    h2o_socket_close(rt.sig);
+    h2o_evloop_run(router.loop, 0);
+    /* h2o 2.2.5 cannot close idle keep-alive connections on demand, so the loop and the context stay (reachable from
+     * `router`) until the process exits a moment later */
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * router.h — the router process: h2o in front, PartyKit's URL scheme, one link per shard.
+ *
+ * Where things are:
+ *   router.c   the process: loop, listeners, control socket, drain
+ *   http.c     where a request enters: routes it (route.c), answers /health, holds WebSocket upgrades until the
+ *              room accepted them, forwards HTTP requests to the room's shard and relays the response
+ *   ws.c       WebSocket connections after the 101 (wsframe.c does the framing)
+ *   shards.c   the shard links, the slot table, and what shards send back (fan-out of broadcasts to the room's sockets)
+ *   admin.c    the admin listener
+ */
+#ifndef PARTYD_ROUTER_H
+#define PARTYD_ROUTER_H
+
+#include <h2o.h>
+#include <uthash.h>
+
+#include "config.h"
+#include "link.h"
+#include "proto.h"
+#include "slots.h"
+#include "ws.h"
+
+/* Runs the router until drained. The listening sockets are made by the supervisor (so they outlive a router
+ * restart); admin_fd is -1 when the admin listener is off. Returns the exit status. */
+int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd);
+
+/* A room as the router sees it: the sockets it fans the room's broadcasts out to. Exists while it has sockets. */
+typedef struct st_router_room_t {
+    UT_hash_handle hh;
+    char *key; /* "party/room" */
+    size_t key_len;
+    uint16_t shard;
+    size_t count;
+    ws_conn_t *conns;
+} router_room_t;
+
+/* A request the router holds for a shard's answer: a WebSocket upgrade (conn != NULL) or an HTTP request. */
+typedef struct st_router_pending_t {
+    UT_hash_handle hh; /* router.requests, by rid (HTTP requests only) */
+    uint64_t rid;
+    h2o_req_t *req;                   /* NULL once h2o disposed the request (see http.c) */
+    struct st_router_req_token_t *token;
+    ws_conn_t *conn;
+    uint16_t shard;
+    uint8_t upgrading; /* the 101 is being written */
+    struct st_router_pending_t *prev, *next; /* router.pending */
+    char accept[32];                         /* Sec-WebSocket-Accept */
+    size_t key_len;
+    char key[]; /* "party/room" */
+} router_pending_t;
+
+typedef enum { SHARD_STARTING = 0, SHARD_UP, SHARD_DOWN } router_shard_state_t;
+
+typedef struct st_router_shard_t {
+    link_t *link; /* NULL while the shard is down */
+    int pid;
+    router_shard_state_t state;
+    uint32_t restarts;
+} router_shard_t;
+
+typedef struct st_router_t {
+    const config_t *conf;
+    h2o_evloop_t *loop;
+    h2o_globalconf_t globalconf;
+    h2o_context_t ctx;
+    router_shard_t *shards;
+    slots_table_t slots;
+    router_room_t *rooms;
+    router_pending_t *requests; /* HTTP requests by rid */
+    router_pending_t *pending;  /* every held request */
+    uint64_t next_rid;
+    size_t max_frame;
+    int draining;
+    uint64_t started_at;
+} router_t;
+
+extern router_t router;
+
+/* ---- http.c ---- */
+int http_on_req(h2o_handler_t *self, h2o_req_t *req);
+/* Answers a held request with a JSON error (`Retry-After: 1` for 503) and frees the record. */
+void http_fail_pending(router_pending_t *p, int status, const char *error);
+/* Sends a response on a held HTTP request, frees the record. */
+void http_respond_pending(router_pending_t *p, const proto_msg_t *msg);
+/* The room accepted the connection: write the 101 and hand the socket to ws.c. */
+void http_upgrade_accepted(router_pending_t *p);
+/* Writes a JSON error response with the usual headers. */
+void http_send_json(h2o_req_t *req, int status, const char *json, size_t len);
+void http_send_error(h2o_req_t *req, int status, const char *error);
+/* Answers /health: 200 when every shard is connected, else 503. */
+void http_send_health(h2o_req_t *req);
+
+/* ---- shards.c ---- */
+void shards_init(void);
+void shards_dispose(void);
+/* The shard that owns party/room. */
+uint16_t shards_owner(const char *party, size_t party_len, const char *room, size_t room_len);
+/* The link to a shard if it is up, else NULL. */
+link_t *shards_link(uint16_t shard);
+/* A shard came up (fd: the router's end of its new link) or went down. */
+void shards_on_up(int shard, int pid, uint32_t restarts, int fd);
+void shards_on_down(int shard);
+void shards_flush(void);
+/* Bytes queued to shards and not yet written. */
+size_t shards_backlog(void);
+/* Whether every shard's link is up. */
+int shards_all_up(void);
+/* ws.c callbacks */
+void shards_on_ws_message(ws_conn_t *conn, int binary, const uint8_t *data, size_t len);
+void shards_on_ws_closed(ws_conn_t *conn, int code, const char *reason, int clean);
+router_room_t *shards_find_room(const char *key, size_t key_len);
+
+/* ---- admin.c ---- */
+int admin_on_req(h2o_handler_t *self, h2o_req_t *req);
+void admin_on_stats_reply(int shard, const proto_msg_t *msg);
+void admin_on_shard_down(int shard);
+/* Answers what is still waiting, releases the timer. */
+void admin_dispose(void);
+
+#endif

@@ -1,0 +1,586 @@
+/*
+ * ws.c — WebSocket connections after the upgrade: socket I/O, framing, output queues, pings and closing
+ * (see ws.h for the design).
+ */
+#include "ws.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <h2o/socket/evloop.h>
+#include <h2o/timeout.h>
+
+#include "base.h"
+
+enum { ST_PENDING = 0, ST_OPEN, ST_CLOSING, ST_CLOSED };
+
+enum {
+    F_CLOSE_SENT = 1,      /* our close frame is queued */
+    F_CLOSE_RECEIVED = 2,  /* the peer's close frame arrived */
+    F_PING_OUT = 4,        /* a ping is unanswered */
+    F_DIRTY = 8,           /* in the dirty list */
+    F_WANT_WRITE = 16,     /* waiting for EPOLLOUT */
+    F_REPORTED = 32,       /* on_closed ran */
+    F_DISCARD_INPUT = 64,  /* after a protocol error: read and drop */
+    F_REAP = 128,          /* in the reap list */
+};
+
+#define READ_BUF_SIZE (64 * 1024)
+#define MAX_IOV 64
+#define CID_INDEX_BITS 24
+#define CLOSE_TIMEOUT_MS 3000
+
+static struct {
+    h2o_evloop_t *loop;
+    const ws_config_t *conf;
+    const ws_callbacks_t *cb;
+    int epfd;
+    h2o_socket_t *epsock;
+    uint8_t *rbuf;
+    /* cid table */
+    ws_conn_t **slots;
+    uint32_t num_slots; /* slots handed out so far */
+    uint32_t slots_cap;
+    uint32_t *free_idx;
+    uint32_t num_free;
+    uint64_t seq;
+    size_t count;
+    /* lists */
+    ws_conn_t *dirty;
+    ws_conn_t *reap;
+    ws_conn_t *all; /* every record, for the sweep */
+    ws_conn_t *sweep_cursor;
+    h2o_timeout_t tick;
+    h2o_timeout_entry_t tick_entry;
+    uint32_t tick_ms;
+} ws;
+
+/* ---- frames ---- */
+
+ws_frame_t *ws_frame_new(int opcode, const void *payload, size_t len)
+{
+    uint8_t hdr[10];
+    size_t h = wsframe_header(hdr, opcode, len);
+    ws_frame_t *f = xmalloc(sizeof(*f) + h + len);
+    f->refcnt = 1;
+    f->len = (uint32_t)(h + len);
+    memcpy(f->data, hdr, h);
+    if (len != 0)
+        memcpy(f->data + h, payload, len);
+    return f;
+}
+
+void ws_frame_release(ws_frame_t *f)
+{
+    if (--f->refcnt == 0)
+        free(f);
+}
+
+/* ---- records ---- */
+
+static uint64_t now(void)
+{
+    return h2o_now(ws.loop);
+}
+
+ws_conn_t *ws_conn_new(void)
+{
+    uint32_t idx;
+    if (ws.num_free != 0) {
+        idx = ws.free_idx[--ws.num_free];
+    } else {
+        if (ws.num_slots == (1u << CID_INDEX_BITS)) {
+            log_error("ws: %u connections; no room for another", ws.num_slots);
+            return NULL;
+        }
+        idx = ws.num_slots++;
+        if (idx == ws.slots_cap) {
+            ws.slots_cap = ws.slots_cap == 0 ? 64 : ws.slots_cap * 2;
+            ws.slots = xrealloc(ws.slots, ws.slots_cap * sizeof(*ws.slots));
+            ws.free_idx = xrealloc(ws.free_idx, ws.slots_cap * sizeof(*ws.free_idx));
+        }
+    }
+    ws_conn_t *c = xcalloc(1, sizeof(*c));
+    c->cid = (++ws.seq << CID_INDEX_BITS) | idx;
+    c->_fd = -1;
+    c->_state = ST_PENDING;
+    wsframe_parser_init(&c->_parser);
+    ws.slots[idx] = c;
+    c->_all_next = ws.all;
+    if (ws.all != NULL)
+        ws.all->_all_prev = c;
+    ws.all = c;
+    ++ws.count;
+    return c;
+}
+
+ws_conn_t *ws_conn_find(uint64_t cid)
+{
+    uint32_t idx = (uint32_t)(cid & ((1u << CID_INDEX_BITS) - 1));
+    if (idx >= ws.num_slots)
+        return NULL;
+    ws_conn_t *c = ws.slots[idx];
+    return c != NULL && c->cid == cid ? c : NULL;
+}
+
+static void queue_clear(ws_conn_t *c, int keep_partial_head)
+{
+    uint32_t keep = keep_partial_head && c->_qlen != 0 && c->_qoff != 0 ? 1 : 0;
+    while (c->_qlen > keep) {
+        uint32_t last = (c->_qhead + c->_qlen - 1) % c->_qcap;
+        c->_qbytes -= c->_q[last]->len;
+        ws_frame_release(c->_q[last]);
+        --c->_qlen;
+    }
+    if (c->_qlen == 0) {
+        c->_qoff = 0;
+        c->_qbytes = 0;
+    }
+}
+
+/* The record is done: it is freed at the end of the pass (ws_flush), never under a caller's feet. */
+static void schedule_reap(ws_conn_t *c)
+{
+    if (c->_flags & F_REAP)
+        return;
+    c->_flags |= F_REAP;
+    c->_state = ST_CLOSED;
+    c->_reap_next = ws.reap;
+    ws.reap = c;
+}
+
+static void conn_free(ws_conn_t *c)
+{
+    uint32_t idx = (uint32_t)(c->cid & ((1u << CID_INDEX_BITS) - 1));
+    ws.slots[idx] = NULL;
+    ws.free_idx[ws.num_free++] = idx;
+    if (c->_all_prev != NULL)
+        c->_all_prev->_all_next = c->_all_next;
+    else
+        ws.all = c->_all_next;
+    if (c->_all_next != NULL)
+        c->_all_next->_all_prev = c->_all_prev;
+    if (ws.sweep_cursor == c)
+        ws.sweep_cursor = c->_all_next;
+    if (c->_fd != -1)
+        close(c->_fd);
+    queue_clear(c, 0);
+    free(c->_q);
+    wsframe_parser_dispose(&c->_parser);
+    free(c->id);
+    free(c);
+    --ws.count;
+}
+
+static void report(ws_conn_t *c, int code, const char *reason, int clean)
+{
+    if (c->_flags & F_REPORTED)
+        return;
+    c->_flags |= F_REPORTED;
+    ws.cb->on_closed(c, code, reason, clean);
+}
+
+/* The socket is done: close it now, free the record at the end of the pass. */
+static void conn_finish(ws_conn_t *c)
+{
+    if (c->_fd != -1) {
+        close(c->_fd); /* also leaves the epoll set */
+        c->_fd = -1;
+    }
+    report(c, 1006, "connection lost", 0);
+    queue_clear(c, 0);
+    schedule_reap(c);
+}
+
+static void mark_dirty(ws_conn_t *c)
+{
+    if ((c->_flags & (F_DIRTY | F_WANT_WRITE | F_REAP)) != 0 || c->_fd == -1)
+        return;
+    c->_flags |= F_DIRTY;
+    c->_dirty_next = ws.dirty;
+    ws.dirty = c;
+}
+
+static void queue_push(ws_conn_t *c, ws_frame_t *f)
+{
+    if (c->_qlen == c->_qcap) {
+        uint32_t cap = c->_qcap == 0 ? 4 : c->_qcap * 2;
+        ws_frame_t **q = xmalloc(cap * sizeof(*q));
+        for (uint32_t i = 0; i < c->_qlen; ++i)
+            q[i] = c->_q[(c->_qhead + i) % c->_qcap];
+        free(c->_q);
+        c->_q = q;
+        c->_qcap = cap;
+        c->_qhead = 0;
+    }
+    c->_q[(c->_qhead + c->_qlen) % c->_qcap] = f;
+    ++c->_qlen;
+    c->_qbytes += f->len;
+    mark_dirty(c);
+}
+
+static void queue_close_frame(ws_conn_t *c, int code, const char *reason)
+{
+    if (c->_flags & F_CLOSE_SENT)
+        return;
+    uint8_t payload[125];
+    size_t n = code == 0 ? 0 : wsframe_close_payload(payload, code, reason, strlen(reason));
+    queue_push(c, ws_frame_new(WS_OP_CLOSE, payload, n));
+    c->_flags |= F_CLOSE_SENT;
+    c->_deadline = now() + (ws.conf->ping_ms < CLOSE_TIMEOUT_MS ? ws.conf->ping_ms : CLOSE_TIMEOUT_MS);
+    if (c->_state == ST_OPEN)
+        c->_state = ST_CLOSING;
+}
+
+/* Fails the connection: report, queue a close frame, stop parsing what follows. */
+static void conn_fail(ws_conn_t *c, int code, const char *reason)
+{
+    c->_flags |= F_DISCARD_INPUT;
+    queue_close_frame(c, code, reason);
+    report(c, code, reason, 0);
+}
+
+/* ---- writing ---- */
+
+static void set_events(ws_conn_t *c, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    if (epoll_ctl(ws.epfd, EPOLL_CTL_MOD, c->_fd, &ev) == -1)
+        log_warn("ws: epoll_ctl: %s", strerror(errno));
+}
+
+static void conn_write(ws_conn_t *c)
+{
+    while (c->_qlen != 0) {
+        struct iovec iov[MAX_IOV];
+        uint32_t n = c->_qlen < MAX_IOV ? c->_qlen : MAX_IOV;
+        for (uint32_t i = 0; i < n; ++i) {
+            ws_frame_t *f = c->_q[(c->_qhead + i) % c->_qcap];
+            iov[i].iov_base = f->data;
+            iov[i].iov_len = f->len;
+        }
+        iov[0].iov_base = (char *)iov[0].iov_base + c->_qoff;
+        iov[0].iov_len -= c->_qoff;
+        ssize_t w = writev(c->_fd, iov, (int)n);
+        if (w == -1) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                if (!(c->_flags & F_WANT_WRITE)) {
+                    c->_flags |= F_WANT_WRITE;
+                    set_events(c, EPOLLIN | EPOLLOUT);
+                }
+                return;
+            }
+            conn_finish(c); /* EPIPE, ECONNRESET: the peer is gone */
+            return;
+        }
+        size_t done = (size_t)w;
+        while (done != 0) {
+            ws_frame_t *f = c->_q[c->_qhead];
+            size_t left = f->len - c->_qoff;
+            if (done < left) {
+                c->_qoff += (uint32_t)done;
+                break;
+            }
+            done -= left;
+            c->_qoff = 0;
+            c->_qbytes -= f->len;
+            ws_frame_release(f);
+            c->_qhead = (c->_qhead + 1) % c->_qcap;
+            --c->_qlen;
+        }
+    }
+    if (c->_flags & F_WANT_WRITE) {
+        c->_flags &= ~F_WANT_WRITE;
+        set_events(c, EPOLLIN);
+    }
+    /* an idle connection keeps no queue memory */
+    if (c->_qcap > 16) {
+        free(c->_q);
+        c->_q = NULL;
+        c->_qcap = c->_qhead = 0;
+    }
+    /* both close frames exchanged and ours is out: the server closes the TCP connection first (RFC 6455 7.1.1) */
+    if ((c->_flags & (F_CLOSE_SENT | F_CLOSE_RECEIVED)) == (F_CLOSE_SENT | F_CLOSE_RECEIVED))
+        conn_finish(c);
+}
+
+void ws_flush(void)
+{
+    while (ws.dirty != NULL) {
+        ws_conn_t *c = ws.dirty;
+        ws.dirty = c->_dirty_next;
+        c->_dirty_next = NULL;
+        c->_flags &= ~F_DIRTY;
+        if (c->_fd != -1 && !(c->_flags & F_REAP))
+            conn_write(c);
+    }
+    while (ws.reap != NULL) {
+        ws_conn_t *c = ws.reap;
+        ws.reap = c->_reap_next;
+        conn_free(c);
+    }
+}
+
+/* ---- reading ---- */
+
+static int on_frame_message(void *ctx, int opcode, uint8_t *data, size_t len)
+{
+    ws_conn_t *c = ctx;
+    if (c->_state != ST_OPEN)
+        return 0; /* closing: data is dropped */
+    if (opcode == WS_OP_TEXT && !base_utf8_valid(data, len)) {
+        conn_fail(c, 1007, "invalid UTF-8 in a text message");
+        return 1;
+    }
+    ws.cb->on_message(c, opcode == WS_OP_BINARY, data, len);
+    return c->_state != ST_OPEN;
+}
+
+static int on_frame_control(void *ctx, int opcode, uint8_t *data, size_t len)
+{
+    ws_conn_t *c = ctx;
+    switch (opcode) {
+    case WS_OP_PING:
+        if (!(c->_flags & F_CLOSE_SENT))
+            queue_push(c, ws_frame_new(WS_OP_PONG, data, len));
+        return 0;
+    case WS_OP_PONG:
+        return 0; /* any input already counts as life */
+    case WS_OP_CLOSE: {
+        int code = 1005;
+        char reason[124] = "";
+        if (len == 1) {
+            conn_fail(c, 1002, "close frame with a one-byte payload");
+            return 1;
+        }
+        if (len >= 2) {
+            code = data[0] << 8 | data[1];
+            if (!wsframe_close_code_valid(code)) {
+                conn_fail(c, 1002, "invalid close code");
+                return 1;
+            }
+            if (!base_utf8_valid(data + 2, len - 2)) {
+                conn_fail(c, 1007, "invalid UTF-8 in the close reason");
+                return 1;
+            }
+            memcpy(reason, data + 2, len - 2);
+            reason[len - 2] = '\0';
+        }
+        c->_flags |= F_CLOSE_RECEIVED;
+        /* echo the code, as clients expect to see the one they sent */
+        queue_close_frame(c, code == 1005 ? 0 : code, "");
+        report(c, code, reason, 1);
+        mark_dirty(c);
+        return 1;
+    }
+    }
+    return 0;
+}
+
+static const wsframe_callbacks_t frame_callbacks = {on_frame_message, on_frame_control};
+
+/* Parses bytes that arrived. */
+static void conn_consume(ws_conn_t *c, uint8_t *data, size_t len)
+{
+    c->_last_rx = now();
+    c->_flags &= ~F_PING_OUT;
+    if (c->_flags & (F_DISCARD_INPUT | F_CLOSE_RECEIVED))
+        return;
+    wsframe_error_t err;
+    if (wsframe_parse(&c->_parser, data, len, ws.conf->max_message, &frame_callbacks, c, &err) == -1)
+        conn_fail(c, err.code, err.reason);
+}
+
+static void conn_readable(ws_conn_t *c)
+{
+    /* a few reads per wake-up keeps one busy client from starving the others; epoll is level-triggered */
+    for (int i = 0; i < 4 && c->_fd != -1; ++i) {
+        ssize_t n = read(c->_fd, ws.rbuf, READ_BUF_SIZE);
+        if (n > 0) {
+            conn_consume(c, ws.rbuf, (size_t)n);
+            if ((size_t)n < READ_BUF_SIZE)
+                return;
+            continue;
+        }
+        if (n == -1 && (errno == EAGAIN || errno == EINTR))
+            return;
+        /* EOF or error: whatever stage the close handshake was at, the socket is done */
+        conn_finish(c);
+        return;
+    }
+}
+
+static void on_epoll_ready(h2o_socket_t *sock, const char *err)
+{
+    (void)sock, (void)err;
+    struct epoll_event evs[256];
+    int n = epoll_wait(ws.epfd, evs, 256, 0);
+    for (int i = 0; i < n; ++i) {
+        ws_conn_t *c = evs[i].data.ptr;
+        if (c->_fd == -1 || (c->_flags & F_REAP))
+            continue;
+        if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+            conn_readable(c);
+        if (c->_fd != -1 && (evs[i].events & EPOLLOUT) && (c->_flags & F_WANT_WRITE))
+            conn_write(c);
+    }
+}
+
+/* ---- the sweep: pings and closing deadlines ---- */
+
+static void sweep_one(ws_conn_t *c, uint64_t t)
+{
+    if (c->_fd == -1 || (c->_flags & F_REAP))
+        return;
+    if (c->_state == ST_CLOSING) {
+        if (t >= c->_deadline)
+            conn_finish(c); /* the peer never finished the closing handshake */
+        return;
+    }
+    if (c->_flags & F_PING_OUT) {
+        if (t >= c->_deadline) {
+            log_debug("ws: connection %s did not answer a ping; dropping it", c->id != NULL ? c->id : "?");
+            conn_finish(c);
+        }
+        return;
+    }
+    if (t - c->_last_rx >= ws.conf->ping_ms) {
+        c->_flags |= F_PING_OUT;
+        c->_deadline = t + ws.conf->ping_ms;
+        queue_push(c, ws_frame_new(WS_OP_PING, NULL, 0));
+    }
+}
+
+static void on_tick(h2o_timeout_entry_t *entry)
+{
+    (void)entry;
+    uint64_t t = now();
+    /* visit every record about once per ping interval, a slice per tick */
+    size_t slice = ws.count * ws.tick_ms / (ws.conf->ping_ms != 0 ? ws.conf->ping_ms : 1) + 16;
+    for (size_t i = 0; i < slice && ws.all != NULL; ++i) {
+        if (ws.sweep_cursor == NULL)
+            ws.sweep_cursor = ws.all;
+        ws_conn_t *c = ws.sweep_cursor;
+        ws.sweep_cursor = c->_all_next;
+        sweep_one(c, t);
+    }
+    h2o_timeout_link(ws.loop, &ws.tick, &ws.tick_entry);
+}
+
+/* ---- the API ---- */
+
+void ws_init(h2o_evloop_t *loop, const ws_config_t *conf, const ws_callbacks_t *cb)
+{
+    memset(&ws, 0, sizeof(ws));
+    ws.loop = loop;
+    ws.conf = conf;
+    ws.cb = cb;
+    ws.rbuf = xmalloc(READ_BUF_SIZE);
+    ws.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (ws.epfd == -1) {
+        log_error("epoll_create1: %s", strerror(errno));
+        abort();
+    }
+    ws.epsock = h2o_evloop_socket_create(loop, ws.epfd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(ws.epsock, on_epoll_ready);
+    ws.tick_ms = conf->ping_ms / 4;
+    if (ws.tick_ms < 10)
+        ws.tick_ms = 10;
+    if (ws.tick_ms > 1000)
+        ws.tick_ms = 1000;
+    h2o_timeout_init(loop, &ws.tick, ws.tick_ms);
+    ws.tick_entry.cb = on_tick;
+    h2o_timeout_link(loop, &ws.tick, &ws.tick_entry);
+}
+
+void ws_dispose(void)
+{
+    ws.dirty = NULL;
+    for (ws_conn_t *c = ws.all; c != NULL; c = c->_all_next) {
+        c->_flags |= F_REPORTED;
+        schedule_reap(c);
+    }
+    ws_flush();
+    h2o_timeout_unlink(&ws.tick_entry);
+    h2o_timeout_dispose(ws.loop, &ws.tick);
+    h2o_socket_close(ws.epsock); /* closes epfd */
+    free(ws.rbuf);
+    free(ws.slots);
+    free(ws.free_idx);
+}
+
+void ws_conn_attach(ws_conn_t *c, int fd, uint8_t *leftover, size_t len)
+{
+    c->_fd = fd;
+    c->_last_rx = now();
+    c->_state = (c->_flags & F_CLOSE_SENT) ? ST_CLOSING : ST_OPEN;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    if (epoll_ctl(ws.epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
+        log_error("ws: epoll_ctl(ADD): %s", strerror(errno));
+        conn_finish(c);
+        return;
+    }
+    if (c->_qlen != 0)
+        mark_dirty(c);
+    if (len != 0)
+        conn_consume(c, leftover, len);
+}
+
+void ws_conn_abort(ws_conn_t *c)
+{
+    c->_flags |= F_REPORTED;
+    queue_clear(c, 0);
+    schedule_reap(c);
+}
+
+void ws_conn_send(ws_conn_t *c, ws_frame_t *f)
+{
+    if ((c->_flags & (F_CLOSE_SENT | F_REAP)) != 0)
+        return;
+    if (c->_qbytes + f->len > ws.conf->max_output) {
+        /* a client that does not read: keep a half-written frame (the stream must stay well-formed), drop the rest,
+         * say why, and let the others go on */
+        log_debug("ws: connection %s passed the output cap (%zu bytes queued); closing it", c->id != NULL ? c->id : "?",
+                  c->_qbytes);
+        queue_clear(c, 1);
+        conn_fail(c, 1008, "slow consumer: output buffer full");
+        return;
+    }
+    ++f->refcnt;
+    queue_push(c, f);
+}
+
+void ws_conn_close(ws_conn_t *c, int code, const char *reason)
+{
+    if (c->_flags & F_REAP)
+        return;
+    queue_close_frame(c, code, reason);
+    report(c, code, reason, 1);
+}
+
+int ws_conn_is_open(const ws_conn_t *c)
+{
+    return (c->_flags & (F_CLOSE_SENT | F_REAP)) == 0;
+}
+
+void ws_close_all(int code, const char *reason)
+{
+    for (ws_conn_t *c = ws.all, *next; c != NULL; c = next) {
+        next = c->_all_next;
+        /* open ones, and those whose 101 is being written (their close frame follows it) */
+        if (!(c->_flags & (F_CLOSE_SENT | F_REAP)))
+            ws_conn_close(c, code, reason);
+    }
+}
+
+size_t ws_count(void)
+{
+    return ws.count;
+}

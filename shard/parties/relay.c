@@ -1,0 +1,49 @@
+/*
+ * relay.c — the relay party: every message goes unchanged to every other connection of the room.
+ *
+ *   WebSocket: text and binary frames are forwarded as they are; nothing goes back to the sender.
+ *   GET  → 200 {"party":NAME,"room":ID,"connections":N}
+ *   POST → the body goes to every connection (text when it is valid UTF-8, else binary); 200 {"delivered":N}
+ *   else → 405
+ */
+#include <string.h>
+
+#include <jansson.h>
+
+#include "parties.h"
+
+static void relay_on_message(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary)
+{
+    const char *except[1] = {party_conn_id(conn)};
+    party_broadcast(room, data, len, binary, except, 1);
+}
+
+static void relay_on_request(party_room_t *room, party_request_t *req)
+{
+    const char *method = party_request_method(req);
+    if (strcmp(method, "GET") == 0) {
+        parties_respond_json(req, 200,
+                     json_pack("{s:s, s:s, s:I}", "party", party_room_party(room), "room", party_room_id(room), "connections",
+                               (json_int_t)party_room_connection_count(room)));
+    } else if (strcmp(method, "POST") == 0) {
+        size_t len;
+        const void *body = party_request_body(req, &len);
+        size_t n = party_room_connection_count(room);
+        int ret = party_broadcast(room, body, len, !party_utf8_valid(body, len), NULL, 0);
+        if (ret != 0) {
+            parties_respond_json(req, 413, json_pack("{s:s}", "error", "the body is larger than a WebSocket message may be"));
+            return;
+        }
+        parties_respond_json(req, 200, json_pack("{s:I}", "delivered", (json_int_t)n));
+    } else {
+        party_response_header(req, "allow", "GET, POST");
+        parties_respond_json(req, 405, json_pack("{s:s}", "error", "method not allowed"));
+    }
+}
+
+const party_t party_relay = {
+    .abi_version = PARTY_ABI_VERSION,
+    .kind = "relay",
+    .on_message = relay_on_message,
+    .on_request = relay_on_request,
+};

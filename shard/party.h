@@ -1,0 +1,153 @@
+/*
+ * party.h — the room API of partyd. Installed as <partyd/party.h>.
+ *
+ * A *party* is room logic: a table of callbacks (party_t). Every room of a party runs those callbacks on its shard's
+ * single event loop, one at a time, so a room never needs locks: no two callbacks of any room ever run at once.
+ * This is PartyKit's model (onStart, onConnect, onMessage, onClose, onError, onRequest) in C.
+ *
+ * Ownership, once for the whole header:
+ *  - Pointers passed *into* a callback (room, conn, req, message bytes) are owned by partyd. Room and connection
+ *    pointers stay valid until the room stops (on_stop) or the connection's on_close has returned; message bytes and
+ *    request fields only until the callback returns — copy what you keep.
+ *  - Bytes passed *to* a room function (party_send, party_broadcast, state) are copied before it returns.
+ *  - Room functions may only be called from a callback of the same room, on the shard's loop (there is no other).
+ *
+ * Errors: functions return 0 or a negative errno value:
+ *   -EINVAL    an argument is out of range (bad close code, NULL data with a length, ...)
+ *   -EMSGSIZE  the message or state is over its cap (limits.message_bytes; PARTY_STATE_MAX)
+ *   -ENOTCONN  the connection is closed or closing
+ *   -EALREADY  the request was already answered
+ */
+#ifndef PARTYD_PARTY_H
+#define PARTYD_PARTY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The ABI version a party is built against; partyd refuses a party whose abi_version differs. */
+#define PARTY_ABI_VERSION 1
+
+/* Per-connection state survives hibernation (a later version); it is capped so a room's connections stay cheap. */
+#define PARTY_STATE_MAX 2048
+
+typedef struct st_party_room_t party_room_t;       /* one room: a party plus a room id */
+typedef struct st_party_conn_t party_conn_t;       /* one WebSocket connection in a room */
+typedef struct st_party_request_t party_request_t; /* one HTTP request: to on_request, or the upgrade to on_connect */
+
+typedef struct st_party_t {
+    /* PARTY_ABI_VERSION */
+    unsigned abi_version;
+    /* The kind's name, as config files name it ("chat"). */
+    const char *kind;
+
+    /* The room starts: first connection or request after the room was created. Read stored state here.
+     * Return 0, or non-zero to fail the event that woke the room (a connection gets HTTP 500 before any upgrade, a
+     * request 500); the room is then discarded and the next event starts it afresh. */
+    int (*on_start)(party_room_t *room);
+    /* The room leaves memory (shutdown; later: eviction). Free what party_room_set_data holds. No room function that
+     * sends may be called here: the connections are already gone. May be NULL. */
+    void (*on_stop)(party_room_t *room);
+
+    /* A WebSocket connection asks to join. `req` is the upgrade request (method, path, query, headers).
+     * The connection is already in the room (party_room_connections lists it, broadcasts include it) and may be
+     * sent to; what it is sent is written right after the 101. Return 0 to accept, or an HTTP status from 400 to
+     * 599 to refuse it before the upgrade (the client sees that status; the connection leaves the room without an
+     * on_close). May be NULL: every connection is accepted. */
+    int (*on_connect)(party_room_t *room, party_conn_t *conn, const party_request_t *req);
+    /* A whole message from a connection: text (valid UTF-8, `binary` = 0) or binary. May be NULL. */
+    void (*on_message)(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary);
+    /* The connection is gone: the client closed it (`clean` = 1 after a close handshake), it failed, the party closed
+     * it, or a newer connection with the same id replaced it (code 4000). It is no longer in the room. May be NULL. */
+    void (*on_close)(party_room_t *room, party_conn_t *conn, int code, const char *reason, size_t reason_len, int clean);
+    /* The connection failed (protocol error, message too big, invalid UTF-8, slow consumer, lost peer) and is about to
+     * close; `error` says why. on_close follows. May be NULL. */
+    void (*on_error)(party_room_t *room, party_conn_t *conn, const char *error);
+
+    /* An HTTP request to the room (anything but a WebSocket upgrade on the room's path). Answer it with party_respond,
+     * now or later; until then the client waits. NULL: every request gets 404. */
+    void (*on_request)(party_room_t *room, party_request_t *req);
+} party_t;
+
+/* ---- the room ---- */
+
+/* The room id: the raw, still percent-encoded path segment (1–256 bytes, NUL-terminated, no control characters). */
+const char *party_room_id(const party_room_t *room);
+/* The party name the room was reached under (the config's key, e.g. "main"). */
+const char *party_room_party(const party_room_t *room);
+
+/* A pointer the party keeps with the room (NULL until set). Free it in on_stop. */
+void *party_room_data(const party_room_t *room);
+void party_room_set_data(party_room_t *room, void *data);
+
+/* Open connections (accepted or being accepted; not yet closed) in the order they joined. */
+size_t party_room_connection_count(const party_room_t *room);
+/* Iterates the room's open connections: pass NULL for the first, the previous one for the next; NULL at the end.
+ * Closing the returned connection while iterating is allowed. */
+party_conn_t *party_room_connections(party_room_t *room, party_conn_t *prev);
+/* The open connection with this id, or NULL. */
+party_conn_t *party_room_connection(party_room_t *room, const char *id);
+
+/* Sends a message to every open connection of the room except those whose ids are in except[0..nexcept-1].
+ * Text (`binary` = 0) must be valid UTF-8. The frame is encoded once, whatever the number of recipients.
+ * Returns 0, -EINVAL (invalid UTF-8, too many exceptions), -EMSGSIZE. */
+int party_broadcast(party_room_t *room, const void *data, size_t len, int binary, const char *const *except, size_t nexcept);
+
+/* ---- connections ---- */
+
+/* The connection's id: the client's `_pk` query value, else a generated UUID. NUL-terminated, ≤ 128 bytes. */
+const char *party_conn_id(const party_conn_t *conn);
+/* Sends one message to the connection. Returns 0, -EINVAL (invalid UTF-8 in text), -EMSGSIZE, -ENOTCONN. */
+int party_send(party_conn_t *conn, const void *data, size_t len, int binary);
+/* Closes the connection with a WebSocket close code (1000, 1001, 1003, 1007–1014 or 3000–4999) and an optional reason
+ * (≤ 123 bytes of UTF-8; NULL for none). The connection leaves the room at once; its on_close runs after the current
+ * callback returns. Returns 0, -EINVAL, -ENOTCONN. */
+int party_conn_close(party_conn_t *conn, int code, const char *reason);
+/* Per-connection state: ≤ PARTY_STATE_MAX bytes, copied. Kept with the connection (and, in a later version, across
+ * hibernation). Returns 0, -EMSGSIZE, -ENOTCONN. */
+int party_conn_set_state(party_conn_t *conn, const void *data, size_t len);
+/* The state last set, or NULL with *len = 0. Valid until the next set or the connection's on_close returns. */
+const void *party_conn_state(const party_conn_t *conn, size_t *len);
+
+/* ---- HTTP requests ---- */
+
+/* Fields of a request. Strings are NUL-terminated; the path is raw (percent-encoded, without the query); the query
+ * excludes the '?' and is "" when absent. */
+const char *party_request_method(const party_request_t *req);
+const char *party_request_path(const party_request_t *req);
+const char *party_request_query(const party_request_t *req);
+/* The first header with this (case-insensitive) name, or NULL. */
+const char *party_request_header(const party_request_t *req, const char *name);
+size_t party_request_header_count(const party_request_t *req);
+/* The i-th header (0 ≤ i < count): its lower-cased name into *name and its value returned. */
+const char *party_request_header_at(const party_request_t *req, size_t i, const char **name);
+/* The body (empty for an upgrade request). */
+const void *party_request_body(const party_request_t *req, size_t *len);
+
+/* Adds a response header (copied) before party_respond. Returns 0, -EINVAL (bad name or value), -EALREADY. */
+int party_response_header(party_request_t *req, const char *name, const char *value);
+/* Answers the request: status 100–599, a content type (NULL: none) and a body (copied). Exactly once per request;
+ * after it returns `req` is gone. Only for requests given to on_request (not the upgrade request of on_connect).
+ * Returns 0, -EINVAL, -EALREADY. */
+int party_respond(party_request_t *req, int status, const char *content_type, const void *body, size_t len);
+
+/* ---- utilities ---- */
+
+/* Whether `len` bytes are well-formed UTF-8 (what a text message must be). */
+int party_utf8_valid(const void *data, size_t len);
+/* The number of code points in valid UTF-8 (what JavaScript's [...s].length counts). */
+size_t party_utf8_length(const void *data, size_t len);
+
+/* Wall-clock time in milliseconds since the Unix epoch. */
+uint64_t party_now_ms(void);
+/* A log line tagged with the room ("party/room"). level: 0 error, 1 warn, 2 info, 3 debug. */
+void party_log(const party_room_t *room, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
