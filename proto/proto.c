@@ -377,6 +377,77 @@ static const char *const field_names[] = {
     [F_CODE] = "code",     [F_REASON] = "reason",   [F_CLEAN] = "clean",     [F_EXCEPT] = "except", [F_STATS] = "stats",
 };
 
+/* msgpack-c allocates a container's elements as soon as it reads the container's header, so "an array of 2^32
+ * elements" in a 5-byte frame would make it ask for ~100 GB. This walk checks, before msgpack-c sees the bytes, that
+ * every container announces no more elements than there are bytes left (each element takes at least one). */
+static int check_shape(const unsigned char *p, size_t len)
+{
+    size_t pending = 1, i = 0;
+    while (pending != 0) {
+        if (i >= len)
+            return -1;
+        unsigned b = p[i++];
+        size_t skip = 0, n = 0, lenbytes = 0;
+        --pending;
+        if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+            /* fixints, nil, booleans */
+        } else if (b >= 0x80 && b <= 0x8f) {
+            n = 2 * (b & 0x0f);
+        } else if (b >= 0x90 && b <= 0x9f) {
+            n = b & 0x0f;
+        } else if (b >= 0xa0 && b <= 0xbf) {
+            skip = b & 0x1f;
+        } else {
+            switch (b) {
+            case 0xc4: case 0xd9: lenbytes = 1; break;                 /* bin8, str8 */
+            case 0xc5: case 0xda: lenbytes = 2; break;                 /* bin16, str16 */
+            case 0xc6: case 0xdb: lenbytes = 4; break;                 /* bin32, str32 */
+            case 0xc7: lenbytes = 1; skip = 1; break;                  /* ext8: length, type */
+            case 0xc8: lenbytes = 2; skip = 1; break;
+            case 0xc9: lenbytes = 4; skip = 1; break;
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xca: case 0xce: case 0xd2: skip = 4; break;
+            case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;                                /* fixext: type + data */
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xdc: case 0xde: case 0xdd: case 0xdf: {              /* array16/32, map16/32 */
+                size_t w = (b == 0xdc || b == 0xde) ? 2 : 4;
+                if (len - i < w)
+                    return -1;
+                for (size_t k = 0; k < w; ++k)
+                    n = n << 8 | p[i + k];
+                i += w;
+                if (b == 0xde || b == 0xdf)
+                    n *= 2;
+                break;
+            }
+            default:
+                return -1; /* 0xc1 */
+            }
+        }
+        if (lenbytes != 0) {
+            if (len - i < lenbytes)
+                return -1;
+            size_t l = 0;
+            for (size_t k = 0; k < lenbytes; ++k)
+                l = l << 8 | p[i + k];
+            i += lenbytes;
+            skip += l;
+        }
+        if (skip > len - i)
+            return -1;
+        i += skip;
+        if (n > len - i || pending + n > len - i)
+            return -1;
+        pending += n;
+    }
+    return 0;
+}
+
 long proto_decode(proto_decoder_t *dec, const char *src, size_t len, proto_msg_t *msg)
 {
     if (len < PROTO_FRAME_HEADER_SIZE)
@@ -390,6 +461,8 @@ long proto_decode(proto_decoder_t *dec, const char *src, size_t len, proto_msg_t
     if (len - PROTO_FRAME_HEADER_SIZE < payload)
         return -2;
 
+    if (check_shape((const unsigned char *)src + PROTO_FRAME_HEADER_SIZE, payload) != 0)
+        FAIL("frame is not well-formed msgpack, or announces more elements than it holds");
     msgpack_zone_clear(&dec->zone);
     msgpack_object root;
     size_t off = 0;

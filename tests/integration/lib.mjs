@@ -1,0 +1,230 @@
+// lib.mjs — the harness for partyd's integration tests.
+//
+// Every test starts a real partyd (the binary in $PARTYD_BIN, default build/partyd) on free loopback ports in its
+// own temporary data directory, and talks to it with the real `ws` and `partysocket` npm clients. Nothing is mocked.
+// Conditions are polled with deadlines, never slept on. Every process started here is killed when the test file
+// ends, and a node that ran under AddressSanitizer/UBSan must leave no sanitizer report behind.
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(here, '..', '..');
+export const BIN = process.env.PARTYD_BIN ? path.resolve(process.env.PARTYD_BIN) : path.join(ROOT, 'build', 'partyd');
+export { WebSocket };
+
+const live = new Set();
+function killAll() {
+  for (const n of live) {
+    try { process.kill(-n.proc.pid, 'SIGKILL'); } catch {}
+  }
+}
+process.on('exit', killAll);
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(1); });
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls `fn` until it returns a truthy value (returned) or the deadline passes (throws, naming `what`).
+export async function waitFor(fn, { timeout = 10000, interval = 20, what = 'condition' } = {}) {
+  const end = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    await sleep(interval);
+  }
+}
+
+export function tmpDir(prefix = 'partyd-test-') {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+// Starts a node. Options:
+//   shards (2), config (object written to partyd.json and passed with --config), args (extra flags),
+//   admin (true), env (extra environment), ready (wait for /health 200; true), dir (reuse a temp dir)
+export async function startNode(opts = {}) {
+  const dir = opts.dir ?? tmpDir();
+  const args = ['--port', '0', '--data-dir', path.join(dir, 'data'), '--shards', String(opts.shards ?? 2)];
+  args.push('--admin', opts.admin === false ? 'off' : '127.0.0.1:0');
+  if (opts.config) {
+    const file = path.join(dir, 'partyd.json');
+    fs.writeFileSync(file, JSON.stringify(opts.config));
+    args.push('--config', file);
+  }
+  args.push(...(opts.args ?? []));
+  const sanDir = path.join(dir, 'sanitizer');
+  fs.mkdirSync(sanDir, { recursive: true });
+  const env = {
+    ...process.env,
+    ASAN_OPTIONS: `log_path=${sanDir}/asan:detect_leaks=1:abort_on_error=0`,
+    UBSAN_OPTIONS: `log_path=${sanDir}/ubsan:print_stacktrace=1:halt_on_error=1`,
+    LSAN_OPTIONS: `suppressions=${path.join(ROOT, 'tests', 'lsan.supp')}:print_suppressions=0`,
+    ...(opts.env ?? {}),
+  };
+  const proc = spawn(BIN, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const node = new Node(proc, dir, sanDir);
+  live.add(node);
+  if (opts.ready === false) return node;
+  await node.ready();
+  return node;
+}
+
+export class Node {
+  constructor(proc, dir, sanDir) {
+    this.proc = proc;
+    this.dir = dir;
+    this.sanDir = sanDir;
+    this.stdout = '';
+    this.stderr = '';
+    this.exitCode = undefined;
+    this.exitSignal = undefined;
+    proc.stdout.on('data', (d) => { this.stdout += d; });
+    proc.stderr.on('data', (d) => { this.stderr += d; });
+    this.exited = new Promise((resolve) => proc.on('exit', (code, signal) => {
+      this.exitCode = code;
+      this.exitSignal = signal;
+      live.delete(this);
+      resolve({ code, signal });
+    }));
+  }
+
+  async ready() {
+    await waitFor(() => {
+      if (this.exitCode !== undefined || this.exitSignal) throw new Error(`partyd exited early:\n${this.stderr}`);
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(this.stdout);
+      if (m) this.port = Number(m[1]);
+      const a = /admin on http:\/\/127\.0\.0\.1:(\d+)/.exec(this.stdout);
+      if (a) this.adminPort = Number(a[1]);
+      return this.port;
+    }, { what: 'partyd to print its port' });
+    await waitFor(async () => (await this.fetch('/health')).status === 200, { what: '/health to answer 200' });
+    return this;
+  }
+
+  url(p) { return `http://127.0.0.1:${this.port}${p}`; }
+  wsUrl(p) { return `ws://127.0.0.1:${this.port}${p}`; }
+  get host() { return `127.0.0.1:${this.port}`; }
+
+  fetch(p, init) { return fetch(this.url(p), init); }
+  async json(p, init) {
+    const r = await this.fetch(p, init);
+    return { status: r.status, headers: r.headers, body: await r.json() };
+  }
+  async admin(p, init) {
+    const r = await fetch(`http://127.0.0.1:${this.adminPort}${p}`, init);
+    const text = await r.text();
+    let body;
+    try { body = JSON.parse(text); } catch { body = text; }
+    return { status: r.status, headers: r.headers, body };
+  }
+  async shards() { return (await this.admin('/admin/shards')).body; }
+  async room(party, room) { return (await this.admin(`/admin/rooms/${party}/${room}`)).body; }
+
+  // The pid of the shard that owns party/room.
+  async shardPidOf(party, room) {
+    const info = await this.room(party, room);
+    const shards = await this.shards();
+    return { shard: info.shard, pid: shards[info.shard].pid };
+  }
+
+  // Children of this node, as the kernel sees them: [{pid, comm}]
+  children() {
+    const out = [];
+    for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+        const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(stat);
+        if (m && Number(m[2]) === this.proc.pid) out.push({ pid: Number(pid), comm: m[1] });
+      } catch {}
+    }
+    return out;
+  }
+  routerPid() {
+    const r = this.children().find((c) => c.comm === 'partyd-router');
+    return r?.pid;
+  }
+
+  signal(sig) { process.kill(this.proc.pid, sig); }
+
+  // SIGTERM and wait for a clean exit; then check the sanitizer logs.
+  async stop({ timeout = 20000 } = {}) {
+    if (this.exitCode === undefined && !this.exitSignal) {
+      this.signal('SIGTERM');
+      const t = setTimeout(() => { try { process.kill(-this.proc.pid, 'SIGKILL'); } catch {} }, timeout);
+      await this.exited;
+      clearTimeout(t);
+    }
+    this.checkSanitizers();
+    return { code: this.exitCode, signal: this.exitSignal };
+  }
+
+  // Fails if any process of this node wrote an AddressSanitizer/UBSan/LeakSanitizer report.
+  checkSanitizers() {
+    const reports = fs.existsSync(this.sanDir) ? fs.readdirSync(this.sanDir) : [];
+    if (reports.length) {
+      const text = reports.map((f) => fs.readFileSync(path.join(this.sanDir, f), 'utf8')).join('\n');
+      throw new Error(`sanitizer reports from partyd:\n${text.slice(0, 8000)}`);
+    }
+  }
+}
+
+// A WebSocket client that records what it receives. `ws` options pass through (e.g. maxPayload).
+export class Client {
+  constructor(url, opts = {}) {
+    this.url = url;
+    this.messages = [];
+    this.ws = new WebSocket(url, opts);
+    this.closed = new Promise((resolve) => this.ws.on('close', (code, reason) => {
+      this.closeCode = code;
+      this.closeReason = reason.toString();
+      resolve({ code, reason: this.closeReason });
+    }));
+    this.unexpected = null;
+    this.ws.on('unexpected-response', (req, res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => { this.unexpected = { status: res.statusCode, headers: res.headers, body }; });
+    });
+    this.ws.on('error', (e) => { this.error = e; });
+    this.ws.on('message', (data, isBinary) => {
+      this.messages.push(isBinary ? { binary: true, data: Buffer.from(data) } : { binary: false, text: data.toString() });
+    });
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.on('open', resolve);
+      this.ws.on('close', () => reject(new Error(`closed before open (${this.unexpected?.status ?? this.error?.message ?? ''})`)));
+    });
+    this.opened.catch(() => {});
+  }
+  static async open(url, opts) {
+    const c = new Client(url, opts);
+    await c.opened;
+    return c;
+  }
+  // The HTTP status the server refused the upgrade with.
+  async refusal() {
+    await this.closed;
+    await waitFor(() => this.unexpected, { what: 'the refusal response' });
+    return this.unexpected;
+  }
+  send(data) { this.ws.send(data); }
+  json() { return this.messages.filter((m) => !m.binary).map((m) => JSON.parse(m.text)); }
+  // Waits for the first message (from index `from`) matching pred; returns it.
+  async waitMessage(pred = () => true, { timeout = 5000, from = 0, what = 'a message' } = {}) {
+    return waitFor(() => this.messages.slice(from).find(pred), { timeout, what });
+  }
+  async waitJson(pred = () => true, opts = {}) {
+    const m = await this.waitMessage((m) => !m.binary && pred(JSON.parse(m.text)), opts);
+    return JSON.parse(m.text);
+  }
+  close(code, reason) { this.ws.close(code, reason); return this.closed; }
+  terminate() { this.ws.terminate(); return this.closed; }
+}

@@ -1,0 +1,165 @@
+/*
+ * test_config.c — the configuration: the embedded default parses to the documented values, and every kind of bad
+ * input is refused with a message naming the field.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static void test_default(void **state)
+{
+    (void)state;
+    config_t c;
+    config_init_default(&c);
+    assert_string_equal(c.host, "127.0.0.1");
+    assert_int_equal(c.port, 1999);
+    assert_string_equal(c.prefix, "parties");
+    assert_true(c.shards >= 1 && c.shards == (int)sysconf(_SC_NPROCESSORS_ONLN));
+    assert_string_equal(c.data_dir, "./.partyd");
+    assert_true(c.admin_enabled);
+    assert_string_equal(c.admin_host, "127.0.0.1");
+    assert_int_equal(c.admin_port, 1998);
+    assert_int_equal(c.limits.message_bytes, 1048576);
+    assert_int_equal(c.limits.output_bytes, 8388608);
+    assert_int_equal(c.timers.ping_ms, 30000);
+    assert_int_equal(c.num_parties, 2);
+    assert_non_null(config_find_party(&c, "main", 4));
+    assert_string_equal(config_find_party(&c, "main", 4)->kind, "chat");
+    assert_string_equal(config_find_party(&c, "relay", 5)->kind, "relay");
+    assert_null(config_find_party(&c, "mai", 3));
+    config_dispose(&c);
+}
+
+static void expect_error(const char *json, const char *field)
+{
+    config_t c;
+    config_init_default(&c);
+    char err[512] = "";
+    int r = config_apply_json(&c, json, strlen(json), "t.json", err, sizeof(err));
+    if (r != -1 || strstr(err, field) == NULL)
+        fail_msg("%s: expected an error naming \"%s\", got %d \"%s\"", json, field, r, err);
+    config_dispose(&c);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    expect_error("{\"listen\":{\"port\":70000}}", "listen.port");
+    expect_error("{\"listen\":{\"port\":\"80\"}}", "listen.port");
+    expect_error("{\"listen\":{\"hots\":\"x\"}}", "listen.hots: unknown key");
+    expect_error("{\"nope\":1}", "nope: unknown key");
+    expect_error("{\"limits\":{\"message_bytes\":\"x\"}}", "limits.message_bytes");
+    expect_error("{\"limits\":{\"message_bytes\":10}}", "limits.message_bytes");
+    expect_error("{\"limits\":{\"header_count\":101}}", "limits.header_count");
+    expect_error("{\"limits\":{\"bogus\":1}}", "limits.bogus");
+    expect_error("{\"timers\":{\"ping_ms\":1}}", "timers.ping_ms");
+    expect_error("{\"shards\":0}", "shards");
+    expect_error("{\"shards\":\"many\"}", "shards");
+    expect_error("{\"prefix\":\"a/b\"}", "prefix");
+    expect_error("{\"prefix\":\"party\"}", "prefix");
+    expect_error("{\"durability\":\"maybe\"}", "durability");
+    expect_error("{\"admin\":{\"listen\":\"nowhere\"}}", "admin.listen");
+    expect_error("{\"admin\":{\"token\":{\"file\":\"x\"}}}", "admin.token");
+    expect_error("{\"parties\":{}}", "parties");
+    expect_error("{\"parties\":{\"main\":{\"kind\":\"pizza\"}}}", "parties.main.kind");
+    expect_error("{\"parties\":{\"main\":{}}}", "parties.main.kind");
+    expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"hibernate\":1}}}", "parties.main.hibernate");
+    expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"color\":1}}}", "parties.main.color");
+    expect_error("{\"parties\":{\"a.b\":{\"kind\":\"chat\"}}}", "parties.a.b");
+    expect_error("{\"parties\":{\"mine\":{\"module\":\"./x.so\"}}}", "parties.mine");
+    expect_error("{\"log_level\":\"loud\"}", "log_level");
+    expect_error("[1]", "must be a JSON object");
+    expect_error("{\"listen\":", "line 1");
+    expect_error("{\"prefix\":\"a\",\"prefix\":\"b\"}", "duplicate");
+}
+
+static void test_overlay(void **state)
+{
+    (void)state;
+    config_t c;
+    config_init_default(&c);
+    char err[256];
+    const char *json = "{\"listen\":{\"port\":0},\"shards\":3,\"limits\":{\"message_bytes\":4096},"
+                       "\"parties\":{\"echo\":{\"kind\":\"relay\",\"hibernate\":true}},\"admin\":{\"listen\":\"off\"}}";
+    assert_int_equal(config_apply_json(&c, json, strlen(json), "t.json", err, sizeof(err)), 0);
+    assert_int_equal(c.port, 0);
+    assert_string_equal(c.host, "127.0.0.1"); /* untouched keys keep the default */
+    assert_int_equal(c.shards, 3);
+    assert_int_equal(c.limits.message_bytes, 4096);
+    assert_int_equal(c.limits.body_bytes, 1048576);
+    assert_false(c.admin_enabled);
+    /* the file's parties replace the default ones */
+    assert_int_equal(c.num_parties, 1);
+    assert_null(config_find_party(&c, "main", 4));
+    assert_true(config_find_party(&c, "echo", 4)->hibernate);
+    config_dispose(&c);
+}
+
+static void test_env_token(void **state)
+{
+    (void)state;
+    config_t c;
+    config_init_default(&c);
+    char err[256];
+    setenv("PARTYD_TEST_TOKEN", "s3cret", 1);
+    const char *json = "{\"admin\":{\"listen\":\"[::1]:0\",\"token\":{\"env\":\"PARTYD_TEST_TOKEN\"}}}";
+    assert_int_equal(config_apply_json(&c, json, strlen(json), "t.json", err, sizeof(err)), 0);
+    assert_string_equal(c.admin_token, "s3cret");
+    assert_string_equal(c.admin_host, "::1");
+    char *printed = config_to_json(&c);
+    assert_null(strstr(printed, "s3cret")); /* never printed */
+    free(printed);
+    config_dispose(&c);
+}
+
+static int run_args(int argc, char **argv)
+{
+    config_t c;
+    int r = config_from_args(&c, argc, argv);
+    config_dispose(&c);
+    return r;
+}
+
+static void test_args(void **state)
+{
+    (void)state;
+    char *ok[] = {"partyd", "--port", "0", "--shards", "2", "--admin", "off", "--data-dir", "/tmp/x", "--log-level", "warn"};
+    char *bad_port[] = {"partyd", "--port", "99999"};
+    char *bad_flag[] = {"partyd", "--nope"};
+    char *missing[] = {"partyd", "--port"};
+    char *stray[] = {"partyd", "extra"};
+    char *public_admin[] = {"partyd", "--admin", "0.0.0.0:1998"};
+    char *no_file[] = {"partyd", "--config", "/nonexistent/partyd.json"};
+    unsetenv("PARTYD_ADMIN_TOKEN");
+    FILE *saved = stderr;
+    stderr = fopen("/dev/null", "w"); /* the errors are expected; keep the test output clean */
+    int r_ok = run_args(11, ok), r_port = run_args(3, bad_port), r_flag = run_args(2, bad_flag), r_missing = run_args(2, missing),
+        r_stray = run_args(2, stray), r_admin = run_args(3, public_admin), r_file = run_args(3, no_file);
+    fclose(stderr);
+    stderr = saved;
+    assert_int_equal(r_ok, 0);
+    assert_int_equal(r_port, -1);
+    assert_int_equal(r_flag, -1);
+    assert_int_equal(r_missing, -1);
+    assert_int_equal(r_stray, -1);
+    assert_int_equal(r_admin, -1); /* a non-loopback admin listener needs a token */
+    assert_int_equal(r_file, -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_default), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_overlay), cmocka_unit_test(test_env_token),
+        cmocka_unit_test(test_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
