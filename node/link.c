@@ -21,6 +21,7 @@ struct st_link_t {
     unsigned failed : 1;
     unsigned in_read : 1;
     unsigned closed : 1; /* link_close called inside on_frame: free when the read loop ends */
+    unsigned congested : 1;
 };
 
 static void link_free(link_t *link)
@@ -152,6 +153,18 @@ static void on_written(h2o_socket_t *sock, const char *err)
         return;
     }
     link_flush(link);
+    if (link->congested && link_backlog(link) < LINK_LOW_WATER) {
+        link->congested = 0;
+        if (link->cb->on_drained != NULL)
+            link->cb->on_drained(link);
+    }
+}
+
+int link_congested(link_t *link)
+{
+    if (link_backlog(link) > LINK_HIGH_WATER)
+        link->congested = 1;
+    return link->congested;
 }
 
 void link_flush(link_t *link)

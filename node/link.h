@@ -22,7 +22,14 @@ typedef struct st_link_callbacks_t {
     /* The link failed (EOF, I/O error, malformed frame, refused HELLO); `why` says how. The link is freed right after
      * this returns. Not called for link_close. */
     void (*on_closed)(link_t *link, const char *why);
+    /* The backlog fell back under LINK_LOW_WATER after link_congested said yes. May be NULL. */
+    void (*on_drained)(link_t *link);
 } link_callbacks_t;
+
+/* Backpressure: a sender that finds the link congested stops producing (the router stops reading the clients that
+ * feed it) until on_drained. */
+#define LINK_HIGH_WATER (8 << 20)
+#define LINK_LOW_WATER (2 << 20)
 
 /* Wraps `fd` (ownership passes to the link) and sends our HELLO. `max_frame` caps every frame in both directions. */
 link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb,
@@ -36,6 +43,9 @@ void link_close(link_t *link);
 int link_emit(link_t *link, const proto_msg_t *msg);
 /* Starts writing what was queued, unless a write is already in flight (its completion continues). Once per pass. */
 void link_flush(link_t *link);
+/* Whether more than LINK_HIGH_WATER bytes wait; once it said yes, on_drained follows when they fall under
+ * LINK_LOW_WATER. */
+int link_congested(link_t *link);
 /* Bytes queued and not yet written. */
 size_t link_backlog(const link_t *link);
 /* Whether the peer's HELLO has arrived. */

@@ -54,6 +54,8 @@ typedef enum { SHARD_STARTING = 0, SHARD_UP, SHARD_DOWN } router_shard_state_t;
 
 typedef struct st_router_shard_t {
     link_t *link; /* NULL while the shard is down */
+    uint64_t *paused; /* cids of connections not read while the link is congested */
+    size_t num_paused, cap_paused;
     int pid;
     router_shard_state_t state;
     uint32_t restarts;

@@ -22,9 +22,11 @@ void shards_init(void)
 
 void shards_dispose(void)
 {
-    for (int i = 0; i < router.conf->shards; ++i)
+    for (int i = 0; i < router.conf->shards; ++i) {
         if (router.shards[i].link != NULL)
             link_close(router.shards[i].link);
+        free(router.shards[i].paused);
+    }
     free(router.shards);
     router.shards = NULL;
 }
@@ -120,6 +122,26 @@ void shards_on_ws_message(ws_conn_t *conn, int binary, const uint8_t *data, size
         return;
     proto_msg_t m = {.type = PROTO_MESSAGE, .id = conn->cid, .binary = binary, .data = proto_str((const char *)data, len)};
     link_emit(link, &m);
+    if (link_congested(link)) {
+        /* the shard is behind: stop reading this client until the link drains (on_drained) */
+        router_shard_t *s = &router.shards[conn->shard];
+        if (s->num_paused == s->cap_paused) {
+            s->cap_paused = s->cap_paused == 0 ? 64 : s->cap_paused * 2;
+            s->paused = xrealloc(s->paused, s->cap_paused * sizeof(*s->paused));
+        }
+        s->paused[s->num_paused++] = conn->cid;
+        ws_conn_pause(conn);
+    }
+}
+
+static void resume_paused(router_shard_t *s)
+{
+    for (size_t i = 0; i < s->num_paused; ++i) {
+        ws_conn_t *c = ws_conn_find(s->paused[i]);
+        if (c != NULL)
+            ws_conn_resume(c);
+    }
+    s->num_paused = 0;
 }
 
 void shards_on_ws_closed(ws_conn_t *conn, int code, const char *reason, int clean)
@@ -245,6 +267,7 @@ static void on_hello(link_t *link, const proto_msg_t *hello)
  * requests get 503 with Retry-After. */
 static void shard_lost(int shard)
 {
+    resume_paused(&router.shards[shard]);
     router.shards[shard].link = NULL;
     router.shards[shard].state = SHARD_DOWN;
     for (router_pending_t *p = router.pending, *next; p != NULL; p = next) {
@@ -281,7 +304,12 @@ static void on_closed(link_t *link, const char *why)
     shard_lost(shard);
 }
 
-static const link_callbacks_t link_callbacks = {on_hello, on_frame, on_closed};
+static void on_drained(link_t *link)
+{
+    resume_paused(&router.shards[(intptr_t)link_data(link)]);
+}
+
+static const link_callbacks_t link_callbacks = {on_hello, on_frame, on_closed, on_drained};
 
 void shards_on_up(int shard, int pid, uint32_t restarts, int fd)
 {

@@ -28,6 +28,7 @@ enum {
     F_REPORTED = 32,       /* on_closed ran */
     F_DISCARD_INPUT = 64,  /* after a protocol error: read and drop */
     F_REAP = 128,          /* in the reap list */
+    F_PAUSED = 256,        /* not reading: the shard is behind */
 };
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -247,8 +248,9 @@ static void conn_fail(ws_conn_t *c, int code, const char *reason)
 
 /* ---- writing ---- */
 
-static void set_events(ws_conn_t *c, uint32_t events)
+static void set_events(ws_conn_t *c)
 {
+    uint32_t events = ((c->_flags & F_PAUSED) ? 0 : EPOLLIN) | ((c->_flags & F_WANT_WRITE) ? EPOLLOUT : 0);
     struct epoll_event ev = {.events = events, .data.ptr = c};
     if (epoll_ctl(ws.epfd, EPOLL_CTL_MOD, c->_fd, &ev) == -1)
         log_warn("ws: epoll_ctl: %s", strerror(errno));
@@ -273,7 +275,7 @@ static void conn_write(ws_conn_t *c)
             if (errno == EAGAIN) {
                 if (!(c->_flags & F_WANT_WRITE)) {
                     c->_flags |= F_WANT_WRITE;
-                    set_events(c, EPOLLIN | EPOLLOUT);
+                    set_events(c);
                 }
                 return;
             }
@@ -298,7 +300,7 @@ static void conn_write(ws_conn_t *c)
     }
     if (c->_flags & F_WANT_WRITE) {
         c->_flags &= ~F_WANT_WRITE;
-        set_events(c, EPOLLIN);
+        set_events(c);
     }
     /* an idle connection keeps no queue memory */
     if (c->_qcap > 16) {
@@ -401,7 +403,7 @@ static void conn_consume(ws_conn_t *c, uint8_t *data, size_t len)
 static void conn_readable(ws_conn_t *c)
 {
     /* a few reads per wake-up keeps one busy client from starving the others; epoll is level-triggered */
-    for (int i = 0; i < 4 && c->_fd != -1; ++i) {
+    for (int i = 0; i < 4 && c->_fd != -1 && !(c->_flags & F_PAUSED); ++i) {
         ssize_t n = read(c->_fd, ws.rbuf, READ_BUF_SIZE);
         if (n > 0) {
             conn_consume(c, ws.rbuf, (size_t)n);
@@ -521,7 +523,7 @@ void ws_conn_attach(ws_conn_t *c, int fd, uint8_t *leftover, size_t len)
     c->_fd = fd;
     c->_last_rx = now();
     c->_state = (c->_flags & F_CLOSE_SENT) ? ST_CLOSING : ST_OPEN;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    struct epoll_event ev = {.events = (c->_flags & F_PAUSED) ? 0 : EPOLLIN, .data.ptr = c};
     if (epoll_ctl(ws.epfd, EPOLL_CTL_ADD, fd, &ev) == -1) {
         log_error("ws: epoll_ctl(ADD): %s", strerror(errno));
         conn_finish(c);
@@ -563,6 +565,24 @@ void ws_conn_close(ws_conn_t *c, int code, const char *reason)
         return;
     queue_close_frame(c, code, reason);
     report(c, code, reason, 1);
+}
+
+void ws_conn_pause(ws_conn_t *c)
+{
+    if ((c->_flags & (F_PAUSED | F_REAP)) != 0)
+        return;
+    c->_flags |= F_PAUSED;
+    if (c->_fd != -1)
+        set_events(c);
+}
+
+void ws_conn_resume(ws_conn_t *c)
+{
+    if (!(c->_flags & F_PAUSED) || (c->_flags & F_REAP))
+        return;
+    c->_flags &= ~F_PAUSED;
+    if (c->_fd != -1)
+        set_events(c);
 }
 
 int ws_conn_is_open(const ws_conn_t *c)

@@ -49,7 +49,7 @@ struct st_ws_conn_t {
     uint8_t shard_knows; /* the shard holds this connection: it must be told when it closes */
     /* ---- private ---- */
     uint8_t _state;
-    uint8_t _flags;
+    uint16_t _flags;
     int _fd;
     uint32_t _qhead, _qlen, _qcap;
     uint32_t _qoff; /* bytes of the head frame already written */
@@ -98,6 +98,9 @@ void ws_conn_send(ws_conn_t *conn, ws_frame_t *frame);
 /* Starts the closing handshake with this code and reason; on_closed runs inside the call. Before the socket is
  * attached the close frame is queued and goes out after the 101. */
 void ws_conn_close(ws_conn_t *conn, int code, const char *reason);
+/* Stops reading from the client (backpressure: its shard is behind) / starts again. */
+void ws_conn_pause(ws_conn_t *conn);
+void ws_conn_resume(ws_conn_t *conn);
 /* Whether the connection can still be sent to (not closing). */
 int ws_conn_is_open(const ws_conn_t *conn);
 

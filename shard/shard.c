@@ -85,7 +85,7 @@ static void on_link_closed(link_t *link, const char *why)
     rooms_on_router_lost();
 }
 
-static const link_callbacks_t link_callbacks = {on_link_hello, on_link_frame, on_link_closed};
+static const link_callbacks_t link_callbacks = {on_link_hello, on_link_frame, on_link_closed, NULL};
 
 static void replace_link(int fd)
 {

@@ -1,0 +1,58 @@
+// readme.test.mjs — what README.md promises about the configuration is what the binary does.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BIN, ROOT, tmpDir } from './lib.mjs';
+
+function readmeDefault() {
+  const text = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const m = /<!-- default-config -->\s*```json\n([\s\S]*?)```\s*<!-- \/default-config -->/.exec(text);
+  assert.ok(m, 'README.md has the default-config block');
+  return JSON.parse(m[1]);
+}
+
+function printConfig(args = [], env = {}) {
+  const dir = tmpDir();
+  return JSON.parse(execFileSync(BIN, ['--print-config', ...args], { cwd: dir, env: { ...process.env, PARTYD_ADMIN_TOKEN: '', ...env } }));
+}
+
+test('the README shows the embedded default configuration', () => {
+  const doc = readmeDefault();
+  const eff = printConfig();
+  assert.deepEqual(eff.listen, doc.listen);
+  assert.equal(eff.prefix, doc.prefix);
+  assert.equal(doc.shards, 'auto');
+  assert.equal(eff.shards, os.availableParallelism());
+  assert.equal(eff.data_dir, doc.data_dir);
+  assert.equal(eff.durability, doc.durability);
+  assert.equal(eff.admin.listen, doc.admin.listen);
+  assert.equal(eff.admin.token, undefined); /* PARTYD_ADMIN_TOKEN unset: no token */
+  assert.deepEqual(eff.limits, doc.limits);
+  assert.deepEqual(eff.timers, doc.timers);
+  assert.deepEqual(Object.keys(eff.parties), Object.keys(doc.parties));
+  for (const [name, p] of Object.entries(doc.parties)) assert.equal(eff.parties[name].kind, p.kind);
+  assert.equal(eff.log_level, doc.log_level);
+});
+
+test('the README default block is a config file partyd accepts as is', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'partyd.json');
+  fs.writeFileSync(file, JSON.stringify(readmeDefault()));
+  const eff = printConfig(['--config', file]);
+  assert.equal(eff.listen.port, 1999);
+});
+
+test('flags override the file, the file overrides the default; the admin token comes from the environment', () => {
+  const dir = tmpDir();
+  const file = path.join(dir, 'partyd.json');
+  fs.writeFileSync(file, JSON.stringify({ listen: { port: 2000 }, shards: 3, limits: { message_bytes: 4096 } }));
+  const eff = printConfig(['--config', file, '--shards', '5'], { PARTYD_ADMIN_TOKEN: 'from-env' });
+  assert.equal(eff.listen.port, 2000);
+  assert.equal(eff.shards, 5);
+  assert.equal(eff.limits.message_bytes, 4096);
+  assert.equal(eff.limits.body_bytes, 1048576);
+  assert.equal(eff.admin.token, '(hidden)');
+});
