@@ -260,7 +260,8 @@ static party_request_t *request_new(const proto_msg_t *msg)
     char *p = (char *)(ptrs + 2 * msg->num_headers);
 #define COPY(dst, s)                                                                                                               \
     do {                                                                                                                           \
-        memcpy(p, (s).base, (s).len);                                                                                              \
+        if ((s).len != 0)                                                                                                          \
+            memcpy(p, (s).base, (s).len);                                                                                          \
         p[(s).len] = '\0';                                                                                                         \
         dst = p;                                                                                                                   \
         p += (s).len + 1;                                                                                                          \

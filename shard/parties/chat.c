@@ -27,6 +27,9 @@
 #define CHAT_HISTORY 100
 #define CHAT_NAME_MAX 64
 #define CHAT_CONTENT_MAX 4096
+/* read JSON as JavaScript's JSON.parse does: U+0000 is a code point like any other, every number is a double, and a
+ * repeated key keeps its last value */
+#define CHAT_JSON_FLAGS (JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL)
 
 typedef struct st_chat_room_t {
     json_t *messages; /* array of Msg, oldest first, at most CHAT_HISTORY */
@@ -64,14 +67,17 @@ static json_t *number_json(const chat_number_t *n)
     return n->is_int ? json_integer(n->v.i) : json_real(n->v.d);
 }
 
+/* Messages are decoded with every number as a double (JSON_DECODE_INT_AS_REAL: a 2^64 coordinate is as finite as any
+ * other, as in JavaScript); integral values that a double holds exactly go back out as integers. */
 static chat_number_t number_from(const json_t *j)
 {
     chat_number_t n = {0};
-    if (json_is_integer(j)) {
+    double d = json_number_value(j);
+    if (d > -9007199254740992.0 && d < 9007199254740992.0 && d == (double)(json_int_t)d) {
         n.is_int = 1;
-        n.v.i = json_integer_value(j);
+        n.v.i = (json_int_t)d;
     } else {
-        n.v.d = json_real_value(j);
+        n.v.d = d;
     }
     return n;
 }
@@ -215,7 +221,10 @@ static void on_cursor(party_room_t *room, party_conn_t *conn, const json_t *m)
         u.y = number_from(y);
         party_conn_set_state(conn, &u, sizeof(u));
     }
-    send_json(room, NULL, json_pack("{s:s, s:s, s:O, s:O}", "type", "cursor", "id", party_conn_id(conn), "x", x, "y", y),
+    chat_number_t nx = number_from(x), ny = number_from(y);
+    send_json(room, NULL,
+              json_pack("{s:s, s:s, s:o, s:o}", "type", "cursor", "id", party_conn_id(conn), "x", number_json(&nx), "y",
+                        number_json(&ny)),
               conn);
 }
 
@@ -239,7 +248,7 @@ static void chat_on_message(party_room_t *room, party_conn_t *conn, const void *
         return;
     }
     json_error_t jerr;
-    json_t *m = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *m = json_loadb(data, len, CHAT_JSON_FLAGS, &jerr);
     if (m == NULL) {
         char why[256];
         snprintf(why, sizeof(why), "invalid JSON: %s", jerr.text);
@@ -286,7 +295,7 @@ static void chat_on_request(party_room_t *room, party_request_t *req)
     size_t len;
     const char *body = party_request_body(req, &len);
     json_error_t jerr;
-    json_t *m = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *m = json_loadb(body, len, CHAT_JSON_FLAGS, &jerr);
     size_t clen;
     const char *content = json_is_object(m) ? bounded_string(m, "content", CHAT_CONTENT_MAX, &clen) : NULL;
     if (content == NULL) {

@@ -26,6 +26,8 @@ function killAll() {
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(1); });
 
+export const SANITIZER_REPORT = /runtime error:|ERROR: \w+Sanitizer|SUMMARY: \w+Sanitizer/;
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Polls `fn` until it returns a truthy value (returned) or the deadline passes (throws, naming `what`).
@@ -167,13 +169,14 @@ export class Node {
     return { code: this.exitCode, signal: this.exitSignal };
   }
 
-  // Fails if any process of this node wrote an AddressSanitizer/UBSan/LeakSanitizer report.
+  // Fails if any process of this node wrote an AddressSanitizer/UBSan/LeakSanitizer report: into the log
+  // directory, or to stderr (GCC's UBSan runtime does not honour log_path).
   checkSanitizers() {
     const reports = fs.existsSync(this.sanDir) ? fs.readdirSync(this.sanDir) : [];
-    if (reports.length) {
-      const text = reports.map((f) => fs.readFileSync(path.join(this.sanDir, f), 'utf8')).join('\n');
-      throw new Error(`sanitizer reports from partyd:\n${text.slice(0, 8000)}`);
-    }
+    let text = reports.map((f) => fs.readFileSync(path.join(this.sanDir, f), 'utf8')).join('\n');
+    const m = SANITIZER_REPORT.exec(this.stderr);
+    if (m) text += this.stderr.slice(Math.max(0, m.index - 200), m.index + 4000);
+    if (text) throw new Error(`sanitizer reports from partyd:\n${text.slice(0, 8000)}`);
   }
 }
 
@@ -192,7 +195,11 @@ export class Client {
     this.ws.on('unexpected-response', (req, res) => {
       let body = '';
       res.on('data', (d) => { body += d; });
-      res.on('end', () => { this.unexpected = { status: res.statusCode, headers: res.headers, body }; });
+      res.on('end', () => {
+        this.unexpected = { status: res.statusCode, headers: res.headers, body };
+        // with this listener ws leaves the socket to us: end the handshake so `closed` settles
+        this.ws.terminate();
+      });
     });
     this.ws.on('error', (e) => { this.error = e; });
     this.ws.on('message', (data, isBinary) => {

@@ -1,0 +1,78 @@
+// helpers.mjs — small additions to lib.mjs shared by relay/chat/partysocket/routes tests.
+//
+//  * start(opts): startNode, remembered so that a failing test does not leave partyd running (its pipes would keep
+//    the test file from ever ending). cleanupAfterEach() registers the hook that kills what a test left behind.
+//  * open(url): a Client that is open, or a fast failure naming the HTTP refusal. (Client.open never settles when
+//    the upgrade is refused: with an 'unexpected-response' listener, ws leaves the socket to the listener.)
+//  * refused(url): the HTTP response an upgrade was refused with ({status, headers, body}).
+//  * stopClean(node, clients): closes the clients, stops the node, asserts exit code 0 and that partyd printed no
+//    sanitizer report (UBSan — a separate libubsan under GCC — writes to stderr and ignores log_path, so the
+//    harness's sanitizer directory alone misses it) and had no unplanned process restart.
+import { afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { startNode, Client, waitFor } from './lib.mjs';
+
+const tracked = { nodes: new Set(), clients: new Set(), closers: new Set() };
+
+export function cleanupAfterEach() {
+  afterEach(async () => {
+    for (const close of tracked.closers) {
+      try { close(); } catch {}
+    }
+    tracked.closers.clear();
+    for (const c of tracked.clients) if (c.ws.readyState !== 3) c.ws.terminate();
+    tracked.clients.clear();
+    for (const n of tracked.nodes) {
+      if (n.exitCode === undefined && !n.exitSignal) {
+        try { process.kill(-n.proc.pid, 'SIGKILL'); } catch {}
+        await n.exited;
+      }
+    }
+    tracked.nodes.clear();
+  });
+}
+
+// Something else to close when a test fails (e.g. a PartySocket, which would otherwise reconnect forever).
+export function track(closer) {
+  tracked.closers.add(closer);
+}
+
+export async function start(opts) {
+  const node = await startNode(opts);
+  tracked.nodes.add(node);
+  return node;
+}
+
+export async function open(url, opts) {
+  const c = new Client(url, opts);
+  tracked.clients.add(c);
+  await waitFor(() => c.ws.readyState === 1 || c.unexpected || c.closeCode !== undefined, { what: `${url} to open` });
+  if (c.ws.readyState !== 1) {
+    const why = c.unexpected ? `HTTP ${c.unexpected.status} ${c.unexpected.body}` : `closed ${c.closeCode} ${c.error?.message ?? ''}`;
+    c.ws.terminate();
+    throw new Error(`WebSocket ${url} did not open: ${why}`);
+  }
+  return c;
+}
+
+export async function refused(url, opts) {
+  const c = new Client(url, opts);
+  tracked.clients.add(c);
+  await waitFor(() => c.unexpected || c.ws.readyState === 1 || c.closeCode !== undefined, { what: `${url} to be refused` });
+  const opened = c.ws.readyState === 1;
+  c.ws.terminate();
+  assert.ok(!opened, `the upgrade to ${url} was accepted`);
+  assert.ok(c.unexpected, `no HTTP response refused ${url} (closed ${c.closeCode} ${c.error?.message ?? ''})`);
+  return c.refusal();
+}
+
+export const SANITIZER_REPORT = /runtime error:|ERROR: \w+Sanitizer|SUMMARY: \w+Sanitizer/;
+
+export async function stopClean(node, clients = [], { allowRestarts = false } = {}) {
+  await Promise.all(clients.map((c) => c.close()));
+  const { code, signal } = await node.stop();
+  assert.equal(signal, null);
+  assert.equal(code, 0);
+  assert.doesNotMatch(node.stderr, SANITIZER_REPORT, 'partyd printed a sanitizer report');
+  if (!allowRestarts) assert.doesNotMatch(node.stderr, /restarting in \d+ ms/, 'a partyd process died and was restarted');
+}
