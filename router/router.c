@@ -204,6 +204,7 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd)
     h2o_hostconf_t *admin_host = add_host("admin", admin_on_req);
     h2o_context_init(&router.ctx, router.loop, &router.globalconf);
     h2o_timeout_init(router.loop, &rt.pause_timeout, ACCEPT_PAUSE_MS);
+    linger_init(router.loop);
 
     rt.ws_conf = (ws_config_t){.max_message = conf->limits.message_bytes,
                                .max_output = conf->limits.output_bytes,

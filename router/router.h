@@ -8,6 +8,7 @@
  *   ws.c       WebSocket connections after the 101 (wsframe.c does the framing)
  *   shards.c   the shard links, the slot table, and what shards send back (fan-out of broadcasts to the room's sockets)
  *   admin.c    the admin listener
+ *   linger.c   a lingering close for the client sockets h2o closes (so a 413 is read, not reset)
  */
 #ifndef PARTYD_ROUTER_H
 #define PARTYD_ROUTER_H
@@ -112,6 +113,10 @@ int shards_all_up(void);
 void shards_on_ws_message(ws_conn_t *conn, int binary, const uint8_t *data, size_t len);
 void shards_on_ws_closed(ws_conn_t *conn, int code, const char *reason, int clean);
 router_room_t *shards_find_room(const char *key, size_t key_len);
+
+/* ---- linger.c ---- */
+/* From now on client sockets that h2o closes get a lingering close on `loop`. */
+void linger_init(h2o_loop_t *loop);
 
 /* ---- admin.c ---- */
 int admin_on_req(h2o_handler_t *self, h2o_req_t *req);

@@ -309,8 +309,14 @@ static void conn_write(ws_conn_t *c)
         c->_qcap = c->_qhead = 0;
     }
     /* both close frames exchanged and ours is out: the server closes the TCP connection first (RFC 6455 7.1.1) */
-    if ((c->_flags & (F_CLOSE_SENT | F_CLOSE_RECEIVED)) == (F_CLOSE_SENT | F_CLOSE_RECEIVED))
+    if ((c->_flags & (F_CLOSE_SENT | F_CLOSE_RECEIVED)) == (F_CLOSE_SENT | F_CLOSE_RECEIVED)) {
         conn_finish(c);
+        return;
+    }
+    /* we failed the connection (RFC 6455 7.1.7): the input can no longer be parsed, so no close frame will be read
+     * back; half-close so the client sees the end at once, and drain until it closes too (or the deadline) */
+    if ((c->_flags & (F_CLOSE_SENT | F_DISCARD_INPUT)) == (F_CLOSE_SENT | F_DISCARD_INPUT))
+        shutdown(c->_fd, SHUT_WR);
 }
 
 void ws_flush(void)
