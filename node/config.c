@@ -19,20 +19,21 @@
 #include "parties.h"
 #include "route.h"
 
-const char config_default_json[] = "{\n"
-                                   "  \"listen\": {\"host\": \"127.0.0.1\", \"port\": 1999},\n"
-                                   "  \"prefix\": \"parties\",\n"
-                                   "  \"shards\": \"auto\",\n"
-                                   "  \"data_dir\": \"./.partyd\",\n"
-                                   "  \"durability\": \"sync\",\n"
-                                   "  \"admin\": {\"listen\": \"127.0.0.1:1998\", \"token\": {\"env\": \"PARTYD_ADMIN_TOKEN\"}},\n"
-                                   "  \"limits\": {\"message_bytes\": 1048576, \"body_bytes\": 1048576, \"output_bytes\": 8388608,\n"
-                                   "             \"header_bytes\": 16384, \"header_count\": 64,\n"
-                                   "             \"connections_per_room\": 32768, \"rooms_in_memory\": 100000},\n"
-                                   "  \"timers\": {\"idle_ms\": 30000, \"ping_ms\": 30000, \"alarm_retry_ms\": 2000, \"drain_ms\": 10000},\n"
-                                   "  \"parties\": {\"main\": {\"kind\": \"chat\"}, \"relay\": {\"kind\": \"relay\"}},\n"
-                                   "  \"log_level\": \"info\"\n"
-                                   "}\n";
+const char config_default_json[] =
+    "{\n"
+    "  \"listen\": {\"host\": \"127.0.0.1\", \"port\": 1999},\n"
+    "  \"prefix\": \"parties\",\n"
+    "  \"shards\": \"auto\",\n"
+    "  \"data_dir\": \"./.partyd\",\n"
+    "  \"durability\": \"sync\",\n"
+    "  \"admin\": {\"listen\": \"127.0.0.1:1998\", \"token\": {\"env\": \"PARTYD_ADMIN_TOKEN\"}},\n"
+    "  \"limits\": {\"message_bytes\": 1048576, \"body_bytes\": 1048576, \"output_bytes\": 8388608,\n"
+    "             \"header_bytes\": 16384, \"header_count\": 64,\n"
+    "             \"connections_per_room\": 32768, \"rooms_in_memory\": 100000},\n"
+    "  \"timers\": {\"idle_ms\": 30000, \"ping_ms\": 30000, \"alarm_retry_ms\": 2000, \"drain_ms\": 10000},\n"
+    "  \"parties\": {\"main\": {\"kind\": \"chat\"}, \"relay\": {\"kind\": \"relay\"}},\n"
+    "  \"log_level\": \"info\"\n"
+    "}\n";
 
 /* ---- errors ---- */
 
@@ -219,8 +220,14 @@ typedef struct st_int_field_t {
     int is_size_t; /* else unsigned */
 } int_field_t;
 
-#define SIZE_FIELD(section, n, lo, hi) {#n, lo, hi, offsetof(config_t, section.n), 1}
-#define UINT_FIELD(section, n, lo, hi) {#n, lo, hi, offsetof(config_t, section.n), 0}
+#define SIZE_FIELD(section, n, lo, hi)                                                                                             \
+    {                                                                                                                              \
+#n, lo, hi, offsetof(config_t, section.n), 1                                                                               \
+    }
+#define UINT_FIELD(section, n, lo, hi)                                                                                             \
+    {                                                                                                                              \
+#n, lo, hi, offsetof(config_t, section.n), 0                                                                               \
+    }
 
 static const int_field_t limit_fields[] = {
     SIZE_FIELD(limits, message_bytes, 1024, 64 << 20),
@@ -349,8 +356,8 @@ Exit:
 
 int config_apply_json(config_t *c, const char *text, size_t len, const char *source, char *errbuf, size_t errlen)
 {
-    static const char *const keys[] = {"listen", "prefix",  "shards",    "data_dir", "durability", "admin",
-                                       "limits", "timers",  "parties",   "log_level", NULL};
+    static const char *const keys[] = {"listen", "prefix", "shards",  "data_dir",  "durability", "admin",
+                                       "limits", "timers", "parties", "log_level", NULL};
     cfg_err_t e = {errbuf, errlen, source};
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -518,11 +525,16 @@ int config_from_args(config_t *c, int argc, char **argv)
 {
     enum { O_CONFIG = 256, O_HOST, O_PORT, O_SHARDS, O_DATA_DIR, O_ADMIN, O_LOG_LEVEL, O_PRINT, O_HELP, O_VERSION };
     static const struct option opts[] = {
-        {"config", required_argument, NULL, O_CONFIG},       {"host", required_argument, NULL, O_HOST},
-        {"port", required_argument, NULL, O_PORT},           {"shards", required_argument, NULL, O_SHARDS},
-        {"data-dir", required_argument, NULL, O_DATA_DIR},   {"admin", required_argument, NULL, O_ADMIN},
-        {"log-level", required_argument, NULL, O_LOG_LEVEL}, {"print-config", no_argument, NULL, O_PRINT},
-        {"help", no_argument, NULL, O_HELP},                 {"version", no_argument, NULL, O_VERSION},
+        {"config", required_argument, NULL, O_CONFIG},
+        {"host", required_argument, NULL, O_HOST},
+        {"port", required_argument, NULL, O_PORT},
+        {"shards", required_argument, NULL, O_SHARDS},
+        {"data-dir", required_argument, NULL, O_DATA_DIR},
+        {"admin", required_argument, NULL, O_ADMIN},
+        {"log-level", required_argument, NULL, O_LOG_LEVEL},
+        {"print-config", no_argument, NULL, O_PRINT},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
     };
     char err[512];
@@ -657,14 +669,14 @@ char *config_to_json(const config_t *c)
         snprintf(admin, sizeof(admin), "off");
     json_t *root = json_pack(
         "{s:{s:s, s:i}, s:s, s:i, s:s, s:s, s:{s:s}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}, s:o, s:s}",
-        "listen", "host", c->host, "port", c->port, "prefix", c->prefix, "shards", c->shards, "data_dir", c->data_dir,
-        "durability", c->durability, "admin", "listen", admin, "limits",
-        "message_bytes", (json_int_t)c->limits.message_bytes, "body_bytes", (json_int_t)c->limits.body_bytes, "output_bytes",
-        (json_int_t)c->limits.output_bytes, "header_bytes", (json_int_t)c->limits.header_bytes, "header_count",
-        (json_int_t)c->limits.header_count, "connections_per_room", (json_int_t)c->limits.connections_per_room,
-        "rooms_in_memory", (json_int_t)c->limits.rooms_in_memory, "timers", "idle_ms", (json_int_t)c->timers.idle_ms, "ping_ms",
-        (json_int_t)c->timers.ping_ms, "alarm_retry_ms", (json_int_t)c->timers.alarm_retry_ms, "drain_ms",
-        (json_int_t)c->timers.drain_ms, "parties", parties, "log_level", levels[c->log_level]);
+        "listen", "host", c->host, "port", c->port, "prefix", c->prefix, "shards", c->shards, "data_dir", c->data_dir, "durability",
+        c->durability, "admin", "listen", admin, "limits", "message_bytes", (json_int_t)c->limits.message_bytes, "body_bytes",
+        (json_int_t)c->limits.body_bytes, "output_bytes", (json_int_t)c->limits.output_bytes, "header_bytes",
+        (json_int_t)c->limits.header_bytes, "header_count", (json_int_t)c->limits.header_count, "connections_per_room",
+        (json_int_t)c->limits.connections_per_room, "rooms_in_memory", (json_int_t)c->limits.rooms_in_memory, "timers", "idle_ms",
+        (json_int_t)c->timers.idle_ms, "ping_ms", (json_int_t)c->timers.ping_ms, "alarm_retry_ms",
+        (json_int_t)c->timers.alarm_retry_ms, "drain_ms", (json_int_t)c->timers.drain_ms, "parties", parties, "log_level",
+        levels[c->log_level]);
     /* the token itself is never printed */
     if (c->admin_token != NULL)
         json_object_set_new(json_object_get(root, "admin"), "token", json_string("(hidden)"));

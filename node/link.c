@@ -49,8 +49,7 @@ static int check_hello(link_t *link, const proto_msg_t *m)
         return -1;
     }
     if (m->version != PROTO_VERSION) {
-        log_error("link: the peer speaks protocol version %u, this process speaks %u; refusing it", m->version,
-                  PROTO_VERSION);
+        log_error("link: the peer speaks protocol version %u, this process speaks %u; refusing it", m->version, PROTO_VERSION);
         return -1;
     }
     if (m->role != link->peer_role) {
@@ -104,8 +103,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
         link_fail(link, why);
 }
 
-link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb,
-                  void *data)
+link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb, void *data)
 {
     link_t *link = xcalloc(1, sizeof(*link));
     link->cb = cb;

@@ -32,8 +32,7 @@ typedef struct st_link_callbacks_t {
 #define LINK_LOW_WATER (2 << 20)
 
 /* Wraps `fd` (ownership passes to the link) and sends our HELLO. `max_frame` caps every frame in both directions. */
-link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb,
-                  void *data);
+link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb, void *data);
 /* Closes the socket and frees the link. Safe inside the link's own on_frame (the free is deferred until it returns);
  * on_closed is not called. */
 void link_close(link_t *link);

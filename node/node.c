@@ -218,8 +218,8 @@ static int spawn(child_t *c)
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
-        int status = c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd)
-                                  : shard_main(node.conf, c->index, sv[1]);
+        int status =
+            c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd) : shard_main(node.conf, c->index, sv[1]);
         close(sv[1]);
         free(node.shards);
         config_dispose(node.conf);
@@ -282,8 +282,8 @@ static void reap_children(void)
         if (delay > RESTART_MAX_MS)
             delay = RESTART_MAX_MS;
         c->restart_at = now + delay + 1;
-        log_warn("%s (pid %d) %s after %llu ms; restarting in %llu ms", child_name(c), (int)pid, how,
-                 (unsigned long long)ran, (unsigned long long)delay);
+        log_warn("%s (pid %d) %s after %llu ms; restarting in %llu ms", child_name(c), (int)pid, how, (unsigned long long)ran,
+                 (unsigned long long)delay);
         if (c->index >= 0)
             send_ctl(&node.router, CTL_SHARD_DOWN, c->index, 0, 0, -1);
     }
@@ -399,8 +399,7 @@ int node_run(config_t *conf)
     char addr[300], admin_addr[300] = "off";
     snprintf(addr, sizeof(addr), strchr(conf->host, ':') != NULL ? fmt6 : fmt4, conf->host, port);
     if (conf->admin_enabled)
-        snprintf(admin_addr, sizeof(admin_addr), strchr(conf->admin_host, ':') != NULL ? fmt6 : fmt4, conf->admin_host,
-                 admin_port);
+        snprintf(admin_addr, sizeof(admin_addr), strchr(conf->admin_host, ':') != NULL ? fmt6 : fmt4, conf->admin_host, admin_port);
     printf("partyd %s listening on http://%s\n", PARTYD_VERSION, addr);
     if (conf->admin_enabled)
         printf("partyd admin on http://%s\n", admin_addr);

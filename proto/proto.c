@@ -54,10 +54,12 @@ static const uint8_t layouts[PROTO_TYPE_MAX_ + 1][MAX_FIELDS] = {
 };
 
 static const char *const type_names[PROTO_TYPE_MAX_ + 1] = {
-    [PROTO_HELLO] = "HELLO",         [PROTO_OPEN] = "OPEN",         [PROTO_ATTACH] = "ATTACH",
-    [PROTO_ACCEPT] = "ACCEPT",       [PROTO_REJECT] = "REJECT",     [PROTO_MESSAGE] = "MESSAGE",
-    [PROTO_CLOSE] = "CLOSE",         [PROTO_SEND] = "SEND",         [PROTO_BROADCAST] = "BROADCAST",
-    [PROTO_CLOSE_CONN] = "CLOSE_CONN", [PROTO_REQUEST] = "REQUEST", [PROTO_RESPONSE] = "RESPONSE",
+    [PROTO_HELLO] = "HELLO",         [PROTO_OPEN] = "OPEN",
+    [PROTO_ATTACH] = "ATTACH",       [PROTO_ACCEPT] = "ACCEPT",
+    [PROTO_REJECT] = "REJECT",       [PROTO_MESSAGE] = "MESSAGE",
+    [PROTO_CLOSE] = "CLOSE",         [PROTO_SEND] = "SEND",
+    [PROTO_BROADCAST] = "BROADCAST", [PROTO_CLOSE_CONN] = "CLOSE_CONN",
+    [PROTO_REQUEST] = "REQUEST",     [PROTO_RESPONSE] = "RESPONSE",
     [PROTO_STATS] = "STATS",         [PROTO_STATS_REPLY] = "STATS_REPLY",
 };
 
@@ -222,7 +224,7 @@ void proto_decoder_dispose(proto_decoder_t *dec)
 
 #define FAIL(...)                                                                                                                  \
     do {                                                                                                                           \
-        snprintf(dec->error, sizeof(dec->error), __VA_ARGS__);                                                                    \
+        snprintf(dec->error, sizeof(dec->error), __VA_ARGS__);                                                                     \
         return -1;                                                                                                                 \
     } while (0)
 
@@ -371,10 +373,10 @@ static int decode_field(proto_decoder_t *dec, int field, const msgpack_object *o
 }
 
 static const char *const field_names[] = {
-    [F_ID] = "id",         [F_VERSION] = "version", [F_ROLE] = "role",       [F_SHARD] = "shard",   [F_PID] = "pid",
-    [F_PARTY] = "party",   [F_ROOM] = "room",       [F_CONN_ID] = "conn_id", [F_METHOD] = "method", [F_PATH] = "path",
-    [F_QUERY] = "query",   [F_HEADERS] = "headers", [F_DATA] = "data",       [F_BINARY] = "binary", [F_STATUS] = "status",
-    [F_CODE] = "code",     [F_REASON] = "reason",   [F_CLEAN] = "clean",     [F_EXCEPT] = "except", [F_STATS] = "stats",
+    [F_ID] = "id",       [F_VERSION] = "version", [F_ROLE] = "role",       [F_SHARD] = "shard",   [F_PID] = "pid",
+    [F_PARTY] = "party", [F_ROOM] = "room",       [F_CONN_ID] = "conn_id", [F_METHOD] = "method", [F_PATH] = "path",
+    [F_QUERY] = "query", [F_HEADERS] = "headers", [F_DATA] = "data",       [F_BINARY] = "binary", [F_STATUS] = "status",
+    [F_CODE] = "code",   [F_REASON] = "reason",   [F_CLEAN] = "clean",     [F_EXCEPT] = "except", [F_STATS] = "stats",
 };
 
 /* msgpack-c allocates a container's elements as soon as it reads the container's header, so "an array of 2^32
@@ -399,22 +401,67 @@ static int check_shape(const unsigned char *p, size_t len)
             skip = b & 0x1f;
         } else {
             switch (b) {
-            case 0xc4: case 0xd9: lenbytes = 1; break;                 /* bin8, str8 */
-            case 0xc5: case 0xda: lenbytes = 2; break;                 /* bin16, str16 */
-            case 0xc6: case 0xdb: lenbytes = 4; break;                 /* bin32, str32 */
-            case 0xc7: lenbytes = 1; skip = 1; break;                  /* ext8: length, type */
-            case 0xc8: lenbytes = 2; skip = 1; break;
-            case 0xc9: lenbytes = 4; skip = 1; break;
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xca: case 0xce: case 0xd2: skip = 4; break;
-            case 0xcb: case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;                                /* fixext: type + data */
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: case 0xde: case 0xdd: case 0xdf: {              /* array16/32, map16/32 */
+            case 0xc4:
+            case 0xd9:
+                lenbytes = 1;
+                break; /* bin8, str8 */
+            case 0xc5:
+            case 0xda:
+                lenbytes = 2;
+                break; /* bin16, str16 */
+            case 0xc6:
+            case 0xdb:
+                lenbytes = 4;
+                break; /* bin32, str32 */
+            case 0xc7:
+                lenbytes = 1;
+                skip = 1;
+                break; /* ext8: length, type */
+            case 0xc8:
+                lenbytes = 2;
+                skip = 1;
+                break;
+            case 0xc9:
+                lenbytes = 4;
+                skip = 1;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                break;
+            case 0xca:
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                break;
+            case 0xcb:
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                break;
+            case 0xd4:
+                skip = 2;
+                break; /* fixext: type + data */
+            case 0xd5:
+                skip = 3;
+                break;
+            case 0xd6:
+                skip = 5;
+                break;
+            case 0xd7:
+                skip = 9;
+                break;
+            case 0xd8:
+                skip = 17;
+                break;
+            case 0xdc:
+            case 0xde:
+            case 0xdd:
+            case 0xdf: { /* array16/32, map16/32 */
                 size_t w = (b == 0xdc || b == 0xde) ? 2 : 4;
                 if (len - i < w)
                     return -1;

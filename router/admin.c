@@ -151,8 +151,8 @@ static void get_room(h2o_req_t *req, const route_t *r)
         json_array_append_new(ids, json_string(c->id));
     uint16_t slot = slots_of_room(r->party, r->party_len, r->room, r->room_len);
     send_json_value(req, 200,
-                    json_pack("{s:s%, s:s%, s:i, s:i, s:I, s:o}", "party", r->party, r->party_len, "room", r->room,
-                              r->room_len, "slot", (int)slot, "shard", (int)router.slots.owner[slot], "connections",
+                    json_pack("{s:s%, s:s%, s:i, s:i, s:I, s:o}", "party", r->party, r->party_len, "room", r->room, r->room_len,
+                              "slot", (int)slot, "shard", (int)router.slots.owner[slot], "connections",
                               (json_int_t)(room != NULL ? room->count : 0), "ids", ids));
 }
 

@@ -140,7 +140,10 @@ void http_send_health(h2o_req_t *req)
         up += router.shards[i].link != NULL && link_is_ready(router.shards[i].link);
     int ok = up == (size_t)router.conf->shards && !router.draining;
     int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"shards\":%d,\"shards_up\":%zu}",
-                     router.draining ? "draining" : ok ? "ok" : "degraded", router.conf->shards, up);
+                     router.draining ? "draining"
+                     : ok            ? "ok"
+                                     : "degraded",
+                     router.conf->shards, up);
     http_send_json(req, ok ? 200 : 503, body, (size_t)n);
 }
 
@@ -157,8 +160,8 @@ void http_fail_pending(router_pending_t *p, int status, const char *error)
 
 static int is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const names[] = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "te",
-                                        "trailer"};
+    static const char *const names[] = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade",
+                                        "te",         "trailer"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); ++i)
         if (h2o_lcstris(name, len, names[i], strlen(names[i])))
             return 1;
@@ -390,8 +393,7 @@ void http_upgrade_accepted(router_pending_t *p)
     req->res.status = 101;
     req->res.reason = status_reason(101);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL, p->accept,
-                          strlen(p->accept));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("sec-websocket-accept"), 0, NULL, p->accept, strlen(p->accept));
     h2o_http1_upgrade(req, NULL, 0, on_upgrade_complete, p);
 }
 

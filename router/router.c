@@ -178,9 +178,9 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd)
     memset(&router, 0, sizeof(router));
     memset(&rt, 0, sizeof(rt));
     router.conf = conf;
-    router.max_frame = (conf->limits.message_bytes > conf->limits.body_bytes ? conf->limits.message_bytes
-                                                                              : conf->limits.body_bytes) +
-                       conf->limits.header_bytes + PROTO_FRAME_OVERHEAD;
+    router.max_frame =
+        (conf->limits.message_bytes > conf->limits.body_bytes ? conf->limits.message_bytes : conf->limits.body_bytes) +
+        conf->limits.header_bytes + PROTO_FRAME_OVERHEAD;
 
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
@@ -206,9 +206,8 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd)
     h2o_timeout_init(router.loop, &rt.pause_timeout, ACCEPT_PAUSE_MS);
     linger_init(router.loop);
 
-    rt.ws_conf = (ws_config_t){.max_message = conf->limits.message_bytes,
-                               .max_output = conf->limits.output_bytes,
-                               .ping_ms = conf->timers.ping_ms};
+    rt.ws_conf = (ws_config_t){
+        .max_message = conf->limits.message_bytes, .max_output = conf->limits.output_bytes, .ping_ms = conf->timers.ping_ms};
     static const ws_callbacks_t ws_callbacks = {shards_on_ws_message, shards_on_ws_closed};
     ws_init(router.loop, &rt.ws_conf, &ws_callbacks);
     shards_init();

@@ -40,11 +40,11 @@ typedef struct st_router_room_t {
 typedef struct st_router_pending_t {
     UT_hash_handle hh; /* router.requests, by rid (HTTP requests only) */
     uint64_t rid;
-    h2o_req_t *req;                   /* NULL once h2o disposed the request (see http.c) */
+    h2o_req_t *req; /* NULL once h2o disposed the request (see http.c) */
     struct st_router_req_token_t *token;
     ws_conn_t *conn;
     uint16_t shard;
-    uint8_t upgrading; /* the 101 is being written */
+    uint8_t upgrading;                       /* the 101 is being written */
     struct st_router_pending_t *prev, *next; /* router.pending */
     char accept[32];                         /* Sec-WebSocket-Accept */
     size_t key_len;
@@ -54,7 +54,7 @@ typedef struct st_router_pending_t {
 typedef enum { SHARD_STARTING = 0, SHARD_UP, SHARD_DOWN } router_shard_state_t;
 
 typedef struct st_router_shard_t {
-    link_t *link; /* NULL while the shard is down */
+    link_t *link;     /* NULL while the shard is down */
     uint64_t *paused; /* cids of connections not read while the link is congested */
     size_t num_paused, cap_paused;
     int pid;

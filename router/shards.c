@@ -149,8 +149,8 @@ void shards_on_ws_closed(ws_conn_t *conn, int code, const char *reason, int clea
     room_remove(conn);
     link_t *link = router.shards[conn->shard].link;
     if (conn->shard_knows && link != NULL) {
-        proto_msg_t m = {.type = PROTO_CLOSE, .id = conn->cid, .code = code, .reason = proto_str(reason, strlen(reason)),
-                         .clean = clean};
+        proto_msg_t m = {
+            .type = PROTO_CLOSE, .id = conn->cid, .code = code, .reason = proto_str(reason, strlen(reason)), .clean = clean};
         link_emit(link, &m);
     }
     conn->shard_knows = 0;

@@ -20,15 +20,15 @@
 enum { ST_PENDING = 0, ST_OPEN, ST_CLOSING, ST_CLOSED };
 
 enum {
-    F_CLOSE_SENT = 1,      /* our close frame is queued */
-    F_CLOSE_RECEIVED = 2,  /* the peer's close frame arrived */
-    F_PING_OUT = 4,        /* a ping is unanswered */
-    F_DIRTY = 8,           /* in the dirty list */
-    F_WANT_WRITE = 16,     /* waiting for EPOLLOUT */
-    F_REPORTED = 32,       /* on_closed ran */
-    F_DISCARD_INPUT = 64,  /* after a protocol error: read and drop */
-    F_REAP = 128,          /* in the reap list */
-    F_PAUSED = 256,        /* not reading: the shard is behind */
+    F_CLOSE_SENT = 1,     /* our close frame is queued */
+    F_CLOSE_RECEIVED = 2, /* the peer's close frame arrived */
+    F_PING_OUT = 4,       /* a ping is unanswered */
+    F_DIRTY = 8,          /* in the dirty list */
+    F_WANT_WRITE = 16,    /* waiting for EPOLLOUT */
+    F_REPORTED = 32,      /* on_closed ran */
+    F_DISCARD_INPUT = 64, /* after a protocol error: read and drop */
+    F_REAP = 128,         /* in the reap list */
+    F_PAUSED = 256,       /* not reading: the shard is behind */
 };
 
 #define READ_BUF_SIZE (64 * 1024)

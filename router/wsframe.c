@@ -86,8 +86,7 @@ static int start_frame(wsframe_parser_t *p, size_t max_message, wsframe_error_t 
     }
     if (rsv != 0)
         FAIL(1002, "reserved bits set without a negotiated extension");
-    if (!(op == WS_OP_CONT || op == WS_OP_TEXT || op == WS_OP_BINARY || op == WS_OP_CLOSE || op == WS_OP_PING ||
-          op == WS_OP_PONG))
+    if (!(op == WS_OP_CONT || op == WS_OP_TEXT || op == WS_OP_BINARY || op == WS_OP_CLOSE || op == WS_OP_PING || op == WS_OP_PONG))
         FAIL(1002, "unknown opcode");
     if (!masked)
         FAIL(1002, "client frames must be masked");

@@ -311,8 +311,8 @@ static void respond_simple(uint64_t rid, int status, const char *msg)
     char body[256];
     int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", msg);
     proto_header_t h = {PROTO_STR("content-type"), PROTO_STR("application/json")};
-    proto_msg_t m = {.type = PROTO_RESPONSE, .id = rid, .status = status, .headers = &h, .num_headers = 1,
-                     .data = proto_str(body, (size_t)n)};
+    proto_msg_t m = {
+        .type = PROTO_RESPONSE, .id = rid, .status = status, .headers = &h, .num_headers = 1, .data = proto_str(body, (size_t)n)};
     shard_emit(&m);
 }
 
@@ -389,8 +389,7 @@ void rooms_on_open(const proto_msg_t *msg)
         return;
     }
     if (verdict < 400 || verdict > 599) {
-        log_warn("room %s: on_connect returned %d, which is not an HTTP status from 400 to 599; answering 500", room->key,
-                 verdict);
+        log_warn("room %s: on_connect returned %d, which is not an HTTP status from 400 to 599; answering 500", room->key, verdict);
         verdict = 500;
     }
     emit_reject(conn->cid, verdict, "the room refused the connection");
@@ -733,8 +732,7 @@ int party_respond(party_request_t *req, int status, const char *content_type, co
 {
     if (req->room == NULL || req->responded)
         return -EALREADY;
-    if (status < 100 || status > 599 || (body == NULL && len != 0) ||
-        (content_type != NULL && !header_value_valid(content_type)))
+    if (status < 100 || status > 599 || (body == NULL && len != 0) || (content_type != NULL && !header_value_valid(content_type)))
         return -EINVAL;
     req->responded = 1;
     proto_header_t headers[PROTO_MAX_HEADERS];
@@ -743,7 +741,11 @@ int party_respond(party_request_t *req, int status, const char *content_type, co
         headers[n++] = (proto_header_t){PROTO_STR("content-type"), proto_str(content_type, strlen(content_type))};
     for (size_t i = 0; i < req->num_resp_headers; ++i)
         headers[n++] = req->resp_headers[i];
-    proto_msg_t m = {.type = PROTO_RESPONSE, .id = req->rid, .status = status, .headers = headers, .num_headers = n,
+    proto_msg_t m = {.type = PROTO_RESPONSE,
+                     .id = req->rid,
+                     .status = status,
+                     .headers = headers,
+                     .num_headers = n,
                      .data = proto_str(body, len)};
     int ret = shard_emit(&m);
     if (ret == -EMSGSIZE) {

@@ -155,9 +155,9 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     memset(&shard, 0, sizeof(shard));
     shard.conf = conf;
     shard.index = index;
-    shard.max_frame = (conf->limits.message_bytes > conf->limits.body_bytes ? conf->limits.message_bytes
-                                                                             : conf->limits.body_bytes) +
-                      conf->limits.header_bytes + PROTO_FRAME_OVERHEAD;
+    shard.max_frame =
+        (conf->limits.message_bytes > conf->limits.body_bytes ? conf->limits.message_bytes : conf->limits.body_bytes) +
+        conf->limits.header_bytes + PROTO_FRAME_OVERHEAD;
 
     /* SIGINT from a terminal reaches the whole process group; the supervisor alone decides how to stop */
     signal(SIGINT, SIG_IGN);

@@ -91,8 +91,7 @@ static json_t *cursor_json(const chat_user_t *u)
 
 static json_t *user_json(const party_conn_t *conn, const chat_user_t *u)
 {
-    return json_pack("{s:s, s:s%, s:o}", "id", party_conn_id(conn), "name", u->name, (size_t)u->name_len, "cursor",
-                     cursor_json(u));
+    return json_pack("{s:s, s:s%, s:o}", "id", party_conn_id(conn), "name", u->name, (size_t)u->name_len, "cursor", cursor_json(u));
 }
 
 static json_t *users_json(party_room_t *room)
@@ -144,8 +143,8 @@ static const char *bounded_string(const json_t *obj, const char *key, size_t max
 static json_t *append_message(party_room_t *room, const char *sender, const char *content, size_t len)
 {
     chat_room_t *cr = party_room_data(room);
-    json_t *msg = json_pack("{s:s, s:s%, s:I}", "senderId", sender, "content", content, len, "timestamp",
-                            (json_int_t)party_now_ms());
+    json_t *msg =
+        json_pack("{s:s, s:s%, s:I}", "senderId", sender, "content", content, len, "timestamp", (json_int_t)party_now_ms());
     json_array_append(cr->messages, msg);
     while (json_array_size(cr->messages) > CHAT_HISTORY)
         json_array_remove(cr->messages, 0);
@@ -184,8 +183,7 @@ static int chat_on_connect(party_room_t *room, party_conn_t *conn, const party_r
     (void)req;
     chat_room_t *cr = party_room_data(room);
     send_json(room, conn, json_pack("{s:s, s:s}", "type", "welcome", "id", party_conn_id(conn)), NULL);
-    send_json(room, conn, json_pack("{s:s, s:o, s:O}", "type", "state", "users", users_json(room), "messages", cr->messages),
-              NULL);
+    send_json(room, conn, json_pack("{s:s, s:o, s:O}", "type", "state", "users", users_json(room), "messages", cr->messages), NULL);
     return 0;
 }
 

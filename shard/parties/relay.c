@@ -23,8 +23,8 @@ static void relay_on_request(party_room_t *room, party_request_t *req)
     const char *method = party_request_method(req);
     if (strcmp(method, "GET") == 0) {
         parties_respond_json(req, 200,
-                     json_pack("{s:s, s:s, s:I}", "party", party_room_party(room), "room", party_room_id(room), "connections",
-                               (json_int_t)party_room_connection_count(room)));
+                             json_pack("{s:s, s:s, s:I}", "party", party_room_party(room), "room", party_room_id(room),
+                                       "connections", (json_int_t)party_room_connection_count(room)));
     } else if (strcmp(method, "POST") == 0) {
         size_t len;
         const void *body = party_request_body(req, &len);

@@ -18,20 +18,20 @@ static void test_utf8(void **state)
     assert_true(V(""));
     assert_true(V("plain ascii, long enough to take the eight-byte path"));
     assert_true(V("caf\xc3\xa9"));
-    assert_true(V("\xe2\x82\xac"));          /* € */
-    assert_true(V("\xf0\x9f\x8e\x89"));      /* 🎉 */
-    assert_true(V("\xf4\x8f\xbf\xbf"));      /* U+10FFFF */
-    assert_true(V("\xed\x9f\xbf"));          /* U+D7FF */
-    assert_true(V("nul\0inside"));           /* U+0000 is valid UTF-8 */
+    assert_true(V("\xe2\x82\xac"));     /* € */
+    assert_true(V("\xf0\x9f\x8e\x89")); /* 🎉 */
+    assert_true(V("\xf4\x8f\xbf\xbf")); /* U+10FFFF */
+    assert_true(V("\xed\x9f\xbf"));     /* U+D7FF */
+    assert_true(V("nul\0inside"));      /* U+0000 is valid UTF-8 */
     assert_false(V("\xff"));
-    assert_false(V("\xc0\xaf"));             /* overlong '/' */
-    assert_false(V("\xc1\xbf"));             /* overlong */
-    assert_false(V("\xe0\x80\xaf"));         /* overlong */
-    assert_false(V("\xf0\x80\x80\xaf"));     /* overlong */
-    assert_false(V("\xed\xa0\x80"));         /* surrogate U+D800 */
-    assert_false(V("\xf4\x90\x80\x80"));     /* > U+10FFFF */
+    assert_false(V("\xc0\xaf"));         /* overlong '/' */
+    assert_false(V("\xc1\xbf"));         /* overlong */
+    assert_false(V("\xe0\x80\xaf"));     /* overlong */
+    assert_false(V("\xf0\x80\x80\xaf")); /* overlong */
+    assert_false(V("\xed\xa0\x80"));     /* surrogate U+D800 */
+    assert_false(V("\xf4\x90\x80\x80")); /* > U+10FFFF */
     assert_false(V("\xf5\x80\x80\x80"));
-    assert_false(V("caf\xc3"));              /* truncated at the end */
+    assert_false(V("caf\xc3")); /* truncated at the end */
     assert_false(V("\xe2\x82"));
     assert_false(V("\x80"));                 /* lone continuation */
     assert_false(V("abcdefgh\xe2\x28\xa1")); /* bad continuation after the fast path */

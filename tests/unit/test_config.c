@@ -157,9 +157,8 @@ static void test_args(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default), cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_overlay), cmocka_unit_test(test_env_token),
-        cmocka_unit_test(test_args),
+        cmocka_unit_test(test_default),   cmocka_unit_test(test_errors), cmocka_unit_test(test_overlay),
+        cmocka_unit_test(test_env_token), cmocka_unit_test(test_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

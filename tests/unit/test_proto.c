@@ -15,8 +15,7 @@
 
 #define CAP (1 << 20)
 
-static const proto_header_t headers[] = {{PROTO_STR("host"), PROTO_STR("127.0.0.1:1999")},
-                                         {PROTO_STR("x-empty"), PROTO_STR("")}};
+static const proto_header_t headers[] = {{PROTO_STR("host"), PROTO_STR("127.0.0.1:1999")}, {PROTO_STR("x-empty"), PROTO_STR("")}};
 static const uint64_t except[] = {7, 1ull << 40, 0};
 
 static proto_msg_t sample(proto_type_t type)
@@ -263,10 +262,13 @@ static void test_malformed(void **state)
         {"two objects in one frame", "\x92\x04\x01\x01", sizeof("\x92\x04\x01\x01") - 1},
         {"MESSAGE with str data", "\x94\x06\x01\xc2\xa1x", sizeof("\x94\x06\x01\xc2\xa1x") - 1},
         {"REJECT with status 42", "\x94\x05\x01\x2a\xc4\x00", sizeof("\x94\x05\x01\x2a\xc4\x00") - 1},
-        {"CLOSE with code 70000", "\x95\x07\x01\xce\x00\x01\x11\x70\xa0\xc2", sizeof("\x95\x07\x01\xce\x00\x01\x11\x70\xa0\xc2") - 1},
+        {"CLOSE with code 70000", "\x95\x07\x01\xce\x00\x01\x11\x70\xa0\xc2",
+         sizeof("\x95\x07\x01\xce\x00\x01\x11\x70\xa0\xc2") - 1},
         {"HELLO with role 7", "\x95\x01\x01\x07\x00\x00", sizeof("\x95\x01\x01\x07\x00\x00") - 1},
-        {"BROADCAST except not uints", "\x96\x09\xa1p\xa1r\xc2\xc4\x00\x91\xa1x", sizeof("\x96\x09\xa1p\xa1r\xc2\xc4\x00\x91\xa1x") - 1},
-        {"REQUEST headers odd count", "\x99\x0b\x01\xa1p\xa1r\xa3GET\xa1/\xa0\x91\xa1h\xc4\x00", sizeof("\x99\x0b\x01\xa1p\xa1r\xa3GET\xa1/\xa0\x91\xa1h\xc4\x00") - 1},
+        {"BROADCAST except not uints", "\x96\x09\xa1p\xa1r\xc2\xc4\x00\x91\xa1x",
+         sizeof("\x96\x09\xa1p\xa1r\xc2\xc4\x00\x91\xa1x") - 1},
+        {"REQUEST headers odd count", "\x99\x0b\x01\xa1p\xa1r\xa3GET\xa1/\xa0\x91\xa1h\xc4\x00",
+         sizeof("\x99\x0b\x01\xa1p\xa1r\xa3GET\xa1/\xa0\x91\xa1h\xc4\x00") - 1},
         {"truncated inside (length says 3, object needs more)", "\x92\x04\xcf", sizeof("\x92\x04\xcf") - 1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
@@ -311,8 +313,12 @@ static void test_random_garbage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_every_type), cmocka_unit_test(test_stream_of_frames), cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_frame_cap),            cmocka_unit_test(test_malformed),        cmocka_unit_test(test_random_garbage),
+        cmocka_unit_test(test_roundtrip_every_type),
+        cmocka_unit_test(test_stream_of_frames),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_frame_cap),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_random_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,8 +67,9 @@ static void test_not_rooms(void **state)
 static void test_bad_names(void **state)
 {
     (void)state;
-    const char *bad[] = {"/parties", "/parties/", "/parties/main", "/parties/main/", "/parties//room", "/parties/a.b/room",
-                         "/parties/main//x", "/party/", "/party", "/parties/ma in/r", "/parties/main/a%00\x01"};
+    const char *bad[] = {"/parties",       "/parties/",         "/parties/main",         "/parties/main/",
+                         "/parties//room", "/parties/a.b/room", "/parties/main//x",      "/party/",
+                         "/party",         "/parties/ma in/r",  "/parties/main/a%00\x01"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
         route_t r = parse(bad[i], "parties");
         if (r.kind != ROUTE_BAD)

@@ -125,7 +125,10 @@ static void test_every_split(void **state)
     put_frame(w, 1, 0, WS_OP_TEXT, 1, "", 0);
     put_frame(w, 1, 0, WS_OP_BINARY, 1, big, 300);
     put_frame(w, 1, 0, WS_OP_BINARY, 1, big, sizeof(big));
-    put_frame(w, 1, 0, WS_OP_CLOSE, 1, "\x03\xe8" "bye", 5);
+    put_frame(w, 1, 0, WS_OP_CLOSE, 1,
+              "\x03\xe8"
+              "bye",
+              5);
     size_t steps[] = {0, 1, 2, 3, 5, 7, 13, 64, 1000, 65536};
     for (size_t s = 0; s < sizeof(steps) / sizeof(steps[0]); ++s) {
         events_t e = {0};
@@ -147,7 +150,10 @@ static void test_every_split(void **state)
         assert_int_equal(e.lens[5], sizeof(big));
         assert_memory_equal(e.payloads[5], big, 256);
         assert_int_equal(e.ops[6], WS_OP_CLOSE);
-        assert_memory_equal(e.payloads[6], "\x03\xe8" "bye", 5);
+        assert_memory_equal(e.payloads[6],
+                            "\x03\xe8"
+                            "bye",
+                            5);
     }
     free(w);
 }
