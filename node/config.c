@@ -31,7 +31,7 @@ const char config_default_json[] =
     "             \"header_bytes\": 16384, \"header_count\": 64,\n"
     "             \"connections_per_room\": 32768, \"rooms_in_memory\": 100000},\n"
     "  \"timers\": {\"idle_ms\": 30000, \"ping_ms\": 30000, \"alarm_retry_ms\": 2000, \"drain_ms\": 10000},\n"
-    "  \"parties\": {\"main\": {\"kind\": \"chat\"}, \"relay\": {\"kind\": \"relay\"}},\n"
+    "  \"parties\": {\"main\": {\"kind\": \"chat\"}, \"relay\": {\"kind\": \"relay\"}, \"counter\": {\"kind\": \"counter\"}},\n"
     "  \"log_level\": \"info\"\n"
     "}\n";
 
@@ -337,7 +337,7 @@ static int apply_parties(cfg_err_t *e, config_t *c, json_t *v)
         list[n].name = xstrdup(name);
         list[n].kind = xstrdup(json_string_value(kind));
         list[n].party = party;
-        list[n].hibernate = hib != NULL && json_is_true(hib);
+        list[n].hibernate = hib != NULL ? json_is_true(hib) : party->hibernate;
         ++n;
     }
     /* the file's parties replace the default ones */

@@ -141,6 +141,30 @@ int link_emit(link_t *link, const proto_msg_t *msg)
     return ret;
 }
 
+size_t link_out_mark(const link_t *link)
+{
+    /* a length, not a position: base_buf_reserve may slide the bytes to the front */
+    return base_buf_len(&link->out);
+}
+
+void link_take_tail(link_t *link, size_t mark, base_buf_t *dst)
+{
+    size_t len = base_buf_len(&link->out);
+    if (mark >= len)
+        return;
+    base_buf_append(dst, base_buf_head(&link->out) + mark, len - mark);
+    link->out.size -= len - mark;
+    if (link->out.size == link->out.off)
+        link->out.size = link->out.off = 0;
+}
+
+void link_emit_raw(link_t *link, const void *frames, size_t len)
+{
+    if (link->failed || link->closed)
+        return;
+    base_buf_append(&link->out, frames, len);
+}
+
 static void on_written(h2o_socket_t *sock, const char *err)
 {
     link_t *link = sock->data;

@@ -40,6 +40,12 @@ void link_close(link_t *link);
 /* Queues a frame; it is written by the next link_flush. Returns 0, -EMSGSIZE (over the frame cap, nothing queued), or
  * -ENOTCONN after the link failed. */
 int link_emit(link_t *link, const proto_msg_t *msg);
+/* The output gate's tools (shard.c): where the queued bytes end now; moving what was queued after such a mark into
+ * another buffer (it has not been written: nothing is written between two loop passes' flushes); and queuing bytes
+ * that are already encoded frames. */
+size_t link_out_mark(const link_t *link);
+void link_take_tail(link_t *link, size_t mark, base_buf_t *dst);
+void link_emit_raw(link_t *link, const void *frames, size_t len);
 /* Starts writing what was queued, unless a write is already in flight (its completion continues). Once per pass. */
 void link_flush(link_t *link);
 /* Whether more than LINK_HIGH_WATER bytes wait; once it said yes, on_drained follows when they fall under

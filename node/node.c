@@ -23,6 +23,8 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "base.h"
 #include "ctl.h"
 #include "router.h"
@@ -100,6 +102,59 @@ static int lock_data_dir(void)
     int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
     if (ftruncate(node.lock_fd, 0) == -1 || pwrite(node.lock_fd, pid, (size_t)n, 0) != n)
         log_warn("cannot record the pid in %s: %s", path, strerror(errno));
+    return 0;
+}
+
+/* The data directory records how it was written: the shard count decides which shard holds which slot (and so which
+ * shard's RocksDB holds a room's data). A node started with another count would look for rooms in the wrong place, so
+ * it refuses until live re-sharding exists. The file is written once, atomically. */
+#define DATA_FORMAT 1
+#define PLACEMENT "xxh3-64 % 16384, weighted rendezvous over shard ids 0..N-1, weight 1"
+
+static int check_data_format(void)
+{
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof(path), "%s/partyd.json", node.conf->data_dir);
+    if (access(path, F_OK) == 0) {
+        json_error_t jerr;
+        json_t *meta = json_load_file(path, 0, &jerr);
+        if (meta == NULL) {
+            log_error("%s: %s", path, jerr.text);
+            return -1;
+        }
+        int format = (int)json_integer_value(json_object_get(meta, "format"));
+        int shards = (int)json_integer_value(json_object_get(meta, "shards"));
+        json_decref(meta);
+        if (format != DATA_FORMAT) {
+            log_error("%s: data format %d; this partyd reads format %d", path, format, DATA_FORMAT);
+            return -1;
+        }
+        if (shards != node.conf->shards) {
+            log_error("the data directory %s was written by %d shards and this node has %d: rooms would be looked for on the "
+                      "wrong shard. Start with --shards %d (moving rooms between shards is not available yet).",
+                      node.conf->data_dir, shards, node.conf->shards, shards);
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        log_error("cannot write %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    fprintf(f, "{\"format\":%d,\"shards\":%d,\"placement\":\"%s\"}\n", DATA_FORMAT, node.conf->shards, PLACEMENT);
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        log_error("cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int dfd = open(node.conf->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd != -1) {
+        fsync(dfd);
+        close(dfd);
+    }
     return 0;
 }
 
@@ -378,7 +433,7 @@ int node_run(config_t *conf)
     node.admin_fd = node.lock_fd = node.sig_fd = -1;
     signal(SIGPIPE, SIG_IGN);
 
-    if (lock_data_dir() != 0)
+    if (lock_data_dir() != 0 || check_data_format() != 0)
         return 1;
     int port, admin_port = 0;
     if ((node.listen_fd = bind_listener("listen", conf->host, conf->port, &port)) == -1)

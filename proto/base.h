@@ -85,6 +85,11 @@ int base_utf8_valid(const void *s, size_t len);
 /* Number of code points in valid UTF-8 (the caller validated it). */
 size_t base_utf8_count(const void *s, size_t len);
 
+/* Finds the first `name` parameter of a query string (without the '?') and decodes it as URLSearchParams does ('+' is
+ * a space, %XX decoded, a malformed escape kept as it is) into out[0..cap), NUL-terminated. Returns the decoded length,
+ * -1 when the parameter is absent, -2 when the value needs more than cap - 1 bytes. */
+long base_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
+
 /* Fills `out` (37 bytes) with a random RFC 4122 version 4 UUID, NUL-terminated. */
 void base_uuid4(char out[37]);
 

@@ -164,11 +164,15 @@ static void pack_field(msgpack_packer *pk, int field, const proto_msg_t *m)
             msgpack_pack_uint64(pk, m->except[i]);
         break;
     case F_STATS:
-        msgpack_pack_array(pk, 4);
+        msgpack_pack_array(pk, 8);
         msgpack_pack_uint64(pk, m->stats.rooms);
+        msgpack_pack_uint64(pk, m->stats.rooms_hibernating);
+        msgpack_pack_uint64(pk, m->stats.evictions);
         msgpack_pack_uint64(pk, m->stats.connections);
         msgpack_pack_uint64(pk, m->stats.messages_in);
         msgpack_pack_uint64(pk, m->stats.messages_out);
+        msgpack_pack_uint64(pk, m->stats.storage_bytes);
+        msgpack_pack_uint64(pk, m->stats.commits);
         break;
     }
 }
@@ -359,10 +363,11 @@ static int decode_field(proto_decoder_t *dec, int field, const msgpack_object *o
         return 0;
     }
     case F_STATS: {
-        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 4)
+        uint64_t *dst[8] = {&m->stats.rooms,       &m->stats.rooms_hibernating, &m->stats.evictions,     &m->stats.connections,
+                            &m->stats.messages_in, &m->stats.messages_out,      &m->stats.storage_bytes, &m->stats.commits};
+        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 8)
             return -1;
-        uint64_t *dst[4] = {&m->stats.rooms, &m->stats.connections, &m->stats.messages_in, &m->stats.messages_out};
-        for (size_t k = 0; k < 4; ++k)
+        for (size_t k = 0; k < 8; ++k)
             if (get_uint(&o->via.array.ptr[k], UINT64_MAX, dst[k]) != 0)
                 return -1;
         return 0;

@@ -32,7 +32,7 @@
 
 #include "base.h"
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define PROTO_FRAME_HEADER_SIZE 4
 /* room-independent slack added to the message and body caps when sizing a link's frame cap */
 #define PROTO_FRAME_OVERHEAD (64 * 1024)
@@ -77,10 +77,14 @@ typedef struct st_proto_header_t {
 } proto_header_t;
 
 typedef struct st_proto_stats_t {
-    uint64_t rooms;
+    uint64_t rooms;             /* rooms in memory (started) */
+    uint64_t rooms_hibernating; /* rooms with open connections whose party is not in memory */
+    uint64_t evictions;         /* rooms evicted since the shard started */
     uint64_t connections;
     uint64_t messages_in;
     uint64_t messages_out;
+    uint64_t storage_bytes; /* RocksDB's estimate of the shard's live data */
+    uint64_t commits;       /* batches committed */
 } proto_stats_t;
 
 /* One message. Which fields are meaningful depends on `type` (see the table in proto.c); the others are zero. */

@@ -2,7 +2,8 @@
  * admin.c — the admin listener (loopback by default; a bearer token when one is configured):
  *
  *   GET /health                       200 when every shard is connected, else 503
- *   GET /admin/shards                 [{id, pid, state, restarts, rooms, connections, messages_in, messages_out}]
+ *   GET /admin/shards                 [{id, pid, state, restarts, rooms, rooms_hibernating, evictions, connections,
+ *                                       messages_in, messages_out, storage_bytes, commits}]
  *   GET /admin/rooms/:party/:room     {party, room, slot, shard, connections, ids}
  *
  * /admin/shards asks every shard for its counters (STATS) and answers when all replied, or after a second with what
@@ -62,15 +63,13 @@ static void stats_finish(admin_stats_req_t *a)
         router_shard_t *s = &router.shards[i];
         json_t *o = json_pack("{s:i, s:i, s:s, s:i}", "id", i, "pid", s->pid, "state", shard_state_name(s->state), "restarts",
                               (int)s->restarts);
-        if (a->have[i] == 1) {
-            json_object_set_new(o, "rooms", json_integer((json_int_t)a->stats[i].rooms));
-            json_object_set_new(o, "connections", json_integer((json_int_t)a->stats[i].connections));
-            json_object_set_new(o, "messages_in", json_integer((json_int_t)a->stats[i].messages_in));
-            json_object_set_new(o, "messages_out", json_integer((json_int_t)a->stats[i].messages_out));
-        } else {
-            json_object_set_new(o, "rooms", json_null());
-            json_object_set_new(o, "connections", json_null());
-        }
+        const proto_stats_t *st = &a->stats[i];
+        static const char *const names[] = {"rooms",       "rooms_hibernating", "evictions",     "connections",
+                                            "messages_in", "messages_out",      "storage_bytes", "commits"};
+        const uint64_t values[] = {st->rooms,       st->rooms_hibernating, st->evictions,     st->connections,
+                                   st->messages_in, st->messages_out,      st->storage_bytes, st->commits};
+        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); ++k)
+            json_object_set_new(o, names[k], a->have[i] == 1 ? json_integer((json_int_t)values[k]) : json_null());
         json_array_append_new(list, o);
     }
     send_json_value(a->req, 200, list);

@@ -93,52 +93,7 @@ void route_parse(route_t *r, const char *target, size_t len, const char *prefix)
     r->kind = ROUTE_ROOM;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes application/x-www-form-urlencoded bytes; returns the length or -2 when over cap - 1. */
-static long form_decode(const char *s, size_t len, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; ++i) {
-        char c = s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        }
-        if (o + 1 >= cap)
-            return -2;
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return (long)o;
-}
-
 long route_query_param(const char *query, size_t len, const char *name, char *out, size_t cap)
 {
-    size_t nlen = strlen(name);
-    const char *p = query, *end = query + len;
-    char key[64];
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *pe = amp != NULL ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(pe - p));
-        const char *ke = eq != NULL ? eq : pe;
-        /* keys are compared decoded, as URLSearchParams does */
-        long klen = form_decode(p, (size_t)(ke - p), key, sizeof(key));
-        if (klen == (long)nlen && memcmp(key, name, nlen) == 0)
-            return eq != NULL ? form_decode(eq + 1, (size_t)(pe - eq - 1), out, cap) : form_decode("", 0, out, cap);
-        p = pe + 1;
-    }
-    return -1;
+    return base_query_param(query, len, name, out, cap);
 }

@@ -14,9 +14,17 @@
  *
  * Errors: functions return 0 or a negative errno value:
  *   -EINVAL    an argument is out of range (bad close code, NULL data with a length, ...)
- *   -EMSGSIZE  the message or state is over its cap (limits.message_bytes; PARTY_STATE_MAX)
+ *   -EMSGSIZE  the message, state, key or value is over its cap (limits.message_bytes; PARTY_STATE_MAX;
+ *              PARTY_KEY_MAX; PARTY_VALUE_MAX)
  *   -ENOTCONN  the connection is closed or closing
  *   -EALREADY  the request was already answered
+ *   -ENOENT    no such key, no alarm
+ *   -EIO       the storage failed (the shard logs why)
+ *
+ * Durability: storage writes are atomic per loop pass and durable once committed; what a callback sends, broadcasts
+ * or answers after (or before) writing is held back until those writes are on disk, so no client ever sees an effect
+ * that a crash could take back (the output gate). A room that is idle is evicted from memory (on_stop) and started
+ * again (on_start) by its next event; keep in memory only what on_start can rebuild from storage.
  */
 #ifndef PARTYD_PARTY_H
 #define PARTYD_PARTY_H
@@ -33,6 +41,13 @@ extern "C" {
 
 /* Per-connection state survives hibernation (a later version); it is capped so a room's connections stay cheap. */
 #define PARTY_STATE_MAX 2048
+/* Storage caps. */
+#define PARTY_KEY_MAX 2048
+#define PARTY_VALUE_MAX (128 * 1024)
+#define PARTY_BATCH_MAX 128
+/* Tags per connection, and bytes per tag. */
+#define PARTY_TAGS_MAX 10
+#define PARTY_TAG_MAX 256
 
 typedef struct st_party_room_t party_room_t;       /* one room: a party plus a room id */
 typedef struct st_party_conn_t party_conn_t;       /* one WebSocket connection in a room */
@@ -70,6 +85,16 @@ typedef struct st_party_t {
     /* An HTTP request to the room (anything but a WebSocket upgrade on the room's path). Answer it with party_respond,
      * now or later; until then the client waits. NULL: every request gets 404. */
     void (*on_request)(party_room_t *room, party_request_t *req);
+
+    /* The room's alarm is due (see party_alarm_set); the room is started first if it was not in memory. The alarm is
+     * cleared before this runs. Return 0 when done; non-zero to have it retried (timers.alarm_retry_ms, doubling, up
+     * to 6 tries). Delivery is at least once: after a crash before the pass committed, it runs again. May be NULL. */
+    int (*on_alarm)(party_room_t *room);
+
+    /* Rooms of this party may be evicted from memory while connections are open (hibernation): the connections,
+     * their ids, tags and state stay; on_stop runs; the next message, close, request or alarm runs on_start first.
+     * The config's "hibernate" overrides this default. */
+    int hibernate;
 } party_t;
 
 /* ---- the room ---- */
@@ -112,6 +137,69 @@ int party_conn_set_state(party_conn_t *conn, const void *data, size_t len);
 /* The state last set, or NULL with *len = 0. Valid until the next set or the connection's on_close returns. */
 const void *party_conn_state(const party_conn_t *conn, size_t *len);
 
+/* Tags: up to PARTY_TAGS_MAX strings of 1..PARTY_TAG_MAX bytes, set in on_connect only (copied); they survive
+ * hibernation. Returns 0, -EINVAL, -EBUSY (outside on_connect). */
+int party_conn_set_tags(party_conn_t *conn, const char *const *tags, size_t n);
+/* The connection's tags: their number, with the array in *tags (valid while the connection is). */
+size_t party_conn_tags(const party_conn_t *conn, const char *const **tags);
+/* Iterates the open connections that have `tag`, as party_room_connections does. */
+party_conn_t *party_room_connections_tagged(party_room_t *room, const char *tag, party_conn_t *prev);
+
+/* ---- storage: the room's own sorted key-value store ---- */
+
+/* A key (and, for puts, a value). */
+typedef struct st_party_kv_t {
+    const void *key;
+    size_t key_len;
+    const void *value;
+    size_t value_len;
+} party_kv_t;
+
+/* Reads a key. 0 with a malloc'ed copy in *value (NUL-terminated for convenience; free() it), -ENOENT, -EMSGSIZE,
+ * -EIO. Sees the room's own writes that are not committed yet. */
+int party_storage_get(party_room_t *room, const void *key, size_t key_len, void **value, size_t *value_len);
+/* Writes a key (key 1..PARTY_KEY_MAX bytes, value ≤ PARTY_VALUE_MAX). 0, -EINVAL, -EMSGSIZE. */
+int party_storage_put(party_room_t *room, const void *key, size_t key_len, const void *value, size_t value_len);
+/* Deletes a key: 1 when it existed, 0 when not, -EMSGSIZE, -EIO. */
+int party_storage_delete(party_room_t *room, const void *key, size_t key_len);
+/* Batches of up to PARTY_BATCH_MAX keys. get_many fills each value/value_len (value NULL when absent; free() the
+ * others); put_many writes all or nothing; delete_many returns how many existed. */
+int party_storage_get_many(party_room_t *room, party_kv_t *kvs, size_t n);
+int party_storage_put_many(party_room_t *room, const party_kv_t *kvs, size_t n);
+int party_storage_delete_many(party_room_t *room, const party_kv_t *keys, size_t n);
+
+typedef struct st_party_list_t {
+    const void *prefix; /* only keys that start with this (NULL: all) */
+    size_t prefix_len;
+    const void *start; /* only keys ≥ start (NULL: no lower bound) */
+    size_t start_len;
+    const void *end; /* only keys < end (NULL: no upper bound) */
+    size_t end_len;
+    size_t limit; /* at most this many (0: no limit) */
+    int reverse;  /* descending order */
+} party_list_t;
+
+/* Calls cb for each key in order (byte-wise), with the room's uncommitted writes included; cb returns non-zero to
+ * stop. cb may write to storage (the listing sees it past the current key). Returns the number of keys visited, or
+ * -EINVAL, -EIO. */
+long party_storage_list(party_room_t *room, const party_list_t *opts,
+                        int (*cb)(void *arg, const void *key, size_t key_len, const void *value, size_t value_len), void *arg);
+/* Deletes every key of the room; returns how many, or -EIO. */
+long party_storage_delete_all(party_room_t *room);
+/* Runs fn; when it returns non-zero every storage write it made is undone (reads inside saw them). Returns fn's
+ * value. Without it, the writes of one callback are already atomic: they commit together or not at all. */
+int party_storage_transaction(party_room_t *room, int (*fn)(party_room_t *room, void *arg), void *arg);
+
+/* ---- the alarm: one per room, durable ---- */
+
+/* Sets (replacing) the room's alarm to the wall-clock time `at_ms` (ms since the epoch; a past time fires at once).
+ * The alarm is stored: it fires even if the room was evicted or the node restarted meanwhile. 0, -EINVAL. */
+int party_alarm_set(party_room_t *room, uint64_t at_ms);
+/* 0 with the time in *at_ms, or -ENOENT. */
+int party_alarm_get(party_room_t *room, uint64_t *at_ms);
+/* Clears the alarm: 0 (also when there was none). */
+int party_alarm_delete(party_room_t *room);
+
 /* ---- HTTP requests ---- */
 
 /* Fields of a request. Strings are NUL-terminated; the path is raw (percent-encoded, without the query); the query
@@ -119,6 +207,9 @@ const void *party_conn_state(const party_conn_t *conn, size_t *len);
 const char *party_request_method(const party_request_t *req);
 const char *party_request_path(const party_request_t *req);
 const char *party_request_query(const party_request_t *req);
+/* The first query parameter `name`, decoded as URLSearchParams does, into out[0..cap) (NUL-terminated). Returns its
+ * length, -1 when absent, -2 when it does not fit. */
+long party_request_query_param(const party_request_t *req, const char *name, char *out, size_t cap);
 /* The first header with this (case-insensitive) name, or NULL. */
 const char *party_request_header(const party_request_t *req, const char *name);
 size_t party_request_header_count(const party_request_t *req);

@@ -1,10 +1,22 @@
 /*
- * room.c — where a room handles a message: rooms and their connections inside one shard, and the room API of
- * party.h that parties call.
+ * room.c — where a room handles a message: rooms and their connections inside one shard, their life cycle, and the
+ * room API of party.h that parties call.
  *
- * Every function here runs on the shard's single loop. A connection closed by the party from inside a callback is
- * flagged, leaves the room's lookups at once, and is freed (after its on_close) once the frame being handled is done,
- * so a party can never be handed a freed pointer.
+ * Every function here runs on the shard's single loop.
+ *
+ * Life cycle. A room is created by its first event (a connection, a request, its alarm) and started (on_start). It is
+ * *idle* when it has no connections (or only connections, for a party that hibernates) and no request in flight; idle
+ * rooms wait in an LRU list, oldest first, and the sweep (rooms_tick, a slice per tick, never a full scan) evicts those
+ * idle for timers.idle_ms: on_stop runs and the party's memory goes. A room without connections is then freed
+ * entirely; a hibernating room keeps its connection records (id, tags, state) and its next event starts it again.
+ * limits.rooms_in_memory caps the started rooms per shard: the least recently used idle room makes way.
+ *
+ * Storage. A room's keys live in the shard's RocksDB under [slot u16][length u16][party/room][tag]: a slot's rooms and
+ * a room's keys are contiguous ranges. Tags: 'd' the party's keys, 'a' the alarm. The alarm index, ordered by time, is
+ * [FF FF][time u64][room prefix]; the tick reads its head for due alarms.
+ *
+ * Closing. A connection closed by the party from inside a callback is flagged, leaves the room's lookups at once, and
+ * is freed (after its on_close) once the event is done, so a party is never handed a freed pointer.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -16,9 +28,18 @@
 #include <uthash.h>
 
 #include "shard.h"
+#include "slots.h"
 
 #define ROOM_KEY_MAX (64 + 1 + 256)
+#define PREFIX_MAX (4 + ROOM_KEY_MAX)
+#define DATA_KEY_MAX (PREFIX_MAX + 1 + PARTY_KEY_MAX)
 #define CLOSE_REASON_MAX 123
+#define TAG_DATA 'd'
+#define TAG_ALARM 'a'
+#define ALARM_TRIES 6
+#define LIST_CHUNK 128
+#define ALARMS_PER_TICK 64
+#define EVICTIONS_PER_TICK 256
 
 enum { CONN_ACCEPTED = 1, CONN_CLOSED = 2 };
 
@@ -33,7 +54,9 @@ struct st_party_conn_t {
     void *state;
     uint32_t state_len;
     uint8_t flags;
+    uint8_t num_tags;
     uint16_t close_code;
+    char **tags;
     char *close_reason;
 };
 
@@ -65,29 +88,53 @@ struct st_party_room_t {
     party_conn_t *conns_by_id;
     size_t open_count;
     party_request_t *requests; /* outstanding HTTP requests */
+    party_conn_t *connecting;  /* the connection whose on_connect runs */
+    /* storage */
+    unsigned char prefix[PREFIX_MAX];
+    size_t prefix_len;
+    uint64_t alarm_at; /* wall ms; 0: none */
+    uint8_t alarm_tries;
+    /* life cycle */
+    uint8_t started;
+    uint8_t in_lru;
+    uint8_t hibernates;
+    party_room_t *lru_prev, *lru_next;
+    uint64_t idle_since; /* monotonic ms */
+    /* output gate */
+    uint64_t gated_pass; /* the pass in which it last wrote, plus one (0: never) */
+    party_room_t *gated_next;
 };
 
 static struct {
     const config_t *conf;
+    store_t *store;
     party_room_t *by_key;
     party_conn_t *conns_by_cid;
-    party_conn_t *deferred; /* closed by the party, on_close pending */
-    size_t num_rooms;
+    party_conn_t *deferred;       /* closed by the party, on_close pending */
+    party_room_t *lru, *lru_tail; /* idle rooms, least recently used first */
+    party_room_t *gated;          /* rooms that wrote in this pass */
+    size_t num_rooms;             /* structs */
+    size_t num_started;           /* party in memory */
     size_t num_conns;
+    uint64_t evictions;
     uint64_t messages_in;
     uint64_t messages_out;
 } rooms;
 
 /* ---- lifecycle ---- */
 
-void rooms_init(const config_t *conf)
+void rooms_init(const config_t *conf, store_t *store)
 {
     memset(&rooms, 0, sizeof(rooms));
     rooms.conf = conf;
+    rooms.store = store;
 }
 
 static void conn_free(party_conn_t *conn)
 {
+    for (size_t i = 0; i < conn->num_tags; ++i)
+        free(conn->tags[i]);
+    free(conn->tags);
     free(conn->id);
     free(conn->state);
     free(conn->close_reason);
@@ -120,61 +167,80 @@ static void conn_forget(party_conn_t *conn)
     --rooms.num_conns;
 }
 
+static void lru_remove(party_room_t *room)
+{
+    if (!room->in_lru)
+        return;
+    if (room->lru_prev != NULL)
+        room->lru_prev->lru_next = room->lru_next;
+    else
+        rooms.lru = room->lru_next;
+    if (room->lru_next != NULL)
+        room->lru_next->lru_prev = room->lru_prev;
+    else
+        rooms.lru_tail = room->lru_prev;
+    room->lru_prev = room->lru_next = NULL;
+    room->in_lru = 0;
+}
+
+static void lru_append(party_room_t *room)
+{
+    room->idle_since = base_now_mono_ms();
+    room->lru_prev = rooms.lru_tail;
+    room->lru_next = NULL;
+    if (rooms.lru_tail != NULL)
+        rooms.lru_tail->lru_next = room;
+    else
+        rooms.lru = room;
+    rooms.lru_tail = room;
+    room->in_lru = 1;
+}
+
+/* Whether the room could leave memory now: nothing waits on it, and no connection (or only connections, when the
+ * party hibernates). */
+static int room_is_idle(const party_room_t *room)
+{
+    if (room->requests != NULL || room->connecting != NULL)
+        return 0;
+    return room->conns == NULL || (room->hibernates && room->started);
+}
+
+/* Puts the room in the idle list, or takes it out, as its state says. */
+static void room_settle(party_room_t *room)
+{
+    int idle = room_is_idle(room);
+    if (idle && !room->in_lru)
+        lru_append(room);
+    else if (!idle && room->in_lru)
+        lru_remove(room);
+}
+
 static void request_answer_internal(party_request_t *req, int status, const char *msg);
 
-static void room_destroy(party_room_t *room)
+static void room_stop(party_room_t *room)
 {
-    /* connections are gone by now; a party must not be stopped with live connections */
-    while (room->requests != NULL)
-        request_answer_internal(room->requests, 503, "the room stopped");
+    if (!room->started)
+        return;
     if (room->party->on_stop != NULL)
         room->party->on_stop(room);
+    room->data = NULL;
+    room->started = 0;
+    --rooms.num_started;
+}
+
+/* Frees a room that has no connections left. */
+static void room_destroy(party_room_t *room)
+{
+    while (room->requests != NULL)
+        request_answer_internal(room->requests, 503, "the room stopped");
+    room_stop(room);
+    lru_remove(room);
     HASH_DEL(rooms.by_key, room);
     --rooms.num_rooms;
     free(room->key);
     free(room->party_name);
     free(room->id);
     free(room);
-}
-
-static void conn_close_now(party_conn_t *conn, int code, const char *reason, int clean, const char *error)
-{
-    party_room_t *room = conn->room;
-    int accepted = (conn->flags & CONN_ACCEPTED) != 0;
-    conn_forget(conn);
-    conn_unlink(conn);
-    if (accepted) {
-        if (error != NULL && room->party->on_error != NULL)
-            room->party->on_error(room, conn, error);
-        if (room->party->on_close != NULL)
-            room->party->on_close(room, conn, code, reason, strlen(reason), clean);
-    }
-    /* party_conn_close on this conn from its own on_close gets -ENOTCONN (it is already flagged), so nothing else
-     * holds it now */
-    conn_free(conn);
-}
-
-void rooms_dispose(void)
-{
-    rooms_run_deferred();
-    party_room_t *room, *tmp;
-    HASH_ITER(hh, rooms.by_key, room, tmp)
-    {
-        /* on_close may close other connections (deferred); run those before taking the next one */
-        while (room->conns != NULL) {
-            conn_close_now(room->conns, 1001, "shard shutting down", 0, NULL);
-            rooms_run_deferred();
-        }
-        room_destroy(room);
-    }
-}
-
-void rooms_stats(proto_stats_t *stats)
-{
-    stats->rooms = rooms.num_rooms;
-    stats->connections = rooms.num_conns;
-    stats->messages_in = rooms.messages_in;
-    stats->messages_out = rooms.messages_out;
 }
 
 static size_t make_key(char *buf, proto_str_t party, proto_str_t room)
@@ -185,7 +251,46 @@ static size_t make_key(char *buf, proto_str_t party, proto_str_t room)
     return party.len + 1 + room.len;
 }
 
-/* Finds the room, creating and starting it when needed. On failure returns NULL with an HTTP status in *status. */
+/* Evicts the room: its party leaves memory; the room itself goes too unless connections hibernate in it. */
+static void room_evict(party_room_t *room)
+{
+    ++rooms.evictions;
+    lru_remove(room);
+    if (room->conns == NULL) {
+        room_destroy(room);
+    } else {
+        room_stop(room);
+        log_debug("room %s hibernates with %zu connections", room->key, room->open_count);
+    }
+}
+
+/* The first idle room that may leave memory now (not one with writes waiting for this pass's commit). */
+static party_room_t *evictable(void)
+{
+    for (party_room_t *r = rooms.lru; r != NULL; r = r->lru_next)
+        if (r->gated_pass != shard_pass() + 1)
+            return r;
+    return NULL;
+}
+
+/* Loads the room's alarm from storage into the struct. */
+static void load_alarm(party_room_t *room)
+{
+    unsigned char key[PREFIX_MAX + 1];
+    memcpy(key, room->prefix, room->prefix_len);
+    key[room->prefix_len] = TAG_ALARM;
+    char *v;
+    size_t len;
+    if (store_get(rooms.store, key, room->prefix_len + 1, &v, &len) == 0) {
+        if (len == 9) {
+            room->alarm_at = store_get_u64((unsigned char *)v);
+            room->alarm_tries = (uint8_t)v[8];
+        }
+        free(v);
+    }
+}
+
+/* Finds the room, creating its struct when needed (not started). NULL with an HTTP status when it cannot be. */
 static party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, const char **why)
 {
     if (party.len == 0 || party.len > 64 || id.len == 0 || id.len > 256) {
@@ -206,11 +311,6 @@ static party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, co
         *why = "unknown party";
         return NULL;
     }
-    if (rooms.num_rooms >= rooms.conf->limits.rooms_in_memory) {
-        *status = 503;
-        *why = "too many rooms on this shard";
-        return NULL;
-    }
     room = xcalloc(1, sizeof(*room));
     room->key = xstrndup(key, key_len);
     room->key_len = key_len;
@@ -218,23 +318,66 @@ static party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, co
     room->id = xstrndup(id.base, id.len);
     room->conf = pconf;
     room->party = pconf->party;
+    room->hibernates = pconf->hibernate;
+    uint16_t slot = slots_of_key(key, key_len);
+    room->prefix[0] = (unsigned char)(slot >> 8);
+    room->prefix[1] = (unsigned char)slot;
+    room->prefix[2] = (unsigned char)(key_len >> 8);
+    room->prefix[3] = (unsigned char)key_len;
+    memcpy(room->prefix + 4, key, key_len);
+    room->prefix_len = 4 + key_len;
     HASH_ADD_KEYPTR(hh, rooms.by_key, room->key, room->key_len, room);
     ++rooms.num_rooms;
+    load_alarm(room);
+    return room;
+}
+
+/* Starts the room when its party is not in memory. 0, or an HTTP status. */
+static int room_wake(party_room_t *room, const char **why)
+{
+    if (room->started)
+        return 0;
+    if (rooms.num_started >= rooms.conf->limits.rooms_in_memory) {
+        party_room_t *victim = evictable();
+        if (victim == NULL || victim == room) {
+            *why = "too many rooms in memory on this shard";
+            return 503;
+        }
+        room_evict(victim);
+    }
+    room->started = 1;
+    ++rooms.num_started;
     if (room->party->on_start != NULL && room->party->on_start(room) != 0) {
         log_warn("room %s failed to start", room->key);
-        room_destroy(room);
-        *status = 500;
+        room->started = 0;
+        --rooms.num_started;
+        if (room->party->on_stop != NULL)
+            room->party->on_stop(room);
+        room->data = NULL;
         *why = "the room failed to start";
-        return NULL;
+        return 500;
     }
-    return room;
+    return 0;
+}
+
+/* An event for the room begins: it is no longer idle, and its output joins the gate when it wrote in this pass. */
+static void room_enter(party_room_t *room)
+{
+    lru_remove(room);
+    if (room->gated_pass == shard_pass() + 1)
+        shard_gate_event();
+}
+
+static void room_leave(party_room_t *room)
+{
+    room_settle(room);
 }
 
 /* ---- emitting to the router ---- */
 
-static void emit_close_conn(party_conn_t *conn, int code, const char *reason)
+static void emit_close_conn(uint64_t cid, int code, const char *reason)
 {
-    proto_msg_t m = {.type = PROTO_CLOSE_CONN, .id = conn->cid, .code = code, .reason = proto_str(reason, strlen(reason))};
+    proto_msg_t m = {.type = PROTO_CLOSE_CONN, .id = cid, .code = code, .reason = proto_str(reason, strlen(reason))};
     shard_emit(&m);
 }
 
@@ -242,6 +385,24 @@ static void emit_reject(uint64_t cid, int status, const char *why)
 {
     proto_msg_t m = {.type = PROTO_REJECT, .id = cid, .status = status, .data = proto_str(why, strlen(why))};
     shard_emit(&m);
+}
+
+/* The room cannot run (its start failed, or its writes were lost): its connections are closed with 1011, without
+ * callbacks, its requests answered 500, and the room is dropped; its next event starts it afresh from storage. */
+static void room_fail(party_room_t *room, const char *why)
+{
+    rooms_run_deferred();
+    while (room->conns != NULL) {
+        party_conn_t *c = room->conns;
+        if ((c->flags & CONN_CLOSED) == 0)
+            emit_close_conn(c->cid, 1011, why);
+        conn_forget(c);
+        conn_unlink(c);
+        conn_free(c);
+    }
+    while (room->requests != NULL)
+        request_answer_internal(room->requests, 500, why);
+    room_destroy(room);
 }
 
 /* ---- requests ---- */
@@ -293,17 +454,20 @@ static void request_free(party_request_t *req)
     free(req);
 }
 
-static void request_unlink(party_request_t *req)
+/* Takes the request off its room; returns the room (NULL for an upgrade request). */
+static party_room_t *request_unlink(party_request_t *req)
 {
-    if (req->room == NULL)
-        return;
+    party_room_t *room = req->room;
+    if (room == NULL)
+        return NULL;
     if (req->prev != NULL)
         req->prev->next = req->next;
     else
-        req->room->requests = req->next;
+        room->requests = req->next;
     if (req->next != NULL)
         req->next->prev = req->prev;
     req->room = NULL;
+    return room;
 }
 
 static void respond_simple(uint64_t rid, int status, const char *msg)
@@ -325,8 +489,19 @@ static void request_answer_internal(party_request_t *req, int status, const char
 
 /* ---- frames from the router ---- */
 
+/* The connection number names the same connection in the router; a reused one is the router's bug. */
+static party_conn_t *conn_by_cid(uint64_t cid)
+{
+    party_conn_t *conn;
+    HASH_FIND(hh_cid, rooms.conns_by_cid, &cid, sizeof(cid), conn);
+    return conn;
+}
+
+static void conn_close_now(party_conn_t *conn, int code, const char *reason, int clean, const char *error);
+
 void rooms_on_open(const proto_msg_t *msg)
 {
+    shard_event_begin();
     int status;
     const char *why;
     party_room_t *room = room_get(msg->party, msg->room, &status, &why);
@@ -336,25 +511,34 @@ void rooms_on_open(const proto_msg_t *msg)
     }
     if (msg->conn_id.len == 0 || msg->conn_id.len > 128 || memchr(msg->conn_id.base, '\0', msg->conn_id.len) != NULL) {
         emit_reject(msg->id, 400, "bad connection id");
+        room_leave(room);
         return;
     }
-    party_conn_t *conn;
-    HASH_FIND(hh_cid, rooms.conns_by_cid, &msg->id, sizeof(msg->id), conn);
-    if (conn != NULL) {
+    if (conn_by_cid(msg->id) != NULL) {
         log_error("router reused connection number %llu; refusing the new connection", (unsigned long long)msg->id);
         emit_reject(msg->id, 500, "duplicate connection number");
+        room_leave(room);
+        return;
+    }
+    room_enter(room);
+    if ((status = room_wake(room, &why)) != 0) {
+        emit_reject(msg->id, status, why);
+        if (room->conns == NULL)
+            room_destroy(room);
         return;
     }
 
     /* the newest connection with an id wins: the older one is closed first, as its own event */
+    party_conn_t *conn;
     HASH_FIND(hh_id, room->conns_by_id, msg->conn_id.base, msg->conn_id.len, conn);
     if (conn != NULL) {
-        emit_close_conn(conn, 4000, "replaced by a newer connection with the same id");
+        emit_close_conn(conn->cid, 4000, "replaced by a newer connection with the same id");
         conn_close_now(conn, 4000, "replaced by a newer connection with the same id", 1, NULL);
         rooms_run_deferred();
     }
     if (room->open_count >= rooms.conf->limits.connections_per_room) {
         emit_reject(msg->id, 503, "the room is full");
+        room_leave(room);
         return;
     }
 
@@ -379,36 +563,50 @@ void rooms_on_open(const proto_msg_t *msg)
     int verdict = 0;
     if (room->party->on_connect != NULL) {
         party_request_t *req = request_new(msg);
+        room->connecting = conn;
         verdict = room->party->on_connect(room, conn, req);
+        room->connecting = NULL;
         request_free(req);
     }
     if (verdict == 0) {
         conn->flags |= CONN_ACCEPTED;
         proto_msg_t accept = {.type = PROTO_ACCEPT, .id = conn->cid};
         shard_emit(&accept);
-        return;
+    } else {
+        if (verdict < 400 || verdict > 599) {
+            log_warn("room %s: on_connect returned %d, which is not an HTTP status from 400 to 599; answering 500", room->key,
+                     verdict);
+            verdict = 500;
+        }
+        emit_reject(conn->cid, verdict, "the room refused the connection");
+        if ((conn->flags & CONN_CLOSED) == 0) {
+            conn_forget(conn);
+            conn_unlink(conn);
+            conn_free(conn);
+        }
     }
-    if (verdict < 400 || verdict > 599) {
-        log_warn("room %s: on_connect returned %d, which is not an HTTP status from 400 to 599; answering 500", room->key, verdict);
-        verdict = 500;
-    }
-    emit_reject(conn->cid, verdict, "the room refused the connection");
-    if ((conn->flags & CONN_CLOSED) == 0) {
-        conn_forget(conn);
-        conn_unlink(conn);
-        conn_free(conn);
-    }
+    rooms_run_deferred();
+    room_leave(room);
 }
 
 void rooms_on_message(const proto_msg_t *msg)
 {
-    party_conn_t *conn;
-    HASH_FIND(hh_cid, rooms.conns_by_cid, &msg->id, sizeof(msg->id), conn);
+    party_conn_t *conn = conn_by_cid(msg->id);
     if (conn == NULL || (conn->flags & CONN_ACCEPTED) == 0)
         return; /* closed meanwhile by the party: what it sent after that is dropped, as a closed socket would */
+    shard_event_begin();
+    party_room_t *room = conn->room;
+    room_enter(room);
+    const char *why;
+    if (room_wake(room, &why) != 0) {
+        room_fail(room, why);
+        return;
+    }
     ++rooms.messages_in;
-    if (conn->room->party->on_message != NULL)
-        conn->room->party->on_message(conn->room, conn, msg->data.base, msg->data.len, msg->binary);
+    if (room->party->on_message != NULL)
+        room->party->on_message(room, conn, msg->data.base, msg->data.len, msg->binary);
+    rooms_run_deferred();
+    room_leave(room);
 }
 
 static const char *close_error(int code)
@@ -431,21 +629,47 @@ static const char *close_error(int code)
     }
 }
 
+/* The connection leaves now: out of the room, then error and close callbacks (waking a hibernating room), freed. */
+static void conn_close_now(party_conn_t *conn, int code, const char *reason, int clean, const char *error)
+{
+    party_room_t *room = conn->room;
+    int accepted = (conn->flags & CONN_ACCEPTED) != 0;
+    conn_forget(conn);
+    conn_unlink(conn);
+    if (accepted && (room->party->on_error != NULL || room->party->on_close != NULL)) {
+        const char *why;
+        if (room_wake(room, &why) == 0) {
+            if (error != NULL && room->party->on_error != NULL)
+                room->party->on_error(room, conn, error);
+            if (room->party->on_close != NULL)
+                room->party->on_close(room, conn, code, reason, strlen(reason), clean);
+        }
+    }
+    /* party_conn_close on this conn from its own on_close gets -ENOTCONN (it is already flagged), so nothing else
+     * holds it now */
+    conn_free(conn);
+}
+
 void rooms_on_close(const proto_msg_t *msg)
 {
-    party_conn_t *conn;
-    HASH_FIND(hh_cid, rooms.conns_by_cid, &msg->id, sizeof(msg->id), conn);
+    party_conn_t *conn = conn_by_cid(msg->id);
     if (conn == NULL)
         return;
+    shard_event_begin();
+    party_room_t *room = conn->room;
+    room_enter(room);
     char reason[CLOSE_REASON_MAX + 1];
     size_t n = msg->reason.len < CLOSE_REASON_MAX ? msg->reason.len : CLOSE_REASON_MAX;
     memcpy(reason, msg->reason.base, n);
     reason[n] = '\0';
     conn_close_now(conn, msg->code, reason, msg->clean, msg->clean ? NULL : close_error(msg->code));
+    rooms_run_deferred();
+    room_leave(room);
 }
 
 void rooms_on_request(const proto_msg_t *msg)
 {
+    shard_event_begin();
     int status;
     const char *why;
     party_room_t *room = room_get(msg->party, msg->room, &status, &why);
@@ -453,8 +677,16 @@ void rooms_on_request(const proto_msg_t *msg)
         respond_simple(msg->id, status, why);
         return;
     }
+    room_enter(room);
+    if ((status = room_wake(room, &why)) != 0) {
+        respond_simple(msg->id, status, why);
+        if (room->conns == NULL)
+            room_destroy(room);
+        return;
+    }
     if (room->party->on_request == NULL) {
         respond_simple(msg->id, 404, "this party has no request handler");
+        room_leave(room);
         return;
     }
     party_request_t *req = request_new(msg);
@@ -464,13 +696,18 @@ void rooms_on_request(const proto_msg_t *msg)
         room->requests->prev = req;
     room->requests = req;
     room->party->on_request(room, req);
+    rooms_run_deferred();
+    room_leave(room);
 }
 
 void rooms_on_router_lost(void)
 {
+    rooms_run_deferred();
     party_room_t *room, *tmp;
     HASH_ITER(hh, rooms.by_key, room, tmp)
     {
+        shard_event_begin();
+        room_enter(room);
         while (room->conns != NULL) {
             conn_close_now(room->conns, 1006, "router went away", 0, "connection lost");
             rooms_run_deferred();
@@ -481,8 +718,8 @@ void rooms_on_router_lost(void)
             request_unlink(req);
             request_free(req);
         }
+        room_leave(room);
     }
-    rooms_run_deferred();
 }
 
 void rooms_run_deferred(void)
@@ -493,10 +730,492 @@ void rooms_run_deferred(void)
         conn->next_deferred = NULL;
         party_room_t *room = conn->room;
         conn_unlink(conn);
-        if ((conn->flags & CONN_ACCEPTED) != 0 && room->party->on_close != NULL)
+        if ((conn->flags & CONN_ACCEPTED) != 0 && room->started && room->party->on_close != NULL)
             room->party->on_close(room, conn, conn->close_code, conn->close_reason, strlen(conn->close_reason), 1);
         conn_free(conn);
     }
+}
+
+void rooms_dispose(void)
+{
+    rooms_run_deferred();
+    party_room_t *room, *tmp;
+    HASH_ITER(hh, rooms.by_key, room, tmp)
+    {
+        /* connections still here at shutdown are told in on_close; a hibernating room is not woken for it */
+        while (room->conns != NULL) {
+            party_conn_t *c = room->conns;
+            if (room->started) {
+                conn_close_now(c, 1001, "shard shutting down", 0, NULL);
+            } else {
+                conn_forget(c);
+                conn_unlink(c);
+                conn_free(c);
+            }
+            rooms_run_deferred();
+        }
+        room_destroy(room);
+    }
+}
+
+void rooms_stats(proto_stats_t *stats)
+{
+    size_t hibernating = 0;
+    /* hibernating rooms = room structs without their party; the difference of two counters */
+    hibernating = rooms.num_rooms - rooms.num_started;
+    stats->rooms = rooms.num_started;
+    stats->rooms_hibernating = hibernating;
+    stats->evictions = rooms.evictions;
+    stats->connections = rooms.num_conns;
+    stats->messages_in = rooms.messages_in;
+    stats->messages_out = rooms.messages_out;
+    store_stats_t st;
+    store_stats(rooms.store, &st);
+    stats->storage_bytes = st.live_bytes;
+    stats->commits = st.commits;
+}
+
+/* ---- the output gate ---- */
+
+/* The room wrote: its output waits for the commit at the end of this pass. */
+static void room_wrote(party_room_t *room)
+{
+    if (room->gated_pass != shard_pass() + 1) {
+        room->gated_pass = shard_pass() + 1;
+        room->gated_next = rooms.gated;
+        rooms.gated = room;
+    }
+    shard_gate_event();
+}
+
+void rooms_on_committed(void)
+{
+    rooms.gated = NULL;
+}
+
+void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const uint64_t *held_cids, size_t num_cids)
+{
+    /* answers that never left: the router still waits for them */
+    for (size_t i = 0; i < num_rids; ++i)
+        respond_simple(held_rids[i], 500, "the room's storage failed");
+    for (size_t i = 0; i < num_cids; ++i) {
+        party_conn_t *c = conn_by_cid(held_cids[i]);
+        if (c != NULL) {
+            /* its ACCEPT was dropped: refuse it instead, and let room_fail skip it */
+            emit_reject(c->cid, 500, "the room's storage failed");
+            conn_forget(c);
+        } else {
+            emit_reject(held_cids[i], 500, "the room's storage failed");
+        }
+    }
+    while (rooms.gated != NULL) {
+        party_room_t *room = rooms.gated;
+        rooms.gated = room->gated_next;
+        log_warn("room %s: its writes of this pass were lost; resetting it", room->key);
+        room_fail(room, "the room's storage failed");
+    }
+}
+
+/* ---- storage keys ---- */
+
+static size_t data_key(const party_room_t *room, unsigned char *out, const void *key, size_t key_len)
+{
+    memcpy(out, room->prefix, room->prefix_len);
+    out[room->prefix_len] = TAG_DATA;
+    memcpy(out + room->prefix_len + 1, key, key_len);
+    return room->prefix_len + 1 + key_len;
+}
+
+static int check_key(const void *key, size_t key_len)
+{
+    if (key == NULL || key_len == 0)
+        return -EINVAL;
+    return key_len > PARTY_KEY_MAX ? -EMSGSIZE : 0;
+}
+
+/* ---- party.h: storage ---- */
+
+int party_storage_get(party_room_t *room, const void *key, size_t key_len, void **value, size_t *value_len)
+{
+    int r;
+    if ((r = check_key(key, key_len)) != 0)
+        return r;
+    unsigned char k[DATA_KEY_MAX];
+    size_t kl = data_key(room, k, key, key_len);
+    char *v;
+    if ((r = store_get(rooms.store, k, kl, &v, value_len)) != 0)
+        return r;
+    *value = v;
+    return 0;
+}
+
+int party_storage_put(party_room_t *room, const void *key, size_t key_len, const void *value, size_t value_len)
+{
+    int r;
+    if ((r = check_key(key, key_len)) != 0)
+        return r;
+    if (value_len > PARTY_VALUE_MAX)
+        return -EMSGSIZE;
+    if (value == NULL && value_len != 0)
+        return -EINVAL;
+    unsigned char k[DATA_KEY_MAX];
+    size_t kl = data_key(room, k, key, key_len);
+    store_put(rooms.store, k, kl, value != NULL ? value : "", value_len);
+    room_wrote(room);
+    return 0;
+}
+
+int party_storage_delete(party_room_t *room, const void *key, size_t key_len)
+{
+    int r;
+    if ((r = check_key(key, key_len)) != 0)
+        return r;
+    unsigned char k[DATA_KEY_MAX];
+    size_t kl = data_key(room, k, key, key_len);
+    char *v;
+    size_t vl;
+    r = store_get(rooms.store, k, kl, &v, &vl);
+    if (r == -ENOENT)
+        return 0;
+    if (r != 0)
+        return r;
+    free(v);
+    store_delete(rooms.store, k, kl);
+    room_wrote(room);
+    return 1;
+}
+
+static int check_batch(const party_kv_t *kvs, size_t n, int with_values)
+{
+    if (n > PARTY_BATCH_MAX || (n != 0 && kvs == NULL))
+        return -EINVAL;
+    for (size_t i = 0; i < n; ++i) {
+        int r = check_key(kvs[i].key, kvs[i].key_len);
+        if (r != 0)
+            return r;
+        if (with_values && (kvs[i].value_len > PARTY_VALUE_MAX))
+            return -EMSGSIZE;
+        if (with_values && kvs[i].value == NULL && kvs[i].value_len != 0)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+int party_storage_get_many(party_room_t *room, party_kv_t *kvs, size_t n)
+{
+    int r;
+    if ((r = check_batch(kvs, n, 0)) != 0)
+        return r;
+    for (size_t i = 0; i < n; ++i) {
+        void *v = NULL;
+        size_t vl = 0;
+        r = party_storage_get(room, kvs[i].key, kvs[i].key_len, &v, &vl);
+        if (r != 0 && r != -ENOENT) {
+            for (size_t j = 0; j < i; ++j) {
+                free((void *)kvs[j].value);
+                kvs[j].value = NULL;
+            }
+            return r;
+        }
+        kvs[i].value = v;
+        kvs[i].value_len = vl;
+    }
+    return 0;
+}
+
+int party_storage_put_many(party_room_t *room, const party_kv_t *kvs, size_t n)
+{
+    int r;
+    if ((r = check_batch(kvs, n, 1)) != 0)
+        return r; /* checked up front: all or nothing */
+    for (size_t i = 0; i < n; ++i)
+        party_storage_put(room, kvs[i].key, kvs[i].key_len, kvs[i].value, kvs[i].value_len);
+    return 0;
+}
+
+int party_storage_delete_many(party_room_t *room, const party_kv_t *keys, size_t n)
+{
+    int r;
+    if ((r = check_batch(keys, n, 0)) != 0)
+        return r;
+    int deleted = 0;
+    for (size_t i = 0; i < n; ++i) {
+        if ((r = party_storage_delete(room, keys[i].key, keys[i].key_len)) < 0)
+            return r;
+        deleted += r;
+    }
+    return deleted;
+}
+
+/* The smallest byte string greater than every string starting with s[0..len), into out; 0 when there is none. */
+static size_t successor(const unsigned char *s, size_t len, unsigned char *out)
+{
+    while (len > 0 && s[len - 1] == 0xff)
+        --len;
+    if (len == 0)
+        return 0;
+    memcpy(out, s, len);
+    out[len - 1]++;
+    return len;
+}
+
+static int bytes_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+long party_storage_list(party_room_t *room, const party_list_t *o,
+                        int (*cb)(void *arg, const void *key, size_t key_len, const void *value, size_t value_len), void *arg)
+{
+    if (o == NULL || cb == NULL || o->prefix_len > PARTY_KEY_MAX || o->start_len > PARTY_KEY_MAX || o->end_len > PARTY_KEY_MAX)
+        return -EINVAL;
+    /* the range in the party's key space: [max(start, prefix), min(end, successor(prefix))) */
+    const unsigned char *lo = (const unsigned char *)"";
+    size_t lo_len = 0;
+    if (o->prefix != NULL) {
+        lo = o->prefix;
+        lo_len = o->prefix_len;
+    }
+    if (o->start != NULL && bytes_cmp(o->start, o->start_len, lo, lo_len) > 0) {
+        lo = o->start;
+        lo_len = o->start_len;
+    }
+    unsigned char succ[PARTY_KEY_MAX];
+    const unsigned char *hi = NULL;
+    size_t hi_len = 0;
+    if (o->prefix != NULL && o->prefix_len != 0 && (hi_len = successor(o->prefix, o->prefix_len, succ)) != 0)
+        hi = succ;
+    if (o->end != NULL && (hi == NULL || bytes_cmp(o->end, o->end_len, hi, hi_len) < 0)) {
+        hi = o->end;
+        hi_len = o->end_len;
+    }
+
+    /* the same range in the store: the room's data tag, then the party's key */
+    unsigned char lo_key[DATA_KEY_MAX + 1], hi_key[DATA_KEY_MAX + 1];
+    size_t lo_kl = data_key(room, lo_key, lo, lo_len), hi_kl;
+    if (hi != NULL) {
+        hi_kl = data_key(room, hi_key, hi, hi_len);
+    } else {
+        memcpy(hi_key, room->prefix, room->prefix_len);
+        hi_key[room->prefix_len] = TAG_DATA + 1;
+        hi_kl = room->prefix_len + 1;
+    }
+    if (bytes_cmp(lo_key, lo_kl, hi_key, hi_kl) >= 0)
+        return 0;
+
+    /* in chunks, so that cb may write (an iterator would not survive it) and memory stays bounded */
+    long visited = 0;
+    size_t skip = room->prefix_len + 1;
+    store_entry_t chunk[LIST_CHUNK];
+    for (;;) {
+        size_t want = LIST_CHUNK;
+        if (o->limit != 0 && o->limit - (size_t)visited < want)
+            want = o->limit - (size_t)visited;
+        if (want == 0)
+            break;
+        long n = store_scan(rooms.store, lo_key, lo_kl, hi_key, hi_kl, o->reverse, chunk, want);
+        if (n < 0)
+            return n;
+        int stop = 0;
+        for (long i = 0; i < n && !stop; ++i) {
+            ++visited;
+            stop = cb(arg, chunk[i].key + skip, chunk[i].key_len - skip, chunk[i].value, chunk[i].value_len) != 0;
+        }
+        if (n > 0) {
+            /* continue past the last key: forward from last + "\0", backward below last */
+            store_entry_t *last = &chunk[n - 1];
+            if (!o->reverse) {
+                memcpy(lo_key, last->key, last->key_len);
+                lo_key[last->key_len] = '\0';
+                lo_kl = last->key_len + 1;
+            } else {
+                memcpy(hi_key, last->key, last->key_len);
+                hi_kl = last->key_len;
+            }
+        }
+        store_entries_free(chunk, (size_t)n);
+        if (stop || (size_t)n < want)
+            break;
+    }
+    return visited;
+}
+
+static int delete_cb(void *arg, const void *key, size_t key_len, const void *value, size_t value_len)
+{
+    (void)value, (void)value_len;
+    party_room_t *room = arg;
+    unsigned char k[DATA_KEY_MAX];
+    size_t kl = data_key(room, k, key, key_len);
+    store_delete(rooms.store, k, kl);
+    return 0;
+}
+
+long party_storage_delete_all(party_room_t *room)
+{
+    party_list_t all = {0};
+    long n = party_storage_list(room, &all, delete_cb, room);
+    if (n > 0)
+        room_wrote(room);
+    return n;
+}
+
+int party_storage_transaction(party_room_t *room, int (*fn)(party_room_t *room, void *arg), void *arg)
+{
+    store_savepoint(rooms.store);
+    int r = fn(room, arg);
+    if (r != 0)
+        store_rollback(rooms.store);
+    return r;
+}
+
+/* ---- party.h: the alarm ---- */
+
+static size_t alarm_index_key(const party_room_t *room, uint64_t at, unsigned char *out)
+{
+    out[0] = 0xff;
+    out[1] = 0xff;
+    store_put_u64(out + 2, at);
+    memcpy(out + 10, room->prefix, room->prefix_len);
+    return 10 + room->prefix_len;
+}
+
+static void alarm_write(party_room_t *room, uint64_t at, uint8_t tries)
+{
+    unsigned char key[PREFIX_MAX + 1], idx[10 + PREFIX_MAX];
+    memcpy(key, room->prefix, room->prefix_len);
+    key[room->prefix_len] = TAG_ALARM;
+    if (room->alarm_at != 0)
+        store_delete(rooms.store, idx, alarm_index_key(room, room->alarm_at, idx));
+    if (at != 0) {
+        unsigned char v[9];
+        store_put_u64(v, at);
+        v[8] = tries;
+        store_put(rooms.store, key, room->prefix_len + 1, v, sizeof(v));
+        store_put(rooms.store, idx, alarm_index_key(room, at, idx), &tries, 1);
+    } else {
+        store_delete(rooms.store, key, room->prefix_len + 1);
+    }
+    room->alarm_at = at;
+    room->alarm_tries = tries;
+    room_wrote(room);
+}
+
+int party_alarm_set(party_room_t *room, uint64_t at_ms)
+{
+    if (at_ms == 0)
+        return -EINVAL;
+    alarm_write(room, at_ms, 0);
+    return 0;
+}
+
+int party_alarm_get(party_room_t *room, uint64_t *at_ms)
+{
+    if (room->alarm_at == 0)
+        return -ENOENT;
+    *at_ms = room->alarm_at;
+    return 0;
+}
+
+int party_alarm_delete(party_room_t *room)
+{
+    if (room->alarm_at != 0)
+        alarm_write(room, 0, 0);
+    return 0;
+}
+
+/* Runs the due alarm whose index key is key[0..len). */
+static void fire_alarm(const unsigned char *idx, size_t idx_len)
+{
+    const unsigned char *prefix = idx + 10;
+    size_t prefix_len = idx_len - 10;
+    uint64_t at = store_get_u64(idx + 2);
+    size_t key_len = prefix_len >= 4 ? (size_t)prefix[2] << 8 | prefix[3] : 0;
+    const char *key = (const char *)prefix + 4;
+    const char *sep = key_len != 0 ? memchr(key, '/', key_len) : NULL;
+    /* this index entry is done with, whatever happens next (a retry writes a new one) */
+    store_delete(rooms.store, idx, idx_len);
+    if (key_len + 4 != prefix_len || sep == NULL) {
+        log_error("alarm index: a malformed entry; dropped it");
+        return;
+    }
+    shard_event_begin();
+    int status;
+    const char *why;
+    proto_str_t party = proto_str(key, (size_t)(sep - key)), id = proto_str(sep + 1, key_len - (size_t)(sep - key) - 1);
+    party_room_t *room = room_get(party, id, &status, &why);
+    if (room == NULL) {
+        log_warn("alarm for %.*s: %s; dropped it", (int)key_len, key, why);
+        return;
+    }
+    room_enter(room);
+    if (room->alarm_at != at) {
+        /* a stale entry (the alarm moved, or is gone): nothing to fire */
+        room_leave(room);
+        return;
+    }
+    uint8_t tries = room->alarm_tries;
+    /* cleared before the callback (which may set the next one); committed with whatever the callback writes */
+    alarm_write(room, 0, 0);
+    int failed;
+    if (room_wake(room, &why) != 0)
+        failed = 1;
+    else
+        failed = room->party->on_alarm != NULL ? room->party->on_alarm(room) != 0 : 0;
+    if (failed) {
+        if (room->alarm_at == 0 && tries + 1 < ALARM_TRIES) {
+            uint64_t delay = (uint64_t)rooms.conf->timers.alarm_retry_ms << tries;
+            alarm_write(room, base_now_wall_ms() + delay, (uint8_t)(tries + 1));
+            log_info("room %s: alarm failed; retry %u in %llu ms", room->key, tries + 1, (unsigned long long)delay);
+        } else if (room->alarm_at == 0) {
+            log_warn("room %s: alarm failed %d times; giving up", room->key, ALARM_TRIES);
+        }
+    }
+    rooms_run_deferred();
+    room_leave(room);
+}
+
+static void fire_due_alarms(void)
+{
+    unsigned char lo[2] = {0xff, 0xff}, hi[10];
+    hi[0] = hi[1] = 0xff;
+    store_put_u64(hi + 2, base_now_wall_ms() + 1);
+    store_entry_t due[ALARMS_PER_TICK];
+    long n = store_scan(rooms.store, lo, 2, hi, 10, 0, due, ALARMS_PER_TICK);
+    for (long i = 0; i < n; ++i)
+        if (due[i].key_len > 10)
+            fire_alarm((unsigned char *)due[i].key, due[i].key_len);
+    if (n > 0)
+        store_entries_free(due, (size_t)n);
+}
+
+/* ---- the sweep ---- */
+
+static void evict_idle(void)
+{
+    uint64_t now = base_now_mono_ms(), wall = base_now_wall_ms();
+    party_room_t *room = rooms.lru;
+    for (int i = 0; i < EVICTIONS_PER_TICK && room != NULL; ++i) {
+        if (now - room->idle_since < rooms.conf->timers.idle_ms)
+            break; /* the rest are younger */
+        party_room_t *next = room->lru_next;
+        if (room->gated_pass == shard_pass() + 1) {
+            /* its writes are not committed yet; next pass */
+        } else if (room->alarm_at != 0 && room->alarm_at <= wall + rooms.conf->timers.idle_ms) {
+            /* its alarm is due soon: stay, and look again later */
+            lru_remove(room);
+            lru_append(room);
+        } else {
+            room_evict(room);
+        }
+        room = next;
+    }
+}
+
+void rooms_tick(void)
+{
+    fire_due_alarms();
+    evict_idle();
 }
 
 /* ---- party.h: rooms ---- */
@@ -531,6 +1250,22 @@ party_conn_t *party_room_connections(party_room_t *room, party_conn_t *prev)
     party_conn_t *c = prev == NULL ? room->conns : prev->next;
     while (c != NULL && (c->flags & CONN_CLOSED) != 0)
         c = c->next;
+    return c;
+}
+
+static int conn_has_tag(const party_conn_t *c, const char *tag)
+{
+    for (size_t i = 0; i < c->num_tags; ++i)
+        if (strcmp(c->tags[i], tag) == 0)
+            return 1;
+    return 0;
+}
+
+party_conn_t *party_room_connections_tagged(party_room_t *room, const char *tag, party_conn_t *prev)
+{
+    party_conn_t *c = prev;
+    while ((c = party_room_connections(room, c)) != NULL && !conn_has_tag(c, tag))
+        ;
     return c;
 }
 
@@ -617,7 +1352,7 @@ int party_conn_close(party_conn_t *conn, int code, const char *reason)
     size_t rlen = strlen(reason);
     if (!close_code_valid(code) || rlen > CLOSE_REASON_MAX || !base_utf8_valid(reason, rlen))
         return -EINVAL;
-    emit_close_conn(conn, code, reason);
+    emit_close_conn(conn->cid, code, reason);
     conn_forget(conn);
     conn->close_code = (uint16_t)code;
     conn->close_reason = xstrdup(reason);
@@ -651,6 +1386,33 @@ const void *party_conn_state(const party_conn_t *conn, size_t *len)
     return conn->state;
 }
 
+int party_conn_set_tags(party_conn_t *conn, const char *const *tags, size_t n)
+{
+    if (conn->room->connecting != conn)
+        return -EBUSY;
+    if (n > PARTY_TAGS_MAX || (n != 0 && tags == NULL))
+        return -EINVAL;
+    for (size_t i = 0; i < n; ++i) {
+        size_t len = tags[i] != NULL ? strlen(tags[i]) : 0;
+        if (len == 0 || len > PARTY_TAG_MAX || !base_utf8_valid(tags[i], len))
+            return -EINVAL;
+    }
+    for (size_t i = 0; i < conn->num_tags; ++i)
+        free(conn->tags[i]);
+    free(conn->tags);
+    conn->tags = n != 0 ? xcalloc(n, sizeof(char *)) : NULL;
+    for (size_t i = 0; i < n; ++i)
+        conn->tags[i] = xstrdup(tags[i]);
+    conn->num_tags = (uint8_t)n;
+    return 0;
+}
+
+size_t party_conn_tags(const party_conn_t *conn, const char *const **tags)
+{
+    *tags = (const char *const *)conn->tags;
+    return conn->num_tags;
+}
+
 /* ---- party.h: requests ---- */
 
 const char *party_request_method(const party_request_t *req)
@@ -666,6 +1428,11 @@ const char *party_request_path(const party_request_t *req)
 const char *party_request_query(const party_request_t *req)
 {
     return req->query;
+}
+
+long party_request_query_param(const party_request_t *req, const char *name, char *out, size_t cap)
+{
+    return base_query_param(req->query, strlen(req->query), name, out, cap);
 }
 
 const char *party_request_header(const party_request_t *req, const char *name)
@@ -752,8 +1519,11 @@ int party_respond(party_request_t *req, int status, const char *content_type, co
         log_warn("room %s: a response of %zu bytes is over the link's cap; answering 500", req->room->key, len);
         respond_simple(req->rid, 500, "the response is too large");
     }
-    request_unlink(req);
+    party_room_t *room = request_unlink(req);
     request_free(req);
+    /* a request answered later (not from its own on_request) may leave the room idle */
+    if (room != NULL)
+        room_settle(room);
     return ret == -ENOTCONN ? 0 : ret;
 }
 

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -13,9 +14,29 @@
 #include <h2o/socket.h>
 #include <h2o/socket/evloop.h>
 
+#include <h2o/timeout.h>
+
 #include "ctl.h"
 #include "link.h"
 #include "shard.h"
+
+#define TICK_MS 50
+#define MAX_FAILED_COMMITS 3
+
+/* A growable list of ids (connection or request numbers). */
+typedef struct st_idvec_t {
+    uint64_t *ids;
+    size_t n, cap;
+} idvec_t;
+
+static void idvec_push(idvec_t *v, uint64_t id)
+{
+    if (v->n == v->cap) {
+        v->cap = v->cap == 0 ? 16 : v->cap * 2;
+        v->ids = xrealloc(v->ids, v->cap * sizeof(*v->ids));
+    }
+    v->ids[v->n++] = id;
+}
 
 static struct {
     const config_t *conf;
@@ -25,7 +46,22 @@ static struct {
     h2o_socket_t *sig;
     link_t *link; /* to the router; NULL while there is none */
     size_t max_frame;
+    store_t *store;
+    h2o_timeout_t tick;
+    h2o_timeout_entry_t tick_entry;
+    /* the output gate (see shard.h) */
+    uint64_t pass;
+    size_t event_mark;  /* bytes queued on the link when the current event began */
+    int event_gated;    /* the current event's frames are held */
+    idvec_t event_rids; /* answers (RESPONSE) and verdicts (ACCEPT/REJECT) emitted by the current event while not held */
+    idvec_t event_cids;
+    base_buf_t held;   /* frames waiting for this pass's commit */
+    idvec_t held_rids; /* the answers and verdicts among them, to replace if the commit fails */
+    idvec_t held_cids;
+    int gated_this_pass;
+    unsigned failed_commits; /* in a row */
     int stop;
+    int status;
 } shard;
 
 const config_t *shard_config(void)
@@ -33,11 +69,82 @@ const config_t *shard_config(void)
     return shard.conf;
 }
 
+uint64_t shard_pass(void)
+{
+    return shard.pass;
+}
+
+void shard_event_begin(void)
+{
+    shard.event_mark = shard.link != NULL ? link_out_mark(shard.link) : 0;
+    shard.event_gated = 0;
+    shard.event_rids.n = shard.event_cids.n = 0;
+}
+
+void shard_gate_event(void)
+{
+    if (shard.event_gated)
+        return;
+    shard.event_gated = 1;
+    shard.gated_this_pass = 1;
+    if (shard.link != NULL)
+        link_take_tail(shard.link, shard.event_mark, &shard.held);
+    for (size_t i = 0; i < shard.event_rids.n; ++i)
+        idvec_push(&shard.held_rids, shard.event_rids.ids[i]);
+    for (size_t i = 0; i < shard.event_cids.n; ++i)
+        idvec_push(&shard.held_cids, shard.event_cids.ids[i]);
+    shard.event_rids.n = shard.event_cids.n = 0;
+}
+
 int shard_emit(const proto_msg_t *msg)
 {
     if (shard.link == NULL)
         return -ENOTCONN;
+    if (msg->type == PROTO_RESPONSE)
+        idvec_push(shard.event_gated ? &shard.held_rids : &shard.event_rids, msg->id);
+    else if (msg->type == PROTO_ACCEPT || msg->type == PROTO_REJECT)
+        idvec_push(shard.event_gated ? &shard.held_cids : &shard.event_cids, msg->id);
+    if (shard.event_gated)
+        return proto_encode(&shard.held, msg, shard.max_frame);
     return link_emit(shard.link, msg);
+}
+
+/* End of a loop pass: commit the pass's writes (one WAL sync), then release what waited for them. */
+static void commit_pass(void)
+{
+    if (shard.gated_this_pass || store_pending(shard.store) != 0) {
+        char err[512];
+        shard.event_gated = 0;
+        if (store_commit(shard.store, err, sizeof(err)) == 0) {
+            if (shard.link != NULL && base_buf_len(&shard.held) != 0)
+                link_emit_raw(shard.link, base_buf_head(&shard.held), base_buf_len(&shard.held));
+            rooms_on_committed();
+            shard.failed_commits = 0;
+        } else {
+            log_error("storage: %s; the rooms that wrote are reset and their held output dropped", err);
+            rooms_on_commit_failed(shard.held_rids.ids, shard.held_rids.n, shard.held_cids.ids, shard.held_cids.n);
+            if (++shard.failed_commits >= MAX_FAILED_COMMITS) {
+                /* RocksDB refuses writes after some errors until reopened: restart and reopen */
+                log_error("storage: %u commits failed in a row; stopping so the supervisor restarts this shard",
+                          shard.failed_commits);
+                shard.stop = 1;
+                shard.status = 3;
+            }
+        }
+        base_buf_consume(&shard.held, base_buf_len(&shard.held));
+        base_buf_shrink(&shard.held, 1 << 20);
+        shard.held_rids.n = shard.held_cids.n = 0;
+        shard.gated_this_pass = 0;
+    }
+    ++shard.pass;
+    shard.event_gated = 0;
+}
+
+static void on_tick(h2o_timeout_entry_t *entry)
+{
+    (void)entry;
+    rooms_tick();
+    h2o_timeout_link(shard.loop, &shard.tick, &shard.tick_entry);
 }
 
 /* ---- the router link ---- */
@@ -51,6 +158,7 @@ static void on_link_hello(link_t *link, const proto_msg_t *hello)
 static void on_link_frame(link_t *link, const proto_msg_t *msg)
 {
     (void)link;
+    shard_event_begin();
     switch (msg->type) {
     case PROTO_OPEN:
         rooms_on_open(msg);
@@ -77,11 +185,19 @@ static void on_link_frame(link_t *link, const proto_msg_t *msg)
     rooms_run_deferred();
 }
 
+static void router_gone(void)
+{
+    /* what was held for the router cannot reach it; the writes still commit */
+    base_buf_consume(&shard.held, base_buf_len(&shard.held));
+    shard.held_rids.n = shard.held_cids.n = 0;
+}
+
 static void on_link_closed(link_t *link, const char *why)
 {
     (void)link;
     log_info("router link closed (%s); closing its connections", why);
     shard.link = NULL;
+    router_gone();
     rooms_on_router_lost();
 }
 
@@ -92,6 +208,7 @@ static void replace_link(int fd)
     if (shard.link != NULL) {
         link_close(shard.link);
         shard.link = NULL;
+        router_gone();
         rooms_on_router_lost();
     }
     shard.link = link_open(shard.loop, fd, shard.max_frame, PROTO_ROLE_SHARD, shard.index, &link_callbacks, NULL);
@@ -172,28 +289,52 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
         return 1;
     }
 
+    char path[4200], err[600];
+    snprintf(path, sizeof(path), "%s/shard-%d", conf->data_dir, index);
+    if (store_open(path, strcmp(conf->durability, "sync") == 0, &shard.store, err, sizeof(err)) != 0) {
+        log_error("cannot open the shard's storage: %s", err);
+        close(sfd);
+        return 1;
+    }
+
     shard.loop = h2o_evloop_create();
+    h2o_timeout_init(shard.loop, &shard.tick, TICK_MS);
+    shard.tick_entry.cb = on_tick;
+    h2o_timeout_link(shard.loop, &shard.tick, &shard.tick_entry);
     shard.ctl = h2o_evloop_socket_create(shard.loop, ctl_fd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(shard.ctl, on_ctl);
     shard.sig = h2o_evloop_socket_create(shard.loop, sfd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(shard.sig, on_signal);
-    rooms_init(conf);
-    log_info("started");
+    rooms_init(conf, shard.store);
+    log_info("started (storage %s, durability %s)", path, conf->durability);
 
     while (!shard.stop) {
         h2o_evloop_run(shard.loop, INT32_MAX);
-        /* end of the pass: everything the rooms produced goes out in one write */
+        /* end of the pass: one commit for every write, then everything the rooms produced goes out in one write */
+        commit_pass();
         if (shard.link != NULL)
             link_flush(shard.link);
     }
 
+    shard_event_begin();
     rooms_dispose();
-    if (shard.link != NULL)
+    commit_pass();
+    if (shard.link != NULL) {
+        link_flush(shard.link);
         link_close(shard.link);
+    }
+    h2o_timeout_unlink(&shard.tick_entry);
+    h2o_timeout_dispose(shard.loop, &shard.tick);
+    store_close(shard.store);
+    base_buf_dispose(&shard.held);
+    free(shard.event_rids.ids);
+    free(shard.event_cids.ids);
+    free(shard.held_rids.ids);
+    free(shard.held_cids.ids);
     h2o_socket_close(shard.ctl);
     h2o_socket_close(shard.sig);
     h2o_evloop_run(shard.loop, 0); /* lets h2o free the closed sockets */
     h2o_evloop_destroy(shard.loop);
     log_info("stopped");
-    return 0;
+    return shard.status;
 }

@@ -3,9 +3,11 @@
  * (proto.h frames) and to the supervisor over a control socket.
  *
  * Where things are:
- *   shard.c   the process: loop, control socket, the router link, decoding frames and dispatching them to rooms
- *   room.c    rooms and connections, and the room API of party.h that parties call
- *   parties/  the built-in parties (relay, chat), written against party.h only
+ *   shard.c   the process: loop, control socket, the router link, decoding frames and dispatching them to rooms;
+ *             the output gate (what events that wrote storage produce waits for the pass's commit)
+ *   room.c    rooms and connections, their life cycle (eviction, hibernation, alarms) and the room API of party.h
+ *   store.c   the shard's RocksDB, written with one batch per loop pass
+ *   parties/  the built-in parties (relay, chat, counter, kv), written against party.h only
  */
 #ifndef PARTYD_SHARD_H
 #define PARTYD_SHARD_H
@@ -13,6 +15,7 @@
 #include "config.h"
 #include "party.h"
 #include "proto.h"
+#include "store.h"
 
 /* Runs shard `index` until the supervisor tells it to stop or goes away. `ctl_fd` is the shard's end of its control
  * socket. Returns the process exit status. */
@@ -26,8 +29,18 @@ int shard_emit(const proto_msg_t *msg);
 /* The caps of this node (limits.*). */
 const config_t *shard_config(void);
 
+/* The output gate. An event (a frame from the router, an alarm) starts with shard_event_begin. When the event writes
+ * storage, shard_gate_event holds back everything the event emitted so far and emits from then on, until the end of
+ * the loop pass, when the pass's writes are committed: then the held frames go out; if the commit fails they are
+ * dropped (rooms_on_commit_failed). A room whose earlier event in this pass was gated gates every later one too, so
+ * its frames never overtake each other. */
+void shard_event_begin(void);
+void shard_gate_event(void);
+/* Increases by one every loop pass (rooms use it to know whether they wrote in this pass). */
+uint64_t shard_pass(void);
+
 /* room.c: entry points for the frames the router sends. */
-void rooms_init(const config_t *conf);
+void rooms_init(const config_t *conf, store_t *store);
 void rooms_dispose(void);
 void rooms_on_open(const proto_msg_t *msg);
 void rooms_on_message(const proto_msg_t *msg);
@@ -38,5 +51,12 @@ void rooms_on_router_lost(void);
 /* Runs the on_close callbacks that party_conn_close deferred. Called after each frame is handled. */
 void rooms_run_deferred(void);
 void rooms_stats(proto_stats_t *stats);
+/* Periodic work: alarms that are due, and a slice of the eviction sweep. */
+void rooms_tick(void);
+/* After the end-of-pass commit: every gated room's writes are durable now. */
+void rooms_on_committed(void);
+/* The commit failed: the held frames are gone. Every room that wrote in this pass is reset (its connections closed
+ * with 1011, its held requests and upgrades answered 500, its memory dropped: the next event starts it from disk). */
+void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const uint64_t *held_cids, size_t num_cids);
 
 #endif

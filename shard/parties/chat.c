@@ -13,7 +13,9 @@
  * a bad body → 400 {"error"}; other methods → 405.
  *
  * Users are the joined, open connections; a user's name and cursor live in the connection's state so they survive
- * anything the connection survives. The history (the last CHAT_HISTORY messages) lives in memory for now.
+ * anything the connection survives, hibernation included. The history is in the room's storage — "msg:" + a
+ * 20-digit sequence number for each message (the last CHAT_KEEP are kept), "seq" for the last number — so it survives
+ * eviction and restarts; on_start loads the last CHAT_HISTORY into memory for `state` and GET.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,6 +27,7 @@
 #include "parties.h"
 
 #define CHAT_HISTORY 100
+#define CHAT_KEEP 1000
 #define CHAT_NAME_MAX 64
 #define CHAT_CONTENT_MAX 4096
 /* read JSON as JavaScript's JSON.parse does: U+0000 is a code point like any other, every number is a double, and a
@@ -33,6 +36,7 @@
 
 typedef struct st_chat_room_t {
     json_t *messages; /* array of Msg, oldest first, at most CHAT_HISTORY */
+    uint64_t seq;     /* the number of the last message kept */
 } chat_room_t;
 
 /* A coordinate as the client sent it: integers stay integers on the way out. */
@@ -140,11 +144,35 @@ static const char *bounded_string(const json_t *obj, const char *key, size_t max
     return s;
 }
 
+static int msg_key(char *out, uint64_t seq)
+{
+    return snprintf(out, 32, "msg:%020llu", (unsigned long long)seq);
+}
+
+/* Keeps a message: in storage (the oldest beyond CHAT_KEEP goes) and in the in-memory window. NULL when storage
+ * refused it. */
 static json_t *append_message(party_room_t *room, const char *sender, const char *content, size_t len)
 {
     chat_room_t *cr = party_room_data(room);
     json_t *msg =
         json_pack("{s:s, s:s%, s:I}", "senderId", sender, "content", content, len, "timestamp", (json_int_t)party_now_ms());
+    char *text = json_dumps(msg, JSON_COMPACT);
+    char key[32], seq[24];
+    uint64_t n = cr->seq + 1;
+    int klen = msg_key(key, n), slen = snprintf(seq, sizeof(seq), "%llu", (unsigned long long)n);
+    int r = text != NULL ? party_storage_put(room, key, (size_t)klen, text, strlen(text)) : -ENOMEM;
+    free(text);
+    if (r != 0) {
+        party_log(room, 0, "cannot keep a message: %s", strerror(-r));
+        json_decref(msg);
+        return NULL;
+    }
+    party_storage_put(room, "seq", 3, seq, (size_t)slen);
+    if (n > CHAT_KEEP) {
+        klen = msg_key(key, n - CHAT_KEEP);
+        party_storage_delete(room, key, (size_t)klen);
+    }
+    cr->seq = n;
     json_array_append(cr->messages, msg);
     while (json_array_size(cr->messages) > CHAT_HISTORY)
         json_array_remove(cr->messages, 0);
@@ -161,6 +189,15 @@ static void broadcast_chat(party_room_t *room, json_t *msg)
 
 /* ---- callbacks ---- */
 
+static int load_message(void *arg, const void *key, size_t key_len, const void *value, size_t value_len)
+{
+    (void)key, (void)key_len;
+    json_t *m = json_loadb(value, value_len, 0, NULL);
+    if (m != NULL)
+        json_array_insert_new(arg, 0, m); /* listed newest first */
+    return 0;
+}
+
 static int chat_on_start(party_room_t *room)
 {
     chat_room_t *cr = calloc(1, sizeof(*cr));
@@ -168,7 +205,18 @@ static int chat_on_start(party_room_t *room)
         return -ENOMEM;
     cr->messages = json_array();
     party_room_set_data(room, cr);
-    return 0;
+    void *v;
+    size_t len;
+    int r = party_storage_get(room, "seq", 3, &v, &len);
+    if (r == 0) {
+        cr->seq = strtoull(v, NULL, 10);
+        free(v);
+    } else if (r != -ENOENT) {
+        return r;
+    }
+    party_list_t last = {.prefix = "msg:", .prefix_len = 4, .limit = CHAT_HISTORY, .reverse = 1};
+    long n = party_storage_list(room, &last, load_message, cr->messages);
+    return n < 0 ? (int)n : 0;
 }
 
 static void chat_on_stop(party_room_t *room)
@@ -235,6 +283,10 @@ static void on_chat(party_room_t *room, party_conn_t *conn, const json_t *m)
         return;
     }
     json_t *msg = append_message(room, party_conn_id(conn), content, len);
+    if (msg == NULL) {
+        send_error(room, conn, "chat: the message could not be stored");
+        return;
+    }
     broadcast_chat(room, msg);
     json_decref(msg);
 }
@@ -308,6 +360,10 @@ static void chat_on_request(party_room_t *room, party_request_t *req)
     }
     json_t *msg = append_message(room, "http", content, clen);
     json_decref(m);
+    if (msg == NULL) {
+        parties_respond_json(req, 500, json_pack("{s:s}", "error", "the message could not be stored"));
+        return;
+    }
     broadcast_chat(room, msg);
     parties_respond_json(req, 201, msg);
 }

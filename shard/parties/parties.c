@@ -6,7 +6,7 @@
 
 #include "parties.h"
 
-static const party_t *const builtins[] = {&party_chat, &party_relay};
+static const party_t *const builtins[] = {&party_chat, &party_counter, &party_kv, &party_relay};
 
 const party_t *parties_find_kind(const char *kind)
 {
@@ -18,7 +18,7 @@ const party_t *parties_find_kind(const char *kind)
 
 const char *parties_kind_list(void)
 {
-    return "chat, relay";
+    return "chat, counter, kv, relay";
 }
 
 void parties_respond_json(party_request_t *req, int status, json_t *body)

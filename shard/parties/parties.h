@@ -11,6 +11,8 @@
 
 extern const party_t party_relay;
 extern const party_t party_chat;
+extern const party_t party_counter;
+extern const party_t party_kv;
 
 /* The built-in party of this kind ("relay", "chat"), or NULL. */
 const party_t *parties_find_kind(const char *kind);

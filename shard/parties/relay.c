@@ -6,6 +6,7 @@
  *   POST → the body goes to every connection (text when it is valid UTF-8, else binary); 200 {"delivered":N}
  *   else → 405
  */
+#include <errno.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -18,6 +19,23 @@ static void relay_on_message(party_room_t *room, party_conn_t *conn, const void 
     party_broadcast(room, data, len, binary, except, 1);
 }
 
+static int relay_on_connect(party_room_t *room, party_conn_t *conn, const party_request_t *req)
+{
+    (void)room;
+    char list[PARTY_TAGS_MAX * (PARTY_TAG_MAX + 1) + 1];
+    if (party_request_query_param(req, "tags", list, sizeof(list)) <= 0)
+        return 0;
+    const char *tags[PARTY_TAGS_MAX + 1];
+    size_t n = 0;
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        if (n == PARTY_TAGS_MAX + 1)
+            break;
+        tags[n++] = t;
+    }
+    /* more than 10 tags, or one over 256 bytes: refuse the connection rather than drop tags silently */
+    return party_conn_set_tags(conn, tags, n) == 0 ? 0 : 400;
+}
+
 static void relay_on_request(party_room_t *room, party_request_t *req)
 {
     const char *method = party_request_method(req);
@@ -28,9 +46,21 @@ static void relay_on_request(party_room_t *room, party_request_t *req)
     } else if (strcmp(method, "POST") == 0) {
         size_t len;
         const void *body = party_request_body(req, &len);
-        size_t n = party_room_connection_count(room);
-        int ret = party_broadcast(room, body, len, !party_utf8_valid(body, len), NULL, 0);
-        if (ret != 0) {
+        int binary = !party_utf8_valid(body, len);
+        char tag[PARTY_TAG_MAX + 2];
+        size_t n = 0;
+        int ret = 0;
+        if (party_request_query_param(req, "tag", tag, sizeof(tag)) >= 0) {
+            for (party_conn_t *c = party_room_connections_tagged(room, tag, NULL); c != NULL && ret == 0;
+                 c = party_room_connections_tagged(room, tag, c)) {
+                ret = party_send(c, body, len, binary);
+                n += ret == 0;
+            }
+        } else {
+            n = party_room_connection_count(room);
+            ret = party_broadcast(room, body, len, binary, NULL, 0);
+        }
+        if (ret == -EMSGSIZE) {
             parties_respond_json(req, 413, json_pack("{s:s}", "error", "the body is larger than a WebSocket message may be"));
             return;
         }
@@ -44,6 +74,7 @@ static void relay_on_request(party_room_t *room, party_request_t *req)
 const party_t party_relay = {
     .abi_version = PARTY_ABI_VERSION,
     .kind = "relay",
+    .on_connect = relay_on_connect,
     .on_message = relay_on_message,
     .on_request = relay_on_request,
 };

@@ -30,10 +30,13 @@ static void test_default(void **state)
     assert_int_equal(c.limits.message_bytes, 1048576);
     assert_int_equal(c.limits.output_bytes, 8388608);
     assert_int_equal(c.timers.ping_ms, 30000);
-    assert_int_equal(c.num_parties, 2);
+    assert_int_equal(c.num_parties, 3);
     assert_non_null(config_find_party(&c, "main", 4));
     assert_string_equal(config_find_party(&c, "main", 4)->kind, "chat");
     assert_string_equal(config_find_party(&c, "relay", 5)->kind, "relay");
+    assert_string_equal(config_find_party(&c, "counter", 7)->kind, "counter");
+    assert_true(config_find_party(&c, "counter", 7)->hibernate); /* the counter party hibernates by default */
+    assert_false(config_find_party(&c, "main", 4)->hibernate);
     assert_null(config_find_party(&c, "mai", 3));
     config_dispose(&c);
 }

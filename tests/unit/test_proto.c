@@ -92,7 +92,7 @@ static proto_msg_t sample(proto_type_t type)
         break;
     case PROTO_STATS_REPLY:
         m.id = 8;
-        m.stats = (proto_stats_t){1, 2, 3, UINT64_MAX};
+        m.stats = (proto_stats_t){1, 2, 3, 4, 5, 6, 7, UINT64_MAX};
         break;
     }
     return m;

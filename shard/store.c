@@ -1,0 +1,255 @@
+/*
+ * store.c — a shard's RocksDB (see store.h). The only file in partyd that includes rocksdb/c.h.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rocksdb/c.h>
+
+#include "base.h"
+
+struct st_store_t {
+    rocksdb_t *db;
+    rocksdb_options_t *options;
+    rocksdb_cache_t *cache;
+    rocksdb_writeoptions_t *wo;
+    rocksdb_readoptions_t *ro;
+    rocksdb_writebatch_wi_t *batch;
+    size_t pending;
+    size_t savepoints[16]; /* pending count at each save point, to restore it on rollback */
+    size_t num_savepoints;
+    store_stats_t stats;
+};
+
+#define BLOCK_CACHE_BYTES (16 << 20)
+
+static void set_err(char *err, size_t errlen, const char *what, char *rerr)
+{
+    snprintf(err, errlen, "%s: %s", what, rerr != NULL ? rerr : "unknown error");
+    rocksdb_free(rerr);
+}
+
+int store_open(const char *path, int sync, store_t **out, char *err, size_t errlen)
+{
+    store_t *s = xcalloc(1, sizeof(*s));
+    s->options = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(s->options, 1);
+    /* many small keys, written in small synced batches: the settings C-STACK-NOTES.md measured */
+    rocksdb_options_increase_parallelism(s->options, 2);
+    rocksdb_options_optimize_level_style_compaction(s->options, 64 << 20);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(s->options, 1);
+    rocksdb_options_set_compression(s->options, rocksdb_lz4_compression);
+    rocksdb_options_set_bottommost_compression(s->options, rocksdb_zstd_compression);
+    rocksdb_options_set_bytes_per_sync(s->options, 1 << 20);
+    rocksdb_options_set_wal_bytes_per_sync(s->options, 1 << 20);
+    rocksdb_options_set_keep_log_file_num(s->options, 3);
+    rocksdb_options_set_max_log_file_size(s->options, 4 << 20);
+    rocksdb_options_set_info_log_level(s->options, 2 /* warn: RocksDB's own LOG stays small */);
+    rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_filter_policy(t, rocksdb_filterpolicy_create_bloom_full(10));
+    s->cache = rocksdb_cache_create_lru(BLOCK_CACHE_BYTES);
+    rocksdb_block_based_options_set_block_cache(t, s->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(t, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(t, 1);
+    rocksdb_block_based_options_set_format_version(t, 5);
+    rocksdb_options_set_block_based_table_factory(s->options, t);
+    rocksdb_block_based_options_destroy(t);
+
+    char *rerr = NULL;
+    s->db = rocksdb_open(s->options, path, &rerr);
+    if (rerr != NULL) {
+        set_err(err, errlen, path, rerr);
+        rocksdb_cache_destroy(s->cache);
+        rocksdb_options_destroy(s->options);
+        free(s);
+        return -EIO;
+    }
+    s->wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wo, sync);
+    s->ro = rocksdb_readoptions_create();
+    s->batch = rocksdb_writebatch_wi_create(0, 1 /* overwrite keys: reads see the latest write */);
+    *out = s;
+    return 0;
+}
+
+void store_close(store_t *s)
+{
+    rocksdb_writebatch_wi_destroy(s->batch);
+    rocksdb_readoptions_destroy(s->ro);
+    rocksdb_writeoptions_destroy(s->wo);
+    rocksdb_close(s->db);
+    rocksdb_cache_destroy(s->cache);
+    rocksdb_options_destroy(s->options);
+    free(s);
+}
+
+int store_get(store_t *s, const void *key, size_t klen, char **val, size_t *vlen)
+{
+    char *rerr = NULL;
+    size_t len = 0;
+    char *v = rocksdb_writebatch_wi_get_from_batch_and_db(s->batch, s->db, s->ro, key, klen, &len, &rerr);
+    if (rerr != NULL) {
+        log_error("store: get: %s", rerr);
+        rocksdb_free(rerr);
+        return -EIO;
+    }
+    if (v == NULL)
+        return -ENOENT;
+    /* hand out memory the caller frees with free(), whatever allocator RocksDB uses */
+    *val = xmalloc(len + 1);
+    memcpy(*val, v, len);
+    (*val)[len] = '\0';
+    *vlen = len;
+    rocksdb_free(v);
+    return 0;
+}
+
+void store_put(store_t *s, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    rocksdb_writebatch_wi_put(s->batch, key, klen, val, vlen);
+    ++s->pending;
+}
+
+void store_delete(store_t *s, const void *key, size_t klen)
+{
+    rocksdb_writebatch_wi_delete(s->batch, key, klen);
+    ++s->pending;
+}
+
+static int key_cmp(const char *a, size_t alen, const void *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out, size_t max)
+{
+    rocksdb_iterator_t *base = rocksdb_create_iterator(s->db, s->ro);
+    rocksdb_iterator_t *it = rocksdb_writebatch_wi_create_iterator_with_base(s->batch, base);
+    if (!reverse) {
+        rocksdb_iter_seek(it, lo, lolen);
+    } else if (hi != NULL) {
+        rocksdb_iter_seek_for_prev(it, hi, hilen);
+        /* seek_for_prev lands on a key ≤ hi; the upper bound is exclusive */
+        size_t kl;
+        while (rocksdb_iter_valid(it)) {
+            const char *k = rocksdb_iter_key(it, &kl);
+            if (key_cmp(k, kl, hi, hilen) < 0)
+                break;
+            rocksdb_iter_prev(it);
+        }
+    } else {
+        rocksdb_iter_seek_to_last(it);
+    }
+    size_t n = 0;
+    while (n < max && rocksdb_iter_valid(it)) {
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        if (key_cmp(k, kl, lo, lolen) < 0 || (hi != NULL && key_cmp(k, kl, hi, hilen) >= 0))
+            break;
+        const char *v = rocksdb_iter_value(it, &vl);
+        out[n].key = xstrndup(k, kl);
+        out[n].key_len = kl;
+        out[n].value = xstrndup(v, vl);
+        out[n].value_len = vl;
+        ++n;
+        if (reverse)
+            rocksdb_iter_prev(it);
+        else
+            rocksdb_iter_next(it);
+    }
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it, &rerr);
+    rocksdb_iter_destroy(it);
+    if (rerr != NULL) {
+        log_error("store: scan: %s", rerr);
+        rocksdb_free(rerr);
+        store_entries_free(out, n);
+        return -EIO;
+    }
+    return (long)n;
+}
+
+void store_entries_free(store_entry_t *e, size_t n)
+{
+    for (size_t i = 0; i < n; ++i) {
+        free(e[i].key);
+        free(e[i].value);
+    }
+}
+
+void store_savepoint(store_t *s)
+{
+    rocksdb_writebatch_wi_set_save_point(s->batch);
+    if (s->num_savepoints < BASE_ARRAY_SIZE(s->savepoints))
+        s->savepoints[s->num_savepoints] = s->pending;
+    ++s->num_savepoints;
+}
+
+int store_rollback(store_t *s)
+{
+    if (s->num_savepoints == 0)
+        return -EINVAL;
+    char *rerr = NULL;
+    rocksdb_writebatch_wi_rollback_to_save_point(s->batch, &rerr);
+    if (rerr != NULL) {
+        log_error("store: rollback: %s", rerr);
+        rocksdb_free(rerr);
+        return -EIO;
+    }
+    --s->num_savepoints;
+    if (s->num_savepoints < BASE_ARRAY_SIZE(s->savepoints))
+        s->pending = s->savepoints[s->num_savepoints];
+    return 0;
+}
+
+size_t store_pending(const store_t *s)
+{
+    return s->pending;
+}
+
+void store_discard(store_t *s)
+{
+    rocksdb_writebatch_wi_clear(s->batch);
+    s->pending = 0;
+    s->num_savepoints = 0;
+}
+
+int store_commit(store_t *s, char *err, size_t errlen)
+{
+    if (s->pending == 0 && s->num_savepoints == 0)
+        return 0;
+    char *rerr = NULL;
+    if (s->pending != 0)
+        rocksdb_write_writebatch_wi(s->db, s->wo, s->batch, &rerr);
+    size_t n = s->pending;
+    store_discard(s);
+    if (rerr != NULL) {
+        set_err(err, errlen, "commit", rerr);
+        ++s->stats.failed_commits;
+        return -EIO;
+    }
+    if (n != 0) {
+        ++s->stats.commits;
+        s->stats.writes += n;
+    }
+    return 0;
+}
+
+static uint64_t property(store_t *s, const char *name)
+{
+    char *v = rocksdb_property_value(s->db, name);
+    uint64_t n = v != NULL ? strtoull(v, NULL, 10) : 0;
+    rocksdb_free(v);
+    return n;
+}
+
+void store_stats(store_t *s, store_stats_t *out)
+{
+    *out = s->stats;
+    out->live_bytes = property(s, "rocksdb.estimate-live-data-size") + property(s, "rocksdb.cur-size-all-mem-tables");
+}

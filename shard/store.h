@@ -1,0 +1,82 @@
+/*
+ * store.h — a shard's RocksDB: one database per shard, written through one batch per loop pass.
+ *
+ * Writes go into a WriteBatchWithIndex; reads and scans see the database merged with that batch, so a room reads its
+ * own writes before they are committed. store_commit writes the batch at the end of the loop pass — with one WAL sync
+ * when durability is "sync" — and only then may the output those writes produced be released (the output gate, see
+ * shard.c). Save points let a room roll back its last writes (transactions).
+ *
+ * This is the only file pair in partyd that knows RocksDB; store.c is the only file that includes rocksdb/c.h.
+ * Keys are bytes; the layout (slot, room, tag) is room.c's business, except for the helpers below.
+ */
+#ifndef PARTYD_STORE_H
+#define PARTYD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct st_store_t store_t;
+
+/* One key/value pair copied out of the store; both buffers are owned by the entry (store_entries_free). */
+typedef struct st_store_entry_t {
+    char *key;
+    size_t key_len;
+    char *value;
+    size_t value_len;
+} store_entry_t;
+
+typedef struct st_store_stats_t {
+    uint64_t live_bytes; /* RocksDB's estimate of live data (SST files + memtables) */
+    uint64_t commits;
+    uint64_t writes; /* puts and deletes committed */
+    uint64_t failed_commits;
+} store_stats_t;
+
+/* Opens (creating) the database in directory `path`. `sync`: fsync the WAL on every commit. On failure returns
+ * -EIO and writes RocksDB's reason into err. */
+int store_open(const char *path, int sync, store_t **out, char *err, size_t errlen);
+/* Closes the database; an uncommitted batch is discarded. */
+void store_close(store_t *s);
+
+/* Reads a key: 0 with a malloc'ed copy in *val (the caller frees it), -ENOENT, or -EIO. */
+int store_get(store_t *s, const void *key, size_t klen, char **val, size_t *vlen);
+void store_put(store_t *s, const void *key, size_t klen, const void *val, size_t vlen);
+void store_delete(store_t *s, const void *key, size_t klen);
+
+/* Copies up to `max` entries with lo ≤ key < hi (hi NULL: no upper bound) into out[], ascending or (reverse)
+ * descending. Returns the number copied, or -EIO. */
+long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out,
+                size_t max);
+void store_entries_free(store_entry_t *e, size_t n);
+
+/* Save points in the uncommitted batch: store_rollback undoes every write since the matching store_savepoint. */
+void store_savepoint(store_t *s);
+int store_rollback(store_t *s);
+
+/* Writes in the uncommitted batch. */
+size_t store_pending(const store_t *s);
+/* Writes the batch (fsynced when the store was opened with sync) and clears it. 0, or -EIO with the reason in err: the
+ * batch is discarded then, and nothing of it is in the database. */
+int store_commit(store_t *s, char *err, size_t errlen);
+/* Drops the uncommitted batch. */
+void store_discard(store_t *s);
+
+void store_stats(store_t *s, store_stats_t *out);
+
+/* ---- key helpers ---- */
+
+/* Writes a big-endian u64 / u16. */
+static inline void store_put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; --i, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+static inline uint64_t store_get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i)
+        v = v << 8 | p[i];
+    return v;
+}
+
+#endif

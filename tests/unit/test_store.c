@@ -1,0 +1,190 @@
+/*
+ * test_store.c — the shard's RocksDB layer on a real database in a temporary directory: reads see uncommitted
+ * writes, scans are sorted and bounded both ways, save points roll back, and only committed data survives a reopen.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "store.h"
+
+static char dir[256];
+
+static store_t *open_store(void)
+{
+    store_t *s;
+    char err[512];
+    int r = store_open(dir, 1, &s, err, sizeof(err));
+    if (r != 0)
+        fail_msg("store_open: %s", err);
+    return s;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/partyd-test-store-XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+#define PUT(s, k, v) store_put(s, k, strlen(k), v, strlen(v))
+
+static void assert_value(store_t *s, const char *key, const char *want)
+{
+    char *v = NULL;
+    size_t len;
+    int r = store_get(s, key, strlen(key), &v, &len);
+    if (want == NULL) {
+        assert_int_equal(r, -ENOENT);
+        return;
+    }
+    assert_int_equal(r, 0);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(v, want, len);
+    free(v);
+}
+
+static void test_read_your_writes_and_commit(void **state)
+{
+    (void)state;
+    store_t *s = open_store();
+    char err[256];
+    PUT(s, "a", "1");
+    assert_value(s, "a", "1"); /* before the commit */
+    assert_int_equal(store_pending(s), 1);
+    assert_int_equal(store_commit(s, err, sizeof(err)), 0);
+    assert_int_equal(store_pending(s), 0);
+    assert_value(s, "a", "1");
+    PUT(s, "a", "2");
+    store_delete(s, "a", 1);
+    assert_value(s, "a", NULL);
+    PUT(s, "b", "uncommitted");
+    store_close(s); /* the batch is discarded */
+    s = open_store();
+    assert_value(s, "a", "1");
+    assert_value(s, "b", NULL);
+    store_close(s);
+}
+
+static void test_scan(void **state)
+{
+    (void)state;
+    store_t *s = open_store();
+    char err[256];
+    const char *keys[] = {"p/a", "p/b", "p/c", "p/d", "q/a"};
+    for (size_t i = 0; i < 5; ++i)
+        PUT(s, keys[i], keys[i]);
+    assert_int_equal(store_commit(s, err, sizeof(err)), 0);
+    /* an uncommitted write and delete take part in the scan */
+    PUT(s, "p/bb", "new");
+    store_delete(s, "p/c", 3);
+    store_entry_t e[10];
+    long n = store_scan(s, "p/", 2, "p0", 2, 0, e, 10);
+    assert_int_equal(n, 4);
+    assert_string_equal(e[0].key, "p/a");
+    assert_string_equal(e[1].key, "p/b");
+    assert_string_equal(e[2].key, "p/bb");
+    assert_string_equal(e[2].value, "new");
+    assert_string_equal(e[3].key, "p/d");
+    store_entries_free(e, (size_t)n);
+    /* reverse, exclusive upper bound, limit */
+    n = store_scan(s, "p/", 2, "p/d", 3, 1, e, 2);
+    assert_int_equal(n, 2);
+    assert_string_equal(e[0].key, "p/bb");
+    assert_string_equal(e[1].key, "p/b");
+    store_entries_free(e, (size_t)n);
+    /* no upper bound, reverse: from the very last key */
+    n = store_scan(s, "p/", 2, NULL, 0, 1, e, 10);
+    assert_int_equal(n, 5);
+    assert_string_equal(e[0].key, "q/a");
+    store_entries_free(e, (size_t)n);
+    /* an empty range */
+    assert_int_equal(store_scan(s, "x", 1, "y", 1, 0, e, 10), 0);
+    assert_int_equal(store_scan(s, "x", 1, "y", 1, 1, e, 10), 0);
+    store_close(s);
+}
+
+static void test_savepoints(void **state)
+{
+    (void)state;
+    store_t *s = open_store();
+    char err[256];
+    PUT(s, "k1", "kept");
+    store_savepoint(s);
+    PUT(s, "k2", "rolled back");
+    store_delete(s, "k1", 2);
+    assert_value(s, "k1", NULL);
+    assert_int_equal(store_rollback(s), 0);
+    assert_value(s, "k1", "kept");
+    assert_value(s, "k2", NULL);
+    assert_int_equal(store_pending(s), 1);
+    assert_int_equal(store_rollback(s), -EINVAL); /* no save point left */
+    assert_int_equal(store_commit(s, err, sizeof(err)), 0);
+    store_close(s);
+    s = open_store();
+    assert_value(s, "k1", "kept");
+    assert_value(s, "k2", NULL);
+    store_close(s);
+}
+
+static void test_binary_keys_and_big_values(void **state)
+{
+    (void)state;
+    store_t *s = open_store();
+    char err[256];
+    const char key[] = {0, 1, 0, 2, (char)0xff};
+    char *big = malloc(128 * 1024);
+    memset(big, 'v', 128 * 1024);
+    store_put(s, key, sizeof(key), big, 128 * 1024);
+    assert_int_equal(store_commit(s, err, sizeof(err)), 0);
+    char *v;
+    size_t len;
+    assert_int_equal(store_get(s, key, sizeof(key), &v, &len), 0);
+    assert_int_equal(len, 128 * 1024);
+    assert_memory_equal(v, big, len);
+    free(v);
+    free(big);
+    store_stats_t st;
+    store_stats(s, &st);
+    assert_true(st.commits >= 1);
+    assert_true(st.live_bytes > 0);
+    store_close(s);
+}
+
+static void test_open_failure(void **state)
+{
+    (void)state;
+    store_t *s;
+    char err[512];
+    assert_int_equal(store_open("/proc/no/such/dir", 1, &s, err, sizeof(err)), -EIO);
+    assert_true(strlen(err) > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_read_your_writes_and_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_savepoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_binary_keys_and_big_values, setup, teardown),
+        cmocka_unit_test(test_open_failure),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
