@@ -59,12 +59,12 @@ typedef struct st_party_t {
     /* The kind's name, as config files name it ("chat"). */
     const char *kind;
 
-    /* The room starts: first connection or request after the room was created. Read stored state here.
-     * Return 0, or non-zero to fail the event that woke the room (a connection gets HTTP 500 before any upgrade, a
-     * request 500); the room is then discarded and the next event starts it afresh. */
+    /* The room starts: its first event after it was created or evicted. Read stored state here (storage reads are
+     * synchronous). Return 0, or non-zero to fail the event that woke the room (a connection gets HTTP 500 before any
+     * upgrade, a request 500); on_stop runs then too, so free what was set, and the next event tries again. */
     int (*on_start)(party_room_t *room);
-    /* The room leaves memory (shutdown; later: eviction). Free what party_room_set_data holds. No room function that
-     * sends may be called here: the connections are already gone. May be NULL. */
+    /* The room leaves memory: it was idle for timers.idle_ms (or hibernates), the shard stops, or on_start failed.
+     * Free what party_room_set_data holds. Do not send or write here. May be NULL. */
     void (*on_stop)(party_room_t *room);
 
     /* A WebSocket connection asks to join. `req` is the upgrade request (method, path, query, headers).
