@@ -442,6 +442,12 @@ void config_dispose(config_t *c)
     memset(c, 0, sizeof(*c));
 }
 
+size_t config_frame_cap(const config_t *c)
+{
+    size_t payload = c->limits.message_bytes > c->limits.body_bytes ? c->limits.message_bytes : c->limits.body_bytes;
+    return payload + c->limits.header_bytes + PROTO_FRAME_OVERHEAD;
+}
+
 const config_party_t *config_find_party(const config_t *c, const char *name, size_t len)
 {
     for (size_t i = 0; i < c->num_parties; ++i)

@@ -71,6 +71,9 @@ int config_apply_json(config_t *conf, const char *json, size_t len, const char *
 void config_init_default(config_t *conf);
 void config_dispose(config_t *conf);
 
+/* The cap on one router⇄shard frame: the largest message or body, its headers, and room for the rest. */
+size_t config_frame_cap(const config_t *conf);
+
 /* The party named `name` (len bytes), or NULL. */
 const config_party_t *config_find_party(const config_t *conf, const char *name, size_t len);
 

@@ -3,8 +3,12 @@
  */
 #include "ctl.h"
 
+#include "base.h"
+
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -42,6 +46,20 @@ int ctl_send(int sock, const ctl_msg_t *msg, int fd)
         }
         return n == -1 ? -errno : -EPROTO;
     }
+}
+
+int ctl_child_signals(void)
+{
+    signal(SIGINT, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    int fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd == -1)
+        log_error("signalfd: %s", strerror(errno));
+    return fd;
 }
 
 int ctl_recv(int sock, ctl_msg_t *msg, int *fd)

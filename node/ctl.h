@@ -34,4 +34,9 @@ int ctl_send(int sock, const ctl_msg_t *msg, int fd);
  * Returns 1 for a record, 0 at EOF, -EAGAIN when nothing is ready, another -errno on error. */
 int ctl_recv(int sock, ctl_msg_t *msg, int *fd);
 
+/* What every child (router, shard) does first with signals: SIGINT is ignored (a terminal sends it to the whole
+ * process group, and the supervisor alone decides how to stop), SIGPIPE too (writes report EPIPE instead), and SIGTERM
+ * is delivered through the returned signalfd (non-blocking), to be read on the child's loop. -1 on failure (logged). */
+int ctl_child_signals(void);
+
 #endif

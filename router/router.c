@@ -178,21 +178,10 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd)
     memset(&router, 0, sizeof(router));
     memset(&rt, 0, sizeof(rt));
     router.conf = conf;
-    router.max_frame =
-        (conf->limits.message_bytes > conf->limits.body_bytes ? conf->limits.message_bytes : conf->limits.body_bytes) +
-        conf->limits.header_bytes + PROTO_FRAME_OVERHEAD;
-
-    signal(SIGINT, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd == -1) {
-        log_error("signalfd: %s", strerror(errno));
+    router.max_frame = config_frame_cap(conf);
+    int sfd = ctl_child_signals();
+    if (sfd == -1)
         return 1;
-    }
 
     router.loop = h2o_evloop_create();
     router.started_at = h2o_now(router.loop);

@@ -272,22 +272,10 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     memset(&shard, 0, sizeof(shard));
     shard.conf = conf;
     shard.index = index;
-    shard.max_frame =
-        (conf->limits.message_bytes > conf->limits.body_bytes ? conf->limits.message_bytes : conf->limits.body_bytes) +
-        conf->limits.header_bytes + PROTO_FRAME_OVERHEAD;
-
-    /* SIGINT from a terminal reaches the whole process group; the supervisor alone decides how to stop */
-    signal(SIGINT, SIG_IGN);
-    signal(SIGPIPE, SIG_IGN);
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGTERM);
-    sigprocmask(SIG_BLOCK, &mask, NULL);
-    int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (sfd == -1) {
-        log_error("signalfd: %s", strerror(errno));
+    shard.max_frame = config_frame_cap(conf);
+    int sfd = ctl_child_signals();
+    if (sfd == -1)
         return 1;
-    }
 
     char path[4200], err[600];
     snprintf(path, sizeof(path), "%s/shard-%d", conf->data_dir, index);
