@@ -339,11 +339,14 @@ static int room_wake(party_room_t *room, const char **why)
         return 0;
     if (rooms.num_started >= rooms.conf->limits.rooms_in_memory) {
         party_room_t *victim = evictable();
-        if (victim == NULL || victim == room) {
+        if (victim != NULL && victim != room) {
+            room_evict(victim);
+        } else if (room->conns == NULL) {
             *why = "too many rooms in memory on this shard";
             return 503;
         }
-        room_evict(victim);
+        /* else a hibernating room with live connections wakes above the cap rather than drop them; the sweep brings
+         * the count back down */
     }
     room->started = 1;
     ++rooms.num_started;

@@ -154,7 +154,8 @@ static void do_put(party_room_t *room, party_request_t *req)
     const void *body = party_request_body(req, &len);
     if (storage_error(req, party_storage_put(room, key, klen, body, len)))
         return;
-    parties_respond_json(req, 200, json_pack("{s:s%, s:I}", "key", key, klen, "bytes", (json_int_t)len));
+    json_t *k = json_stringn(key, klen); /* NULL for a key that is not UTF-8: shown as null, as in listings */
+    parties_respond_json(req, 200, json_pack("{s:o, s:I}", "key", k != NULL ? k : json_null(), "bytes", (json_int_t)len));
 }
 
 static void do_delete(party_room_t *room, party_request_t *req)
@@ -209,11 +210,9 @@ static void do_get_many(party_room_t *room, party_request_t *req, const json_t *
         return;
     json_t *values = json_object();
     for (size_t i = 0; i < n; ++i) {
-        json_t *k = json_stringn(kvs[i].key, kvs[i].key_len);
-        if (k != NULL)
-            json_object_set_new(values, json_string_value(k),
-                                kvs[i].value != NULL ? value_json(kvs[i].value, kvs[i].value_len) : json_null());
-        json_decref(k);
+        /* keys came from JSON strings: valid UTF-8, possibly with U+0000, so the length-aware setter */
+        json_object_setn_new(values, kvs[i].key, kvs[i].key_len,
+                             kvs[i].value != NULL ? value_json(kvs[i].value, kvs[i].value_len) : json_null());
         free((void *)kvs[i].value);
     }
     parties_respond_json(req, 200, json_pack("{s:o}", "values", values));
@@ -229,15 +228,16 @@ static void do_put_many(party_room_t *room, party_request_t *req, json_t *map)
     party_kv_t kvs[PARTY_BATCH_MAX];
     size_t i = 0;
     const char *key;
+    size_t key_len;
     json_t *v;
-    json_object_foreach(map, key, v)
+    json_object_keylen_foreach(map, key, key_len, v)
     {
         if (string_arg(v, (const char **)&kvs[i].value, &kvs[i].value_len) != 0) {
             error(req, 400, "\"put\" maps keys to strings");
             return;
         }
         kvs[i].key = key;
-        kvs[i].key_len = strlen(key);
+        kvs[i].key_len = key_len;
         ++i;
     }
     if (storage_error(req, party_storage_put_many(room, kvs, n)))
@@ -337,7 +337,7 @@ static void do_post(party_room_t *room, party_request_t *req)
     size_t len;
     const char *body = party_request_body(req, &len);
     json_error_t jerr;
-    json_t *m = json_loadb(body, len, 0, &jerr);
+    json_t *m = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
     if (!json_is_object(m) || json_object_size(m) != 1) {
         json_decref(m);
         error(req, 400, "the body is a JSON object with one of \"get\", \"put\", \"delete\", \"ops\"");

@@ -23,7 +23,10 @@ static int relay_on_connect(party_room_t *room, party_conn_t *conn, const party_
 {
     (void)room;
     char list[PARTY_TAGS_MAX * (PARTY_TAG_MAX + 1) + 1];
-    if (party_request_query_param(req, "tags", list, sizeof(list)) <= 0)
+    long len = party_request_query_param(req, "tags", list, sizeof(list));
+    if (len == -2)
+        return 400; /* longer than 10 tags of 256 bytes can be */
+    if (len <= 0)
         return 0;
     const char *tags[PARTY_TAGS_MAX + 1];
     size_t n = 0;
