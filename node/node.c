@@ -114,7 +114,7 @@ static int lock_data_dir(void)
 static int check_data_format(void)
 {
     char path[4200], tmp[4300];
-    snprintf(path, sizeof(path), "%s/partyd.json", node.conf->data_dir);
+    snprintf(path, sizeof(path), "%s/node.json", node.conf->data_dir);
     if (access(path, F_OK) == 0) {
         json_error_t jerr;
         json_t *meta = json_load_file(path, 0, &jerr);
