@@ -51,6 +51,7 @@ static struct {
     child_t router;
     child_t *shards;
     int draining;
+    uint64_t started_ms; /* wall clock */
 } node;
 
 /* ---- set-up ---- */
@@ -274,7 +275,7 @@ static int spawn(child_t *c)
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
         int status =
-            c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd) : shard_main(node.conf, c->index, sv[1]);
+            c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd, node.started_ms) : shard_main(node.conf, c->index, sv[1]);
         close(sv[1]);
         free(node.shards);
         config_dispose(node.conf);
@@ -430,6 +431,7 @@ int node_run(config_t *conf)
     log_set_role("node", -1);
     memset(&node, 0, sizeof(node));
     node.conf = conf;
+    node.started_ms = base_now_wall_ms();
     node.admin_fd = node.lock_fd = node.sig_fd = -1;
     signal(SIGPIPE, SIG_IGN);
 

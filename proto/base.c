@@ -199,6 +199,28 @@ uint64_t base_now_mono_ms(void)
     return clock_ms(CLOCK_MONOTONIC);
 }
 
+uint64_t base_now_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ---- histograms ---- */
+
+const double base_hist_bounds[BASE_HIST_NUM] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
+
+void base_hist_observe(base_hist_t *h, double seconds)
+{
+    size_t i = 0;
+    while (i < BASE_HIST_NUM && seconds > base_hist_bounds[i])
+        ++i;
+    ++h->counts[i];
+    ++h->count;
+    h->sum += seconds;
+}
+
 /* ---- UTF-8 ---- */
 
 int base_utf8_valid(const void *_s, size_t len)

@@ -90,6 +90,19 @@ size_t base_utf8_count(const void *s, size_t len);
  * -1 when the parameter is absent, -2 when the value needs more than cap - 1 bytes. */
 long base_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
 
+/* A latency histogram with fixed bucket bounds, in seconds, as Prometheus histograms are exposed: counts[i] holds the
+ * observations ≤ BASE_HIST_BOUNDS[i] and > the bound before it; counts[BASE_HIST_NUM] those above the last bound. */
+#define BASE_HIST_NUM 14
+extern const double base_hist_bounds[BASE_HIST_NUM];
+typedef struct st_base_hist_t {
+    uint64_t counts[BASE_HIST_NUM + 1];
+    uint64_t count;
+    double sum;
+} base_hist_t;
+void base_hist_observe(base_hist_t *h, double seconds);
+/* Monotonic time in microseconds, for latencies. */
+uint64_t base_now_mono_us(void);
+
 /* Fills `out` (37 bytes) with a random RFC 4122 version 4 UUID, NUL-terminated. */
 void base_uuid4(char out[37]);
 

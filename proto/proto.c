@@ -31,7 +31,6 @@ enum {
     F_REASON,
     F_CLEAN,
     F_EXCEPT,
-    F_STATS,
 };
 
 #define MAX_FIELDS 10
@@ -49,8 +48,8 @@ static const uint8_t layouts[PROTO_TYPE_MAX_ + 1][MAX_FIELDS] = {
     [PROTO_CLOSE_CONN] = {F_ID, F_CODE, F_REASON},
     [PROTO_REQUEST] = {F_ID, F_PARTY, F_ROOM, F_METHOD, F_PATH, F_QUERY, F_HEADERS, F_DATA},
     [PROTO_RESPONSE] = {F_ID, F_STATUS, F_HEADERS, F_DATA},
-    [PROTO_STATS] = {F_ID},
-    [PROTO_STATS_REPLY] = {F_ID, F_STATS},
+    [PROTO_ADMIN] = {F_ID, F_METHOD, F_DATA},
+    [PROTO_ADMIN_REPLY] = {F_ID, F_STATUS, F_DATA},
 };
 
 static const char *const type_names[PROTO_TYPE_MAX_ + 1] = {
@@ -60,7 +59,7 @@ static const char *const type_names[PROTO_TYPE_MAX_ + 1] = {
     [PROTO_CLOSE] = "CLOSE",         [PROTO_SEND] = "SEND",
     [PROTO_BROADCAST] = "BROADCAST", [PROTO_CLOSE_CONN] = "CLOSE_CONN",
     [PROTO_REQUEST] = "REQUEST",     [PROTO_RESPONSE] = "RESPONSE",
-    [PROTO_STATS] = "STATS",         [PROTO_STATS_REPLY] = "STATS_REPLY",
+    [PROTO_ADMIN] = "ADMIN",         [PROTO_ADMIN_REPLY] = "ADMIN_REPLY",
 };
 
 const char *proto_type_name(proto_type_t type)
@@ -162,17 +161,6 @@ static void pack_field(msgpack_packer *pk, int field, const proto_msg_t *m)
         msgpack_pack_array(pk, m->num_except);
         for (size_t i = 0; i < m->num_except; ++i)
             msgpack_pack_uint64(pk, m->except[i]);
-        break;
-    case F_STATS:
-        msgpack_pack_array(pk, 8);
-        msgpack_pack_uint64(pk, m->stats.rooms);
-        msgpack_pack_uint64(pk, m->stats.rooms_hibernating);
-        msgpack_pack_uint64(pk, m->stats.evictions);
-        msgpack_pack_uint64(pk, m->stats.connections);
-        msgpack_pack_uint64(pk, m->stats.messages_in);
-        msgpack_pack_uint64(pk, m->stats.messages_out);
-        msgpack_pack_uint64(pk, m->stats.storage_bytes);
-        msgpack_pack_uint64(pk, m->stats.commits);
         break;
     }
 }
@@ -362,16 +350,6 @@ static int decode_field(proto_decoder_t *dec, int field, const msgpack_object *o
         m->num_except = n;
         return 0;
     }
-    case F_STATS: {
-        uint64_t *dst[8] = {&m->stats.rooms,       &m->stats.rooms_hibernating, &m->stats.evictions,     &m->stats.connections,
-                            &m->stats.messages_in, &m->stats.messages_out,      &m->stats.storage_bytes, &m->stats.commits};
-        if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 8)
-            return -1;
-        for (size_t k = 0; k < 8; ++k)
-            if (get_uint(&o->via.array.ptr[k], UINT64_MAX, dst[k]) != 0)
-                return -1;
-        return 0;
-    }
     }
     (void)dec;
     return -1;
@@ -381,7 +359,7 @@ static const char *const field_names[] = {
     [F_ID] = "id",       [F_VERSION] = "version", [F_ROLE] = "role",       [F_SHARD] = "shard",   [F_PID] = "pid",
     [F_PARTY] = "party", [F_ROOM] = "room",       [F_CONN_ID] = "conn_id", [F_METHOD] = "method", [F_PATH] = "path",
     [F_QUERY] = "query", [F_HEADERS] = "headers", [F_DATA] = "data",       [F_BINARY] = "binary", [F_STATUS] = "status",
-    [F_CODE] = "code",   [F_REASON] = "reason",   [F_CLEAN] = "clean",     [F_EXCEPT] = "except", [F_STATS] = "stats",
+    [F_CODE] = "code",   [F_REASON] = "reason",   [F_CLEAN] = "clean",     [F_EXCEPT] = "except",
 };
 
 /* msgpack-c allocates a container's elements as soon as it reads the container's header, so "an array of 2^32

@@ -9,8 +9,12 @@
  * a clear error, never unbounded memory. The first frame each way is HELLO; a peer whose PROTO_VERSION differs is
  * refused (the link is closed with a log line naming both versions).
  *
- * Router → shard: HELLO, OPEN, MESSAGE, CLOSE, REQUEST, STATS.
- * Shard → router: HELLO, ATTACH, ACCEPT, REJECT, SEND, BROADCAST, CLOSE_CONN, RESPONSE, STATS_REPLY.
+ * Router → shard: HELLO, OPEN, MESSAGE, CLOSE, REQUEST, ADMIN.
+ * Shard → router: HELLO, ATTACH, ACCEPT, REJECT, SEND, BROADCAST, CLOSE_CONN, RESPONSE, ADMIN_REPLY.
+ *
+ * ADMIN carries an operation name (in `method`) and its arguments as a JSON object (in `data`); ADMIN_REPLY an HTTP-
+ * like status and a JSON result. The operations are listed in shard/admin.c; they are few and rare, so JSON keeps
+ * them readable without a message type each.
  *
  * A connection is named on the link by its `cid`, a number the router assigns and never reuses while it runs; an
  * HTTP request or stats query by its `rid`. A room is named by party and room id.
@@ -32,7 +36,7 @@
 
 #include "base.h"
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 #define PROTO_FRAME_HEADER_SIZE 4
 /* room-independent slack added to the message and body caps when sizing a link's frame cap */
 #define PROTO_FRAME_OVERHEAD (64 * 1024)
@@ -52,9 +56,9 @@ typedef enum {
     PROTO_CLOSE_CONN,
     PROTO_REQUEST,
     PROTO_RESPONSE,
-    PROTO_STATS,
-    PROTO_STATS_REPLY,
-    PROTO_TYPE_MAX_ = PROTO_STATS_REPLY
+    PROTO_ADMIN,
+    PROTO_ADMIN_REPLY,
+    PROTO_TYPE_MAX_ = PROTO_ADMIN_REPLY
 } proto_type_t;
 
 typedef enum { PROTO_ROLE_ROUTER = 0, PROTO_ROLE_SHARD = 1 } proto_role_t;
@@ -76,21 +80,10 @@ typedef struct st_proto_header_t {
     proto_str_t value;
 } proto_header_t;
 
-typedef struct st_proto_stats_t {
-    uint64_t rooms;             /* rooms in memory (started) */
-    uint64_t rooms_hibernating; /* rooms with open connections whose party is not in memory */
-    uint64_t evictions;         /* rooms evicted since the shard started */
-    uint64_t connections;
-    uint64_t messages_in;
-    uint64_t messages_out;
-    uint64_t storage_bytes; /* RocksDB's estimate of the shard's live data */
-    uint64_t commits;       /* batches committed */
-} proto_stats_t;
-
 /* One message. Which fields are meaningful depends on `type` (see the table in proto.c); the others are zero. */
 typedef struct st_proto_msg_t {
     proto_type_t type;
-    uint64_t id; /* cid (OPEN ATTACH ACCEPT REJECT MESSAGE CLOSE SEND CLOSE_CONN) or rid (REQUEST RESPONSE STATS*) */
+    uint64_t id; /* cid (OPEN ATTACH ACCEPT REJECT MESSAGE CLOSE SEND CLOSE_CONN) or rid (REQUEST RESPONSE ADMIN*) */
     /* HELLO */
     uint32_t version;
     uint32_t role;
@@ -117,8 +110,6 @@ typedef struct st_proto_msg_t {
     /* BROADCAST */
     const uint64_t *except;
     size_t num_except;
-    /* STATS_REPLY */
-    proto_stats_t stats;
 } proto_msg_t;
 
 /* Appends one frame holding `msg` to `out`. Returns 0, or -EMSGSIZE when the frame would exceed `max_frame` (nothing is

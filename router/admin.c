@@ -1,40 +1,63 @@
 /*
- * admin.c — the admin listener (loopback by default; a bearer token when one is configured):
+ * admin.c — the admin listener: what an operator (or partyctl, or the dashboard) sees and does.
  *
- *   GET /health                       200 when every shard is connected, else 503
- *   GET /admin/shards                 [{id, pid, state, restarts, rooms, rooms_hibernating, evictions, connections,
- *                                       messages_in, messages_out, storage_bytes, commits}]
- *   GET /admin/rooms/:party/:room     {party, room, slot, shard, connections, ids}
+ *   GET    /health                          200 when every shard is connected (open: no token)
+ *   GET    /ready                           200 when every shard is up and serving, and the node is not draining
+ *   GET    /metrics                         Prometheus text
+ *   GET    /admin/                          the dashboard (one page)
+ *   GET    /admin/node                      version, uptime, configuration summary
+ *   GET    /admin/shards                    per shard: pid, state, slots, rooms, connections, messages, storage, ...
+ *   GET    /admin/rooms?party=&prefix=&cursor=&limit=     a page of rooms (never a full dump)
+ *   GET    /admin/rooms/:party/:room[?cursor=&limit=]     one room: shard, slot, connections, alarm, a page of keys
+ *   POST   /admin/rooms/:party/:room/evict  the room leaves memory now (its clients reconnect, 1012)
+ *   DELETE /admin/rooms/:party/:room?confirm=ROOM         deletes the room's data
+ *   POST   /admin/backup {"dir": "/abs/path"}             a RocksDB checkpoint of every shard into that directory
  *
- * /admin/shards asks every shard for its counters (STATS) and answers when all replied, or after a second with what
- * it has (a shard that is down shows "state":"down" and null counters).
+ * With a token configured every path but /health and /ready needs `Authorization: Bearer TOKEN` (401 otherwise).
+ * Operations that need the shards are ADMIN frames (shard/admin.c): sent, then answered when every shard asked has
+ * replied, or after ADMIN_TIMEOUT_MS with what came (a shard that is down or silent shows as such).
  */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "route.h"
 #include "router.h"
 
-#define STATS_TIMEOUT_MS 1000
+#define ADMIN_TIMEOUT_MS 2000
 
-typedef struct st_admin_stats_req_t {
-    uint64_t rid;
+typedef struct st_admin_call_t admin_call_t;
+typedef void (*admin_done_cb)(admin_call_t *call);
+
+/* One question to one shard or to all of them, and the HTTP request waiting for the answers. */
+struct st_admin_call_t {
     h2o_req_t *req;
+    uint64_t rid;
+    int first, num;  /* the shards asked: [first, first + num) */
+    json_t **result; /* per shard asked: its JSON answer, or NULL */
+    int *status;     /* per shard asked: its status; 0 while waiting, 503 when it is down */
     int waiting;
-    proto_stats_t *stats;
-    uint8_t *have;
+    admin_done_cb done;
     h2o_timeout_entry_t timeout;
-    struct st_admin_stats_req_t *next;
-} admin_stats_req_t;
+    json_t *acc; /* what the operation gathers across calls (room pages) */
+    json_t *args;
+    admin_call_t *next;
+};
 
 static struct {
-    admin_stats_req_t *stats_reqs;
+    admin_call_t *calls;
     h2o_timeout_t timeout;
     int timeout_ready;
+    uint64_t node_started_ms;
 } admin;
 
-static void send_json_value(h2o_req_t *req, int status, json_t *v)
+/* ---- answering ---- */
+
+static void send_value(h2o_req_t *req, int status, json_t *v)
 {
     char *text = json_dumps(v, JSON_COMPACT);
     json_decref(v);
@@ -48,112 +71,537 @@ static const char *shard_state_name(router_shard_state_t s)
     return s == SHARD_UP ? "up" : s == SHARD_STARTING ? "starting" : "down";
 }
 
-static void stats_finish(admin_stats_req_t *a)
+/* ---- calls to shards ---- */
+
+static void call_free(admin_call_t *c)
 {
-    /* unlink */
-    for (admin_stats_req_t **pp = &admin.stats_reqs; *pp != NULL; pp = &(*pp)->next)
-        if (*pp == a) {
-            *pp = a->next;
+    for (admin_call_t **pp = &admin.calls; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
             break;
         }
-    if (h2o_timeout_is_linked(&a->timeout))
-        h2o_timeout_unlink(&a->timeout);
-    json_t *list = json_array();
-    for (int i = 0; i < router.conf->shards; ++i) {
-        router_shard_t *s = &router.shards[i];
-        json_t *o = json_pack("{s:i, s:i, s:s, s:i}", "id", i, "pid", s->pid, "state", shard_state_name(s->state), "restarts",
-                              (int)s->restarts);
-        const proto_stats_t *st = &a->stats[i];
-        static const char *const names[] = {"rooms",       "rooms_hibernating", "evictions",     "connections",
-                                            "messages_in", "messages_out",      "storage_bytes", "commits"};
-        const uint64_t values[] = {st->rooms,       st->rooms_hibernating, st->evictions,     st->connections,
-                                   st->messages_in, st->messages_out,      st->storage_bytes, st->commits};
-        for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); ++k)
-            json_object_set_new(o, names[k], a->have[i] == 1 ? json_integer((json_int_t)values[k]) : json_null());
-        json_array_append_new(list, o);
+    if (h2o_timeout_is_linked(&c->timeout))
+        h2o_timeout_unlink(&c->timeout);
+    for (int i = 0; i < c->num; ++i)
+        json_decref(c->result[i]);
+    free(c->result);
+    free(c->status);
+    json_decref(c->acc);
+    json_decref(c->args);
+    free(c);
+}
+
+static void call_finish(admin_call_t *c)
+{
+    if (h2o_timeout_is_linked(&c->timeout))
+        h2o_timeout_unlink(&c->timeout);
+    c->done(c);
+    call_free(c);
+}
+
+static void on_call_timeout(h2o_timeout_entry_t *entry)
+{
+    call_finish(H2O_STRUCT_FROM_MEMBER(admin_call_t, timeout, entry));
+}
+
+/* Asks shard `shard` (-1: every shard) for `op` with `args` (owned by the call from now on); `done` runs once. */
+static admin_call_t *call_start(h2o_req_t *req, const char *op, json_t *args, int shard, admin_done_cb done, json_t *acc)
+{
+    if (!admin.timeout_ready) {
+        h2o_timeout_init(router.loop, &admin.timeout, ADMIN_TIMEOUT_MS);
+        admin.timeout_ready = 1;
     }
-    send_json_value(a->req, 200, list);
-    free(a->stats);
-    free(a->have);
-    free(a);
+    admin_call_t *c = xcalloc(1, sizeof(*c));
+    c->req = req;
+    c->rid = ++router.next_rid;
+    c->first = shard < 0 ? 0 : shard;
+    c->num = shard < 0 ? router.conf->shards : 1;
+    c->result = xcalloc((size_t)c->num, sizeof(*c->result));
+    c->status = xcalloc((size_t)c->num, sizeof(*c->status));
+    c->done = done;
+    c->timeout.cb = on_call_timeout;
+    c->acc = acc;
+    c->args = args != NULL ? args : json_object();
+    c->next = admin.calls;
+    admin.calls = c;
+    char *text = json_dumps(c->args, JSON_COMPACT);
+    proto_msg_t m = {.type = PROTO_ADMIN, .id = c->rid, .method = proto_str(op, strlen(op)), .data = proto_str(text, strlen(text))};
+    for (int i = 0; i < c->num; ++i) {
+        link_t *link = shards_link((uint16_t)(c->first + i));
+        if (link != NULL && link_emit(link, &m) == 0)
+            ++c->waiting;
+        else
+            c->status[i] = 503;
+    }
+    free(text);
+    if (c->waiting == 0)
+        call_finish(c);
+    else
+        h2o_timeout_link(router.loop, &admin.timeout, &c->timeout);
+    return c;
 }
 
-static void on_stats_timeout(h2o_timeout_entry_t *entry)
+void admin_on_reply(int shard, const proto_msg_t *msg)
 {
-    stats_finish(H2O_STRUCT_FROM_MEMBER(admin_stats_req_t, timeout, entry));
-}
-
-void admin_on_stats_reply(int shard, const proto_msg_t *msg)
-{
-    for (admin_stats_req_t *a = admin.stats_reqs; a != NULL; a = a->next) {
-        if (a->rid != msg->id)
+    for (admin_call_t *c = admin.calls; c != NULL; c = c->next) {
+        if (c->rid != msg->id)
             continue;
-        if (!a->have[shard]) {
-            a->have[shard] = 1;
-            a->stats[shard] = msg->stats;
-            if (--a->waiting == 0)
-                stats_finish(a);
-        }
+        int i = shard - c->first;
+        if (i < 0 || i >= c->num || c->status[i] != 0)
+            return;
+        c->status[i] = msg->status;
+        c->result[i] = json_loadb(msg->data.base, msg->data.len, 0, NULL);
+        if (--c->waiting == 0)
+            call_finish(c);
         return;
     }
 }
 
 void admin_on_shard_down(int shard)
 {
-    for (admin_stats_req_t *a = admin.stats_reqs, *next; a != NULL; a = next) {
-        next = a->next;
-        if (!a->have[shard] && a->waiting > 0) {
-            a->have[shard] = 2; /* answered "down" */
-            a->stats[shard] = (proto_stats_t){0};
-            if (--a->waiting == 0)
-                stats_finish(a);
+    for (admin_call_t *c = admin.calls, *next; c != NULL; c = next) {
+        next = c->next;
+        int i = shard - c->first;
+        if (i >= 0 && i < c->num && c->status[i] == 0) {
+            c->status[i] = 503;
+            if (--c->waiting == 0)
+                call_finish(c);
         }
     }
 }
 
-static void get_shards(h2o_req_t *req)
+void admin_dispose(void)
 {
-    if (!admin.timeout_ready) {
-        h2o_timeout_init(router.loop, &admin.timeout, STATS_TIMEOUT_MS);
-        admin.timeout_ready = 1;
-    }
-    int n = router.conf->shards;
-    admin_stats_req_t *a = xcalloc(1, sizeof(*a));
-    a->rid = ++router.next_rid;
-    a->req = req;
-    a->stats = xcalloc((size_t)n, sizeof(*a->stats));
-    a->have = xcalloc((size_t)n, 1);
-    a->timeout.cb = on_stats_timeout;
-    a->next = admin.stats_reqs;
-    admin.stats_reqs = a;
-    proto_msg_t m = {.type = PROTO_STATS, .id = a->rid};
-    for (int i = 0; i < n; ++i)
-        if (router.shards[i].link != NULL && link_emit(router.shards[i].link, &m) == 0)
-            ++a->waiting;
-    if (a->waiting == 0) {
-        stats_finish(a);
-        return;
-    }
-    h2o_timeout_link(router.loop, &admin.timeout, &a->timeout);
+    while (admin.calls != NULL)
+        call_finish(admin.calls);
+    if (admin.timeout_ready)
+        h2o_timeout_dispose(router.loop, &admin.timeout);
 }
 
-static void get_room(h2o_req_t *req, const route_t *r)
+/* The one shard's answer as the HTTP answer. */
+static void done_forward(admin_call_t *c)
 {
-    char key[64 + 1 + 256];
-    memcpy(key, r->party, r->party_len);
-    key[r->party_len] = '/';
-    memcpy(key + r->party_len + 1, r->room, r->room_len);
-    size_t key_len = r->party_len + 1 + r->room_len;
-    router_room_t *room = shards_find_room(key, key_len);
-    json_t *ids = json_array();
-    for (ws_conn_t *c = room != NULL ? room->conns : NULL; c != NULL; c = c->room_next)
-        json_array_append_new(ids, json_string(c->id));
-    uint16_t slot = slots_of_room(r->party, r->party_len, r->room, r->room_len);
-    send_json_value(req, 200,
-                    json_pack("{s:s%, s:s%, s:i, s:i, s:I, s:o}", "party", r->party, r->party_len, "room", r->room, r->room_len,
-                              "slot", (int)slot, "shard", (int)router.slots.owner[slot], "connections",
-                              (json_int_t)(room != NULL ? room->count : 0), "ids", ids));
+    if (c->status[0] == 0 || c->result[0] == NULL) {
+        http_send_error(c->req, c->status[0] == 0 ? 504 : 503, "the room's shard did not answer");
+        return;
+    }
+    json_t *r = c->result[0];
+    c->result[0] = NULL;
+    send_value(c->req, c->status[0], r);
 }
+
+/* ---- /admin/node, /admin/shards ---- */
+
+static json_t *config_summary(void)
+{
+    const config_t *conf = router.conf;
+    json_t *parties = json_object();
+    for (size_t i = 0; i < conf->num_parties; ++i)
+        json_object_set_new(parties, conf->parties[i].name,
+                            json_pack("{s:s, s:b}", "kind", conf->parties[i].kind, "hibernate", conf->parties[i].hibernate));
+    return json_pack("{s:s, s:i, s:s, s:i, s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}", "host",
+                     conf->host, "port", conf->port, "prefix", conf->prefix, "shards", conf->shards, "data_dir", conf->data_dir,
+                     "durability", conf->durability, "source", conf->source, "parties", parties, "limits", "message_bytes",
+                     (json_int_t)conf->limits.message_bytes, "body_bytes", (json_int_t)conf->limits.body_bytes, "output_bytes",
+                     (json_int_t)conf->limits.output_bytes, "connections_per_room", (json_int_t)conf->limits.connections_per_room,
+                     "rooms_in_memory", (json_int_t)conf->limits.rooms_in_memory, "timers", "idle_ms",
+                     (json_int_t)conf->timers.idle_ms, "ping_ms", (json_int_t)conf->timers.ping_ms, "alarm_retry_ms",
+                     (json_int_t)conf->timers.alarm_retry_ms, "drain_ms", (json_int_t)conf->timers.drain_ms);
+}
+
+static void get_node(h2o_req_t *req)
+{
+    uint64_t now = base_now_wall_ms();
+    send_value(req, 200,
+               json_pack("{s:s, s:i, s:i, s:I, s:I, s:i, s:b, s:o}", "version", PARTYD_VERSION, "protocol", PROTO_VERSION,
+                         "party_abi", PARTY_ABI_VERSION, "started_at", (json_int_t)admin.node_started_ms, "uptime_s",
+                         (json_int_t)((now - admin.node_started_ms) / 1000), "router_pid", (int)getpid(), "draining",
+                         router.draining, "config", config_summary()));
+}
+
+static json_t *shards_json(admin_call_t *c)
+{
+    size_t owned[CONFIG_MAX_SHARDS] = {0};
+    for (size_t s = 0; s < SLOTS_COUNT; ++s)
+        ++owned[router.slots.owner[s]];
+    json_t *list = json_array();
+    for (int i = 0; i < router.conf->shards; ++i) {
+        router_shard_t *s = &router.shards[i];
+        json_t *o = json_pack("{s:i, s:i, s:s, s:i, s:I}", "id", i, "pid", s->pid, "state", shard_state_name(s->state), "restarts",
+                              (int)s->restarts, "slots", (json_int_t)owned[i]);
+        json_t *r = c != NULL && c->status[i] == 200 ? c->result[i] : NULL;
+        static const char *const counters[] = {"rooms",        "rooms_hibernating", "evictions", "connections", "messages_in",
+                                               "messages_out", "storage_bytes",     "commits",   "writes",      "failed_commits"};
+        for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]); ++k) {
+            json_t *v = r != NULL ? json_object_get(r, counters[k]) : NULL;
+            json_object_set(o, counters[k], v != NULL ? v : json_null());
+        }
+        json_array_append_new(list, o);
+    }
+    return list;
+}
+
+static void done_shards(admin_call_t *c)
+{
+    send_value(c->req, 200, shards_json(c));
+}
+
+/* ---- /metrics ---- */
+
+static void metric(base_buf_t *b, const char *name, const char *type, const char *help)
+{
+    char line[512];
+    int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    base_buf_append(b, line, (size_t)n);
+}
+
+static void sample(base_buf_t *b, const char *name, const char *labels, double v)
+{
+    char line[512];
+    int n = snprintf(line, sizeof(line), "%s%s%s%s %.17g\n", name, labels[0] != '\0' ? "{" : "", labels,
+                     labels[0] != '\0' ? "}" : "", v);
+    base_buf_append(b, line, (size_t)n);
+}
+
+/* A histogram summed over the shards' answers (field `field`), as Prometheus cumulative buckets. */
+static void histogram(base_buf_t *b, admin_call_t *c, const char *field, const char *name, const char *help)
+{
+    metric(b, name, "histogram", help);
+    double buckets[BASE_HIST_NUM + 1] = {0}, sum = 0, count = 0;
+    for (int i = 0; i < c->num; ++i) {
+        json_t *h = c->status[i] == 200 ? json_object_get(c->result[i], field) : NULL;
+        json_t *counts = json_object_get(h, "counts");
+        for (size_t k = 0; k <= BASE_HIST_NUM; ++k)
+            buckets[k] += (double)json_integer_value(json_array_get(counts, k));
+        sum += json_real_value(json_object_get(h, "sum"));
+        count += (double)json_integer_value(json_object_get(h, "count"));
+    }
+    char labels[64], bucket_name[128];
+    snprintf(bucket_name, sizeof(bucket_name), "%s_bucket", name);
+    double cumulative = 0;
+    for (size_t k = 0; k <= BASE_HIST_NUM; ++k) {
+        cumulative += buckets[k];
+        if (k < BASE_HIST_NUM)
+            snprintf(labels, sizeof(labels), "le=\"%g\"", base_hist_bounds[k]);
+        else
+            snprintf(labels, sizeof(labels), "le=\"+Inf\"");
+        sample(b, bucket_name, labels, cumulative);
+    }
+    char n2[128];
+    snprintf(n2, sizeof(n2), "%s_sum", name);
+    sample(b, n2, "", sum);
+    snprintf(n2, sizeof(n2), "%s_count", name);
+    sample(b, n2, "", count);
+}
+
+static void done_metrics(admin_call_t *c)
+{
+    base_buf_t b;
+    base_buf_init(&b);
+    const ws_stats_t *ws = ws_stats();
+    size_t up = 0;
+    for (int i = 0; i < router.conf->shards; ++i)
+        up += router.shards[i].state == SHARD_UP;
+    metric(&b, "partyd_shards", "gauge", "Shards by state.");
+    sample(&b, "partyd_shards", "state=\"up\"", (double)up);
+    sample(&b, "partyd_shards", "state=\"down\"", (double)((size_t)router.conf->shards - up));
+    metric(&b, "partyd_connections", "gauge", "Open WebSocket connections (router).");
+    sample(&b, "partyd_connections", "", (double)ws->open);
+    metric(&b, "partyd_connections_total", "counter", "WebSocket connections accepted.");
+    sample(&b, "partyd_connections_total", "", (double)ws->accepted);
+    metric(&b, "partyd_websocket_messages_total", "counter", "WebSocket messages, by direction.");
+    sample(&b, "partyd_websocket_messages_total", "direction=\"in\"", (double)ws->messages_in);
+    sample(&b, "partyd_websocket_messages_total", "direction=\"out\"", (double)ws->messages_out);
+    metric(&b, "partyd_websocket_bytes_total", "counter", "WebSocket bytes on the wire, by direction.");
+    sample(&b, "partyd_websocket_bytes_total", "direction=\"in\"", (double)ws->bytes_in);
+    sample(&b, "partyd_websocket_bytes_total", "direction=\"out\"", (double)ws->bytes_out);
+    metric(&b, "partyd_websocket_slow_consumers_total", "counter", "Connections closed for not reading (1008).");
+    sample(&b, "partyd_websocket_slow_consumers_total", "", (double)ws->slow_consumers);
+    metric(&b, "partyd_http_responses_total", "counter", "HTTP responses of the main listener, by status class.");
+    static const char *const classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int k = 0; k < 5; ++k) {
+        char l[32];
+        snprintf(l, sizeof(l), "code=\"%s\"", classes[k]);
+        sample(&b, "partyd_http_responses_total", l, (double)router.http_responses[k]);
+    }
+
+    static const struct {
+        const char *field, *name, *type, *help;
+    } per_shard[] = {
+        {"rooms", "partyd_rooms", "gauge", "Rooms in memory."},
+        {"rooms_hibernating", "partyd_rooms_hibernating", "gauge", "Rooms hibernating with open connections."},
+        {"evictions", "partyd_room_evictions_total", "counter", "Rooms evicted from memory."},
+        {"connections", "partyd_shard_connections", "gauge", "Connections held by the shard's rooms."},
+        {"messages_in", "partyd_room_messages_in_total", "counter", "Messages delivered to rooms."},
+        {"messages_out", "partyd_room_messages_out_total", "counter", "Messages sent by rooms (per recipient)."},
+        {"storage_bytes", "partyd_storage_bytes", "gauge", "RocksDB's estimate of live data."},
+        {"commits", "partyd_storage_commits_total", "counter", "Storage batches committed."},
+        {"writes", "partyd_storage_writes_total", "counter", "Storage writes committed."},
+        {"failed_commits", "partyd_storage_failed_commits_total", "counter", "Storage commits that failed."},
+    };
+    for (size_t k = 0; k < sizeof(per_shard) / sizeof(per_shard[0]); ++k) {
+        metric(&b, per_shard[k].name, per_shard[k].type, per_shard[k].help);
+        for (int i = 0; i < c->num; ++i) {
+            json_t *v = c->status[i] == 200 ? json_object_get(c->result[i], per_shard[k].field) : NULL;
+            if (v == NULL)
+                continue;
+            char l[32];
+            snprintf(l, sizeof(l), "shard=\"%d\"", i);
+            sample(&b, per_shard[k].name, l, (double)json_integer_value(v));
+        }
+    }
+    metric(&b, "partyd_shard_restarts_total", "counter", "Shard restarts.");
+    for (int i = 0; i < router.conf->shards; ++i) {
+        char l[32];
+        snprintf(l, sizeof(l), "shard=\"%d\"", i);
+        sample(&b, "partyd_shard_restarts_total", l, (double)router.shards[i].restarts);
+    }
+    histogram(&b, c, "latency", "partyd_event_latency_seconds",
+              "From a client's message, connection or request reaching its shard to the release of what it produced.");
+    histogram(&b, c, "wake", "partyd_room_wake_seconds", "How long a room took to start (on_start, storage reads).");
+
+    h2o_req_t *req = c->req;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    req->res.content_length = base_buf_len(&b);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/plain; version=0.0.4"));
+    h2o_iovec_t body = h2o_strdup(&req->pool, base_buf_head(&b), base_buf_len(&b));
+    base_buf_dispose(&b);
+    h2o_send_inline(req, body.base, body.len);
+}
+
+/* ---- rooms ---- */
+
+/* A page of rooms walks the shards in order; the cursor is "SHARD:ROOMKEY" ("SHARD:" from the shard's start). */
+static void done_rooms_page(admin_call_t *c);
+
+static void rooms_page_ask(h2o_req_t *req, int shard, const char *after, json_t *args_template, json_t *acc)
+{
+    json_t *args = json_deep_copy(args_template);
+    json_object_set_new(args, "after", after != NULL ? json_string(after) : json_null());
+    json_object_set_new(args, "shard", json_integer(shard));
+    call_start(req, "rooms", args, shard, done_rooms_page, acc);
+}
+
+static void done_rooms_page(admin_call_t *c)
+{
+    json_t *acc = c->acc, *rooms = json_object_get(acc, "rooms");
+    int shard = c->first;
+    size_t want = (size_t)json_integer_value(json_object_get(acc, "want"));
+    if (c->status[0] != 200) {
+        http_send_error(c->req, 503, "a shard is down; its rooms cannot be listed now");
+        return;
+    }
+    json_t *page = json_object_get(c->result[0], "rooms"), *next = json_object_get(c->result[0], "next");
+    size_t i;
+    json_t *r;
+    json_array_foreach(page, i, r)
+    {
+        json_object_set_new(r, "shard", json_integer(shard));
+        json_array_append(rooms, r);
+    }
+    size_t have = json_array_size(rooms);
+    char cursor[600];
+    if (json_is_string(next)) {
+        snprintf(cursor, sizeof(cursor), "%d:%s", shard, json_string_value(next));
+    } else if (shard + 1 < router.conf->shards) {
+        snprintf(cursor, sizeof(cursor), "%d:", shard + 1);
+    } else {
+        cursor[0] = '\0';
+    }
+    if (have < want && cursor[0] != '\0') {
+        /* this shard is done, or stopped early: go on for the rest (the next call owns acc from here) */
+        json_t *args = json_deep_copy(c->args);
+        json_object_set_new(args, "limit", json_integer((json_int_t)(want - have)));
+        c->acc = NULL;
+        if (json_is_string(next))
+            rooms_page_ask(c->req, shard, json_string_value(next), args, acc);
+        else
+            rooms_page_ask(c->req, shard + 1, NULL, args, acc);
+        json_decref(args);
+        return;
+    }
+    json_object_del(acc, "want");
+    json_object_set_new(acc, "cursor", cursor[0] != '\0' ? json_string(cursor) : json_null());
+    c->acc = NULL;
+    send_value(c->req, 200, acc);
+}
+
+static long query(h2o_req_t *req, const char *name, char *out, size_t cap)
+{
+    const char *path = req->input.path.base;
+    const char *q = memchr(path, '?', req->input.path.len);
+    if (q == NULL)
+        return -1;
+    ++q;
+    return base_query_param(q, req->input.path.len - (size_t)(q - path), name, out, cap);
+}
+
+static void get_rooms(h2o_req_t *req)
+{
+    char party[80], prefix[300], cursor[600], num[24];
+    json_t *args = json_object();
+    if (query(req, "party", party, sizeof(party)) > 0)
+        json_object_set_new(args, "party", json_string(party));
+    if (query(req, "prefix", prefix, sizeof(prefix)) > 0)
+        json_object_set_new(args, "prefix", json_string(prefix));
+    long limit = 100;
+    if (query(req, "limit", num, sizeof(num)) > 0) {
+        char *end;
+        limit = strtol(num, &end, 10);
+        if (*end != '\0' || limit < 1 || limit > 1000) {
+            json_decref(args);
+            http_send_error(req, 400, "limit is from 1 to 1000");
+            return;
+        }
+    }
+    json_object_set_new(args, "limit", json_integer(limit));
+    int shard = 0;
+    const char *after = NULL;
+    if (query(req, "cursor", cursor, sizeof(cursor)) > 0) {
+        char *colon = strchr(cursor, ':'), *end;
+        shard = colon != NULL ? (int)strtol(cursor, &end, 10) : -1;
+        if (colon == NULL || end != colon || shard < 0 || shard >= router.conf->shards) {
+            json_decref(args);
+            http_send_error(req, 400, "bad cursor");
+            return;
+        }
+        if (colon[1] != '\0')
+            after = colon + 1;
+    }
+    rooms_page_ask(req, shard, after, args, json_pack("{s:[], s:I}", "rooms", "want", (json_int_t)limit));
+    json_decref(args);
+}
+
+static void done_room(admin_call_t *c)
+{
+    if (c->status[0] != 200 || c->result[0] == NULL) {
+        if (c->result[0] != NULL) {
+            send_value(c->req, c->status[0], c->result[0]);
+            c->result[0] = NULL;
+        } else {
+            http_send_error(c->req, 503, "the room's shard did not answer");
+        }
+        return;
+    }
+    json_t *r = c->result[0];
+    c->result[0] = NULL;
+    json_object_set_new(r, "shard", json_integer(c->first));
+    send_value(c->req, 200, r);
+}
+
+/* /admin/rooms/:party/:room[/evict] */
+static void room_path(h2o_req_t *req, const char *path, size_t len, int is_get, int is_post, int is_delete)
+{
+    route_t r;
+    route_parse(&r, path + sizeof("/admin") - 1, len - (sizeof("/admin") - 1), "rooms");
+    if (r.kind != ROUTE_ROOM) {
+        http_send_error(req, 400, r.error != NULL ? r.error : "bad room path");
+        return;
+    }
+    if (config_find_party(router.conf, r.party, r.party_len) == NULL) {
+        http_send_error(req, 404, "unknown party");
+        return;
+    }
+    const char *rest = r.room + r.room_len;
+    size_t rest_len = (size_t)(r.path + r.path_len - rest);
+    uint16_t shard = shards_owner(r.party, r.party_len, r.room, r.room_len);
+    json_t *args = json_pack("{s:s%, s:s%}", "party", r.party, r.party_len, "room", r.room, r.room_len);
+    if (rest_len == 0 && is_get) {
+        char cursor[PARTY_KEY_MAX + 1], num[24];
+        if (query(req, "cursor", cursor, sizeof(cursor)) > 0)
+            json_object_set_new(args, "cursor", json_string(cursor));
+        if (query(req, "limit", num, sizeof(num)) > 0)
+            json_object_set_new(args, "limit", json_integer(strtol(num, NULL, 10)));
+        call_start(req, "room", args, shard, done_room, NULL);
+    } else if (rest_len == 0 && is_delete) {
+        char confirm[300];
+        long n = query(req, "confirm", confirm, sizeof(confirm));
+        if (n < 0 || (size_t)n != r.room_len || memcmp(confirm, r.room, r.room_len) != 0) {
+            json_decref(args);
+            http_send_error(req, 400, "deleting a room's data needs ?confirm=ROOM with the room id");
+            return;
+        }
+        call_start(req, "delete", args, shard, done_forward, NULL);
+    } else if (h2o_memis(rest, rest_len, H2O_STRLIT("/evict")) && is_post) {
+        call_start(req, "evict", args, shard, done_forward, NULL);
+    } else {
+        json_decref(args);
+        http_send_error(req, rest_len == 0 || h2o_memis(rest, rest_len, H2O_STRLIT("/evict")) ? 405 : 404,
+                        rest_len == 0 ? "GET or DELETE" : "not found");
+    }
+}
+
+/* ---- backup ---- */
+
+static void done_backup(admin_call_t *c)
+{
+    const char *dir = json_string_value(json_object_get(c->args, "dir"));
+    json_t *paths = json_array();
+    for (int i = 0; i < c->num; ++i) {
+        if (c->status[i] != 200) {
+            json_decref(paths);
+            char why[128];
+            snprintf(why, sizeof(why), "shard %d could not write its checkpoint (status %d); the backup is incomplete", i,
+                     c->status[i]);
+            http_send_error(c->req, c->status[i] == 0 || c->status[i] == 503 ? 503 : 500, why);
+            return;
+        }
+        json_array_append(paths, json_object_get(c->result[i], "path"));
+    }
+    /* the node's record goes with it: a backup restores on a node with the same shard count */
+    char src[4200], dst[4200];
+    snprintf(src, sizeof(src), "%s/node.json", router.conf->data_dir);
+    snprintf(dst, sizeof(dst), "%s/node.json", dir);
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    int ok = in != NULL && out != NULL;
+    char buf[4096];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+        ok = fwrite(buf, 1, n, out) == n;
+    if (out != NULL && (fflush(out) != 0 || fsync(fileno(out)) != 0))
+        ok = 0;
+    if (in != NULL)
+        fclose(in);
+    if (out != NULL && fclose(out) != 0)
+        ok = 0;
+    if (!ok) {
+        json_decref(paths);
+        http_send_error(c->req, 500, "could not copy node.json into the backup");
+        return;
+    }
+    log_info("backup written to %s", dir);
+    send_value(c->req, 200, json_pack("{s:s, s:o}", "dir", dir, "shards", paths));
+}
+
+static void post_backup(h2o_req_t *req)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(req->entity.base, req->entity.len, 0, &jerr);
+    const char *dir = json_string_value(json_object_get(body, "dir"));
+    if (dir == NULL || dir[0] != '/' || strlen(dir) > 4000) {
+        json_decref(body);
+        http_send_error(req, 400, "the body is {\"dir\": \"/absolute/path\"}");
+        return;
+    }
+    if (!shards_all_up()) {
+        json_decref(body);
+        http_send_error(req, 503, "a shard is down; a backup needs every shard");
+        return;
+    }
+    /* a fresh directory, so a backup never mixes with another */
+    if (mkdir(dir, 0750) != 0) {
+        char why[300];
+        snprintf(why, sizeof(why), "cannot create %s: %s (it must not exist yet)", dir, strerror(errno));
+        json_decref(body);
+        http_send_error(req, 409, why);
+        return;
+    }
+    call_start(req, "backup", json_pack("{s:s}", "dir", dir), -1, done_backup, NULL);
+    json_decref(body);
+}
+
+/* ---- the entry point ---- */
 
 static int authorized(h2o_req_t *req)
 {
@@ -182,8 +630,20 @@ int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
     const char *q = memchr(path, '?', len);
     if (q != NULL)
         len = (size_t)(q - path);
+    int is_get = h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("GET")),
+        is_post = h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("POST")),
+        is_delete = h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("DELETE"));
     if (h2o_memis(path, len, H2O_STRLIT("/health"))) {
         http_send_health(req);
+        return 0;
+    }
+    if (h2o_memis(path, len, H2O_STRLIT("/ready"))) {
+        int ready = shards_all_up() && !router.draining;
+        send_value(req, ready ? 200 : 503, json_pack("{s:b}", "ready", ready));
+        return 0;
+    }
+    if ((h2o_memis(path, len, H2O_STRLIT("/admin")) || h2o_memis(path, len, H2O_STRLIT("/admin/"))) && is_get) {
+        dashboard_send(req); /* a static page: its API calls carry the token */
         return 0;
     }
     if (!authorized(req)) {
@@ -191,40 +651,25 @@ int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(req, 401, "a valid bearer token is required");
         return 0;
     }
-    int is_get = h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("GET"));
-    if (h2o_memis(path, len, H2O_STRLIT("/admin/shards"))) {
-        if (!is_get)
-            http_send_error(req, 405, "method not allowed");
-        else
-            get_shards(req);
-        return 0;
+    if (h2o_memis(path, len, H2O_STRLIT("/metrics")) && is_get) {
+        call_start(req, "stats", NULL, -1, done_metrics, NULL);
+    } else if (h2o_memis(path, len, H2O_STRLIT("/admin/node")) && is_get) {
+        get_node(req);
+    } else if (h2o_memis(path, len, H2O_STRLIT("/admin/shards")) && is_get) {
+        call_start(req, "stats", NULL, -1, done_shards, NULL);
+    } else if (h2o_memis(path, len, H2O_STRLIT("/admin/rooms")) && is_get) {
+        get_rooms(req);
+    } else if (len > sizeof("/admin/rooms/") - 1 && memcmp(path, "/admin/rooms/", sizeof("/admin/rooms/") - 1) == 0) {
+        room_path(req, path, len, is_get, is_post, is_delete);
+    } else if (h2o_memis(path, len, H2O_STRLIT("/admin/backup")) && is_post) {
+        post_backup(req);
+    } else {
+        http_send_error(req, 404, "not found");
     }
-    if (len > sizeof("/admin/rooms/") - 1 && memcmp(path, "/admin/rooms/", sizeof("/admin/rooms/") - 1) == 0) {
-        /* /admin/rooms/:party/:room is the room path /<prefix>/:party/:room under another prefix */
-        route_t r;
-        route_parse(&r, path + sizeof("/admin") - 1, len - (sizeof("/admin") - 1), "rooms");
-        if (r.kind != ROUTE_ROOM) {
-            http_send_error(req, 400, r.error != NULL ? r.error : "bad room path");
-            return 0;
-        }
-        if (config_find_party(router.conf, r.party, r.party_len) == NULL) {
-            http_send_error(req, 404, "unknown party");
-            return 0;
-        }
-        if (!is_get)
-            http_send_error(req, 405, "method not allowed");
-        else
-            get_room(req, &r);
-        return 0;
-    }
-    http_send_error(req, 404, "not found");
     return 0;
 }
 
-void admin_dispose(void)
+void admin_init(uint64_t node_started_ms)
 {
-    while (admin.stats_reqs != NULL)
-        stats_finish(admin.stats_reqs);
-    if (admin.timeout_ready)
-        h2o_timeout_dispose(router.loop, &admin.timeout);
+    admin.node_started_ms = node_started_ms;
 }

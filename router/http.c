@@ -113,8 +113,15 @@ static const char *status_reason(int status)
     }
 }
 
+static void count_status(int status)
+{
+    if (status >= 100 && status <= 599)
+        ++router.http_responses[status / 100 - 1];
+}
+
 void http_send_json(h2o_req_t *req, int status, const char *json, size_t len)
 {
+    count_status(status);
     req->res.status = status;
     req->res.reason = status_reason(status);
     req->res.content_length = len;
@@ -172,6 +179,7 @@ void http_respond_pending(router_pending_t *p, const proto_msg_t *msg)
 {
     h2o_req_t *req = p->req;
     if (req != NULL) {
+        count_status(msg->status);
         req->res.status = msg->status;
         req->res.reason = status_reason(msg->status);
         req->res.content_length = msg->data.len;
@@ -390,6 +398,7 @@ void http_upgrade_accepted(router_pending_t *p)
     p->token = NULL;
     p->req = NULL;
     p->upgrading = 1;
+    count_status(101);
     req->res.status = 101;
     req->res.reason = status_reason(101);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));

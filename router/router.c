@@ -171,7 +171,7 @@ static h2o_hostconf_t *add_host(const char *name, int (*on_req)(h2o_handler_t *,
     return host;
 }
 
-int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd)
+int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms)
 {
     log_set_role("router", -1);
     prctl(PR_SET_NAME, "partyd-router", 0, 0, 0);
@@ -185,6 +185,7 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd)
 
     router.loop = h2o_evloop_create();
     router.started_at = h2o_now(router.loop);
+    admin_init(node_started_ms);
     h2o_config_init(&router.globalconf);
     router.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("partyd/" PARTYD_VERSION));
     router.globalconf.max_request_entity_size = conf->limits.body_bytes;

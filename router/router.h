@@ -24,7 +24,7 @@
 
 /* Runs the router until drained. The listening sockets are made by the supervisor (so they outlive a router
  * restart); admin_fd is -1 when the admin listener is off. Returns the exit status. */
-int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd);
+int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms);
 
 /* A room as the router sees it: the sockets it fans the room's broadcasts out to. Exists while it has sockets. */
 typedef struct st_router_room_t {
@@ -76,6 +76,7 @@ typedef struct st_router_t {
     size_t max_frame;
     int draining;
     uint64_t started_at;
+    uint64_t http_responses[5]; /* main listener responses by status class: 1xx .. 5xx */
 } router_t;
 
 extern router_t router;
@@ -119,9 +120,14 @@ router_room_t *shards_find_room(const char *key, size_t key_len);
 void linger_init(h2o_loop_t *loop);
 
 /* ---- admin.c ---- */
+void admin_init(uint64_t node_started_ms);
 int admin_on_req(h2o_handler_t *self, h2o_req_t *req);
-void admin_on_stats_reply(int shard, const proto_msg_t *msg);
+void admin_on_reply(int shard, const proto_msg_t *msg);
 void admin_on_shard_down(int shard);
+
+/* ---- dashboard.c ---- */
+/* Answers with the dashboard page. */
+void dashboard_send(h2o_req_t *req);
 /* Answers what is still waiting, releases the timer. */
 void admin_dispose(void);
 

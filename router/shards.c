@@ -243,8 +243,8 @@ static void on_frame(link_t *link, const proto_msg_t *m)
             http_respond_pending(p, m);
         break;
     }
-    case PROTO_STATS_REPLY:
-        admin_on_stats_reply(shard, m);
+    case PROTO_ADMIN_REPLY:
+        admin_on_reply(shard, m);
         break;
     default:
         log_warn("shard %d sent an unexpected %s frame", shard, proto_type_name(m->type));

@@ -59,6 +59,7 @@ static struct {
     h2o_timeout_t tick;
     h2o_timeout_entry_t tick_entry;
     uint32_t tick_ms;
+    ws_stats_t stats;
 } ws;
 
 /* ---- frames ---- */
@@ -192,6 +193,7 @@ static void conn_finish(ws_conn_t *c)
     if (c->_fd != -1) {
         close(c->_fd); /* also leaves the epoll set */
         c->_fd = -1;
+        --ws.stats.open;
     }
     report(c, 1006, "connection lost", 0);
     queue_clear(c, 0);
@@ -283,6 +285,7 @@ static void conn_write(ws_conn_t *c)
             return;
         }
         size_t done = (size_t)w;
+        ws.stats.bytes_out += done;
         while (done != 0) {
             ws_frame_t *f = c->_q[c->_qhead];
             size_t left = f->len - c->_qoff;
@@ -347,6 +350,7 @@ static int on_frame_message(void *ctx, int opcode, uint8_t *data, size_t len)
         conn_fail(c, 1007, "invalid UTF-8 in a text message");
         return 1;
     }
+    ++ws.stats.messages_in;
     ws.cb->on_message(c, opcode == WS_OP_BINARY, data, len);
     return c->_state != ST_OPEN;
 }
@@ -412,6 +416,7 @@ static void conn_readable(ws_conn_t *c)
     for (int i = 0; i < 4 && c->_fd != -1 && !(c->_flags & F_PAUSED); ++i) {
         ssize_t n = read(c->_fd, ws.rbuf, READ_BUF_SIZE);
         if (n > 0) {
+            ws.stats.bytes_in += (size_t)n;
             conn_consume(c, ws.rbuf, (size_t)n);
             if ((size_t)n < READ_BUF_SIZE)
                 return;
@@ -527,6 +532,8 @@ void ws_dispose(void)
 void ws_conn_attach(ws_conn_t *c, int fd, uint8_t *leftover, size_t len)
 {
     c->_fd = fd;
+    ++ws.stats.open;
+    ++ws.stats.accepted;
     c->_last_rx = now();
     c->_state = (c->_flags & F_CLOSE_SENT) ? ST_CLOSING : ST_OPEN;
     struct epoll_event ev = {.events = (c->_flags & F_PAUSED) ? 0 : EPOLLIN, .data.ptr = c};
@@ -558,10 +565,12 @@ void ws_conn_send(ws_conn_t *c, ws_frame_t *f)
         log_debug("ws: connection %s passed the output cap (%zu bytes queued); closing it", c->id != NULL ? c->id : "?",
                   c->_qbytes);
         queue_clear(c, 1);
+        ++ws.stats.slow_consumers;
         conn_fail(c, 1008, "slow consumer: output buffer full");
         return;
     }
     ++f->refcnt;
+    ++ws.stats.messages_out;
     queue_push(c, f);
 }
 
@@ -609,4 +618,9 @@ void ws_close_all(int code, const char *reason)
 size_t ws_count(void)
 {
     return ws.count;
+}
+
+const ws_stats_t *ws_stats(void)
+{
+    return &ws.stats;
 }

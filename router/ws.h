@@ -111,4 +111,13 @@ void ws_close_all(int code, const char *reason);
 /* Records alive (any state). */
 size_t ws_count(void);
 
+typedef struct st_ws_stats_t {
+    uint64_t open;     /* attached and not yet closed */
+    uint64_t accepted; /* attached, ever */
+    uint64_t messages_in, messages_out;
+    uint64_t bytes_in, bytes_out;
+    uint64_t slow_consumers;
+} ws_stats_t;
+const ws_stats_t *ws_stats(void);
+
 #endif

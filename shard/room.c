@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <uthash.h>
 
 #include "shard.h"
@@ -119,6 +120,7 @@ static struct {
     uint64_t evictions;
     uint64_t messages_in;
     uint64_t messages_out;
+    base_hist_t wake;
 } rooms;
 
 /* ---- lifecycle ---- */
@@ -350,7 +352,10 @@ static int room_wake(party_room_t *room, const char **why)
     }
     room->started = 1;
     ++rooms.num_started;
-    if (room->party->on_start != NULL && room->party->on_start(room) != 0) {
+    uint64_t t0 = base_now_mono_us();
+    int failed = room->party->on_start != NULL && room->party->on_start(room) != 0;
+    base_hist_observe(&rooms.wake, (double)(base_now_mono_us() - t0) / 1e6);
+    if (failed) {
         log_warn("room %s failed to start", room->key);
         room->started = 0;
         --rooms.num_started;
@@ -761,21 +766,16 @@ void rooms_dispose(void)
     }
 }
 
-void rooms_stats(proto_stats_t *stats)
+void rooms_stats(rooms_stats_t *stats)
 {
-    size_t hibernating = 0;
-    /* hibernating rooms = room structs without their party; the difference of two counters */
-    hibernating = rooms.num_rooms - rooms.num_started;
     stats->rooms = rooms.num_started;
-    stats->rooms_hibernating = hibernating;
+    /* room records without their party: hibernating rooms (and, for an instant, rooms being created) */
+    stats->rooms_hibernating = rooms.num_rooms - rooms.num_started;
     stats->evictions = rooms.evictions;
     stats->connections = rooms.num_conns;
     stats->messages_in = rooms.messages_in;
     stats->messages_out = rooms.messages_out;
-    store_stats_t st;
-    store_stats(rooms.store, &st);
-    stats->storage_bytes = st.live_bytes;
-    stats->commits = st.commits;
+    stats->wake = rooms.wake;
 }
 
 /* ---- the output gate ---- */
@@ -1559,4 +1559,278 @@ void party_log(const party_room_t *room, int level, const char *fmt, ...)
     if (level > LOG_DEBUG)
         level = LOG_DEBUG;
     log_msg((log_level_t)level, "room %s: %s", room->key, line);
+}
+
+/* ---- admin operations (shard/admin.c) ---- */
+
+#define ADMIN_EXAMINE_MAX 10000
+
+/* The storage prefix of a room key "party/room". */
+static size_t prefix_of(const char *key, size_t key_len, unsigned char *out)
+{
+    uint16_t slot = slots_of_key(key, key_len);
+    out[0] = (unsigned char)(slot >> 8);
+    out[1] = (unsigned char)slot;
+    out[2] = (unsigned char)(key_len >> 8);
+    out[3] = (unsigned char)key_len;
+    memcpy(out + 4, key, key_len);
+    return 4 + key_len;
+}
+
+static int matches(const char *key, size_t key_len, const char *party, const char *prefix)
+{
+    const char *sep = memchr(key, '/', key_len);
+    if (sep == NULL)
+        return 0;
+    size_t plen = (size_t)(sep - key);
+    if (party != NULL && (strlen(party) != plen || memcmp(key, party, plen) != 0))
+        return 0;
+    size_t idlen = key_len - plen - 1;
+    return prefix == NULL || (strlen(prefix) <= idlen && memcmp(sep + 1, prefix, strlen(prefix)) == 0);
+}
+
+typedef struct st_listed_t {
+    unsigned char prefix[PREFIX_MAX];
+    size_t prefix_len;
+    int stored;
+} listed_t;
+
+static int listed_cmp(const void *a, const void *b)
+{
+    const listed_t *x = a, *y = b;
+    return bytes_cmp(x->prefix, x->prefix_len, y->prefix, y->prefix_len);
+}
+
+static json_t *listed_json(const listed_t *l)
+{
+    size_t key_len = l->prefix_len - 4;
+    const char *key = (const char *)l->prefix + 4, *sep = memchr(key, '/', key_len);
+    party_room_t *room;
+    HASH_FIND(hh, rooms.by_key, key, key_len, room);
+    json_t *party = json_stringn(key, (size_t)(sep - key)), *id = json_stringn(sep + 1, key_len - (size_t)(sep - key) - 1);
+    return json_pack("{s:o, s:o, s:i, s:b, s:b, s:I, s:b}", "party", party != NULL ? party : json_null(), "room",
+                     id != NULL ? id : json_null(), "slot", l->prefix[0] << 8 | l->prefix[1], "in_memory",
+                     room != NULL && room->started, "hibernating", room != NULL && !room->started && room->conns != NULL,
+                     "connections", (json_int_t)(room != NULL ? room->open_count : 0), "stored", l->stored);
+}
+
+json_t *rooms_admin_list(const char *after, const char *party, const char *prefix, size_t limit)
+{
+    unsigned char from[PREFIX_MAX + 1];
+    size_t from_len = 0;
+    if (after != NULL && strlen(after) <= ROOM_KEY_MAX)
+        from_len = prefix_of(after, strlen(after), from);
+
+    /* rooms in memory after the cursor, sorted */
+    size_t nmem = 0;
+    listed_t *mem = xcalloc(rooms.num_rooms + 1, sizeof(*mem));
+    for (party_room_t *r = rooms.by_key; r != NULL; r = r->hh.next) {
+        if (!matches(r->key, r->key_len, party, prefix) || bytes_cmp(r->prefix, r->prefix_len, from, from_len) <= 0)
+            continue;
+        memcpy(mem[nmem].prefix, r->prefix, r->prefix_len);
+        mem[nmem++].prefix_len = r->prefix_len;
+    }
+    qsort(mem, nmem, sizeof(*mem), listed_cmp);
+
+    /* rooms in storage after the cursor: one seek per room, to the first key past the previous room's keys */
+    listed_t *disk = xcalloc(limit + 1, sizeof(*disk));
+    listed_t frontier = {.prefix_len = 0}; /* the last room examined in storage */
+    size_t ndisk = 0, examined = 0;
+    unsigned char lo[PREFIX_MAX + 1], hi[2] = {0xff, 0xff}; /* the alarm index starts at FF FF */
+    size_t lo_len = from_len != 0 ? successor(from, from_len, lo) : 0;
+    if (from_len == 0)
+        lo[lo_len++] = 0;
+    int disk_more = 0; /* storage was not read to its end */
+    while (lo_len != 0) {
+        if (ndisk == limit || ++examined > ADMIN_EXAMINE_MAX) {
+            disk_more = 1;
+            break;
+        }
+        store_entry_t e;
+        long n = store_scan_keys(rooms.store, lo, lo_len, hi, 2, &e, 1);
+        if (n <= 0)
+            break;
+        size_t klen = e.key_len >= 4 ? (size_t)(unsigned char)e.key[2] << 8 | (unsigned char)e.key[3] : 0;
+        if (klen == 0 || 4 + klen > e.key_len || klen > ROOM_KEY_MAX) {
+            store_entries_free(&e, 1);
+            break; /* not a room key: past the rooms */
+        }
+        memcpy(frontier.prefix, e.key, 4 + klen);
+        frontier.prefix_len = 4 + klen;
+        frontier.stored = 1;
+        store_entries_free(&e, 1);
+        lo_len = successor(frontier.prefix, frontier.prefix_len, lo);
+        if (matches((const char *)frontier.prefix + 4, klen, party, prefix))
+            disk[ndisk++] = frontier;
+    }
+
+    /* merge the two sorted lists; when storage was cut short, rooms in memory beyond the last room examined there wait
+     * for the next page, or the order would break */
+    json_t *list = json_array();
+    size_t i = 0, j = 0;
+    const listed_t *last = NULL;
+    while (json_array_size(list) < limit) {
+        int c;
+        if (i < nmem && j < ndisk)
+            c = listed_cmp(&mem[i], &disk[j]);
+        else if (i < nmem && (!disk_more || (frontier.prefix_len != 0 && listed_cmp(&mem[i], &frontier) <= 0)))
+            c = -1;
+        else if (j < ndisk)
+            c = 1;
+        else
+            break;
+        listed_t l = c <= 0 ? mem[i] : disk[j];
+        l.stored = c >= 0;
+        i += c <= 0;
+        j += c >= 0;
+        json_array_append_new(list, listed_json(&l));
+        last = c <= 0 ? &mem[i - 1] : &disk[j - 1];
+    }
+    int more = i < nmem || j < ndisk || disk_more;
+    json_t *next = json_null();
+    if (more && last != NULL)
+        next = json_stringn((const char *)last->prefix + 4, last->prefix_len - 4);
+    else if (more && frontier.prefix_len != 0)
+        next = json_stringn((const char *)frontier.prefix + 4, frontier.prefix_len - 4);
+    free(mem);
+    free(disk);
+    return json_pack("{s:o, s:o}", "rooms", list, "next", next != NULL ? next : json_null());
+}
+
+json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const char *cursor, size_t limit)
+{
+    if (config_find_party(rooms.conf, party.base, party.len) == NULL || party.len + 1 + id.len > ROOM_KEY_MAX)
+        return NULL;
+    char key[ROOM_KEY_MAX];
+    size_t key_len = make_key(key, party, id);
+    unsigned char prefix[PREFIX_MAX];
+    size_t prefix_len = prefix_of(key, key_len, prefix);
+    party_room_t *room;
+    HASH_FIND(hh, rooms.by_key, key, key_len, room);
+
+    json_t *conns = json_array();
+    for (party_conn_t *c = room != NULL ? party_room_connections(room, NULL) : NULL; c != NULL;
+         c = party_room_connections(room, c)) {
+        json_t *tags = json_array();
+        for (size_t t = 0; t < c->num_tags; ++t)
+            json_array_append_new(tags, json_string(c->tags[t]));
+        json_array_append_new(conns,
+                              json_pack("{s:s, s:o, s:I}", "id", c->id, "tags", tags, "state_bytes", (json_int_t)c->state_len));
+    }
+
+    /* the alarm, from memory or storage */
+    uint64_t alarm = 0;
+    if (room != NULL) {
+        alarm = room->alarm_at;
+    } else {
+        unsigned char ak[PREFIX_MAX + 1];
+        memcpy(ak, prefix, prefix_len);
+        ak[prefix_len] = TAG_ALARM;
+        char *v;
+        size_t vl;
+        if (store_get(rooms.store, ak, prefix_len + 1, &v, &vl) == 0) {
+            if (vl == 9)
+                alarm = store_get_u64((unsigned char *)v);
+            free(v);
+        }
+    }
+
+    /* the party's keys, a page at a time */
+    unsigned char lo[DATA_KEY_MAX + 1], hi[PREFIX_MAX + 1];
+    memcpy(lo, prefix, prefix_len);
+    lo[prefix_len] = TAG_DATA;
+    size_t lo_len = prefix_len + 1;
+    if (cursor != NULL && strlen(cursor) <= PARTY_KEY_MAX) {
+        memcpy(lo + lo_len, cursor, strlen(cursor));
+        lo_len += strlen(cursor);
+        lo[lo_len++] = 0; /* strictly after the cursor */
+    }
+    memcpy(hi, prefix, prefix_len);
+    hi[prefix_len] = TAG_DATA + 1;
+    if (limit > 1000)
+        limit = 1000;
+    store_entry_t *e = xcalloc(limit + 1, sizeof(*e));
+    long n = store_scan_keys(rooms.store, lo, lo_len, hi, prefix_len + 1, e, limit + 1);
+    json_t *keys = json_array(), *next = json_null();
+    for (long i = 0; i < n && (size_t)i < limit; ++i) {
+        json_t *k = json_stringn(e[i].key + prefix_len + 1, e[i].key_len - prefix_len - 1);
+        json_array_append_new(keys,
+                              json_pack("{s:o, s:I}", "key", k != NULL ? k : json_null(), "bytes", (json_int_t)e[i].value_len));
+        if ((size_t)i == limit - 1 && (size_t)n > limit && k != NULL)
+            next = json_stringn(e[i].key + prefix_len + 1, e[i].key_len - prefix_len - 1);
+    }
+    if (n > 0)
+        store_entries_free(e, (size_t)n);
+    free(e);
+    json_t *ids = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(conns, i, c) json_array_append(ids, json_object_get(c, "id"));
+    return json_pack("{s:s%, s:s%, s:i, s:b, s:b, s:I, s:o, s:o, s:o, s:o, s:o}", "party", party.base, party.len, "room", id.base,
+                     id.len, "slot", prefix[0] << 8 | prefix[1], "in_memory", room != NULL && room->started, "hibernating",
+                     room != NULL && !room->started && room->conns != NULL, "connections", (json_int_t)json_array_size(conns),
+                     "ids", ids, "clients", conns, "alarmAt", alarm != 0 ? json_integer((json_int_t)alarm) : json_null(), "keys",
+                     keys, "next", next);
+}
+
+long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
+{
+    if (config_find_party(rooms.conf, party.base, party.len) == NULL)
+        return -ENOENT;
+    char key[ROOM_KEY_MAX];
+    size_t key_len = make_key(key, party, id);
+    party_room_t *room;
+    HASH_FIND(hh, rooms.by_key, key, key_len, room);
+    if (room != NULL) {
+        shard_event_begin();
+        rooms_run_deferred();
+        /* the clients reconnect and find the room started afresh from storage (or empty, after a delete) */
+        while (room->conns != NULL) {
+            party_conn_t *c = room->conns;
+            if ((c->flags & CONN_CLOSED) == 0)
+                emit_close_conn(c->cid, 1012, "the room was evicted; reconnect");
+            conn_forget(c);
+            conn_unlink(c);
+            conn_free(c);
+        }
+        ++rooms.evictions;
+        room_destroy(room);
+    }
+    if (!delete_data)
+        return 0;
+    unsigned char prefix[PREFIX_MAX + 1];
+    size_t prefix_len = prefix_of(key, key_len, prefix);
+    long deleted = 0;
+    /* the alarm and its index entry, then every key of the room's range */
+    unsigned char ak[PREFIX_MAX + 1];
+    memcpy(ak, prefix, prefix_len);
+    ak[prefix_len] = TAG_ALARM;
+    char *v;
+    size_t vl;
+    if (store_get(rooms.store, ak, prefix_len + 1, &v, &vl) == 0) {
+        if (vl == 9) {
+            unsigned char idx[10 + PREFIX_MAX];
+            idx[0] = idx[1] = 0xff;
+            memcpy(idx + 2, v, 8);
+            memcpy(idx + 10, prefix, prefix_len);
+            store_delete(rooms.store, idx, 10 + prefix_len);
+        }
+        free(v);
+    }
+    unsigned char hi[PREFIX_MAX + 1];
+    size_t hi_len = successor(prefix, prefix_len, hi);
+    store_entry_t e[LIST_CHUNK];
+    for (;;) {
+        long n = store_scan_keys(rooms.store, prefix, prefix_len, hi, hi_len, e, LIST_CHUNK);
+        if (n < 0)
+            return -EIO;
+        for (long i = 0; i < n; ++i) {
+            store_delete(rooms.store, e[i].key, e[i].key_len);
+            deleted += e[i].key[prefix_len] == TAG_DATA;
+        }
+        store_entries_free(e, (size_t)n);
+        if (n < LIST_CHUNK)
+            break;
+    }
+    return deleted;
 }

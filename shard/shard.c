@@ -59,6 +59,8 @@ static struct {
     idvec_t held_rids; /* the answers and verdicts among them, to replace if the commit fails */
     idvec_t held_cids;
     int gated_this_pass;
+    idvec_t pass_arrivals; /* when this pass's client events arrived, for the latency histogram */
+    base_hist_t latency;
     unsigned failed_commits; /* in a row */
     int stop;
     int status;
@@ -72,6 +74,21 @@ const config_t *shard_config(void)
 uint64_t shard_pass(void)
 {
     return shard.pass;
+}
+
+int shard_index(void)
+{
+    return shard.index;
+}
+
+store_t *shard_store(void)
+{
+    return shard.store;
+}
+
+const base_hist_t *shard_latency(void)
+{
+    return &shard.latency;
 }
 
 void shard_event_begin(void)
@@ -138,6 +155,12 @@ static void commit_pass(void)
     }
     ++shard.pass;
     shard.event_gated = 0;
+    if (shard.pass_arrivals.n != 0) {
+        uint64_t now = base_now_mono_us();
+        for (size_t i = 0; i < shard.pass_arrivals.n; ++i)
+            base_hist_observe(&shard.latency, (double)(now - shard.pass_arrivals.ids[i]) / 1e6);
+        shard.pass_arrivals.n = 0;
+    }
 }
 
 static void on_tick(h2o_timeout_entry_t *entry)
@@ -158,6 +181,8 @@ static void on_link_hello(link_t *link, const proto_msg_t *hello)
 static void on_link_frame(link_t *link, const proto_msg_t *msg)
 {
     (void)link;
+    if (msg->type == PROTO_OPEN || msg->type == PROTO_MESSAGE || msg->type == PROTO_REQUEST)
+        idvec_push(&shard.pass_arrivals, base_now_mono_us());
     shard_event_begin();
     switch (msg->type) {
     case PROTO_OPEN:
@@ -172,12 +197,9 @@ static void on_link_frame(link_t *link, const proto_msg_t *msg)
     case PROTO_REQUEST:
         rooms_on_request(msg);
         break;
-    case PROTO_STATS: {
-        proto_msg_t reply = {.type = PROTO_STATS_REPLY, .id = msg->id};
-        rooms_stats(&reply.stats);
-        shard_emit(&reply);
+    case PROTO_ADMIN:
+        shard_admin(msg);
         break;
-    }
     default:
         log_warn("ignoring a %s frame from the router", proto_type_name(msg->type));
         break;
@@ -319,6 +341,7 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     free(shard.event_cids.ids);
     free(shard.held_rids.ids);
     free(shard.held_cids.ids);
+    free(shard.pass_arrivals.ids);
     h2o_socket_close(shard.ctl);
     h2o_socket_close(shard.sig);
     h2o_evloop_run(shard.loop, 0); /* lets h2o free the closed sockets */

@@ -38,6 +38,14 @@ void shard_event_begin(void);
 void shard_gate_event(void);
 /* Increases by one every loop pass (rooms use it to know whether they wrote in this pass). */
 uint64_t shard_pass(void);
+/* This shard's number, its storage, and the histogram of event latency: from a frame's arrival to the release of
+ * what handling it produced (after the pass's commit). */
+int shard_index(void);
+store_t *shard_store(void);
+const base_hist_t *shard_latency(void);
+
+/* admin.c: an ADMIN frame from the router. */
+void shard_admin(const proto_msg_t *msg);
 
 /* room.c: entry points for the frames the router sends. */
 void rooms_init(const config_t *conf, store_t *store);
@@ -50,7 +58,33 @@ void rooms_on_request(const proto_msg_t *msg);
 void rooms_on_router_lost(void);
 /* Runs the on_close callbacks that party_conn_close deferred. Called after each frame is handled. */
 void rooms_run_deferred(void);
-void rooms_stats(proto_stats_t *stats);
+/* What the room layer counts (shard/admin.c reports it). */
+typedef struct st_rooms_stats_t {
+    uint64_t rooms;             /* rooms in memory (started) */
+    uint64_t rooms_hibernating; /* room records whose party is not in memory (hibernating connections) */
+    uint64_t evictions;         /* rooms evicted since the shard started */
+    uint64_t connections;
+    uint64_t messages_in;
+    uint64_t messages_out;
+    base_hist_t wake; /* how long on_start took when a room started (seconds) */
+} rooms_stats_t;
+void rooms_stats(rooms_stats_t *stats);
+
+/* ---- room.c for the admin operations (shard/admin.c); results are JSON (jansson) ---- */
+struct json_t;
+/* Rooms in storage order (slot, then "party/room"), strictly after the room `after` ("party/room"; NULL: from the
+ * start), of `party` and with ids starting with `prefix` (NULL: any), at most `limit`: rooms with stored data and
+ * rooms in memory. Returns {"rooms":[{party,room,slot,in_memory,hibernating,connections,stored}],"next":KEY|null};
+ * "next" is where to go on (a bounded number of rooms is examined per call). */
+struct json_t *rooms_admin_list(const char *after, const char *party, const char *prefix, size_t limit);
+/* One room: {party,room,slot,in_memory,hibernating,connections:N,ids:[ID],clients:[{id,tags,state_bytes}],alarmAt,
+ * keys:[{key,bytes}],next}, keys paged
+ * after `cursor` (NULL: from the first). NULL when the party is unknown. */
+struct json_t *rooms_admin_room(proto_str_t party, proto_str_t room, const char *cursor, size_t limit);
+/* Takes the room out of memory now: its connections are closed with 1012 (reconnect), on_stop runs. With `delete_data`
+ * every key and the alarm go too. Returns the number of keys deleted (0 without delete_data), or -ENOENT for an
+ * unknown party, -EIO. */
+long rooms_admin_evict(proto_str_t party, proto_str_t room, int delete_data);
 /* Periodic work: alarms that are due, and a slice of the eviction sweep. */
 void rooms_tick(void);
 /* After the end-of-pass commit: every gated room's writes are durable now. */

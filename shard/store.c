@@ -126,7 +126,8 @@ static int key_cmp(const char *a, size_t alen, const void *b, size_t blen)
     return c != 0 ? c : (alen > blen) - (alen < blen);
 }
 
-long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out, size_t max)
+static long scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out, size_t max,
+                 int with_values)
 {
     rocksdb_iterator_t *base = rocksdb_create_iterator(s->db, s->ro);
     rocksdb_iterator_t *it = rocksdb_writebatch_wi_create_iterator_with_base(s->batch, base);
@@ -154,7 +155,7 @@ long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t
         const char *v = rocksdb_iter_value(it, &vl);
         out[n].key = xstrndup(k, kl);
         out[n].key_len = kl;
-        out[n].value = xstrndup(v, vl);
+        out[n].value = with_values ? xstrndup(v, vl) : NULL;
         out[n].value_len = vl;
         ++n;
         if (reverse)
@@ -172,6 +173,32 @@ long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t
         return -EIO;
     }
     return (long)n;
+}
+
+long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out,
+                size_t max)
+{
+    return scan(s, lo, lolen, hi, hilen, reverse, out, max, 1);
+}
+
+long store_scan_keys(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, store_entry_t *out, size_t max)
+{
+    return scan(s, lo, lolen, hi, hilen, 0, out, max, 0);
+}
+
+int store_checkpoint(store_t *s, const char *dir, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(s->db, &rerr);
+    if (rerr == NULL)
+        rocksdb_checkpoint_create(cp, dir, 0 /* flush the memtable: the copy needs no WAL */, &rerr);
+    if (cp != NULL)
+        rocksdb_checkpoint_object_destroy(cp);
+    if (rerr != NULL) {
+        set_err(err, errlen, "checkpoint", rerr);
+        return -EIO;
+    }
+    return 0;
 }
 
 void store_entries_free(store_entry_t *e, size_t n)

@@ -47,6 +47,11 @@ void store_delete(store_t *s, const void *key, size_t klen);
  * descending. Returns the number copied, or -EIO. */
 long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out,
                 size_t max);
+/* The same for the keys alone: value is NULL and value_len the value's size. */
+long store_scan_keys(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, store_entry_t *out, size_t max);
+/* A consistent copy of the committed data in a new directory `dir` (RocksDB checkpoint: hard links where it can).
+ * 0, or -EIO with the reason in err. */
+int store_checkpoint(store_t *s, const char *dir, char *err, size_t errlen);
 void store_entries_free(store_entry_t *e, size_t n);
 
 /* Save points in the uncommitted batch: store_rollback undoes every write since the matching store_savepoint. */

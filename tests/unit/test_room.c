@@ -299,7 +299,7 @@ static void test_rooms_in_memory_evicts_the_least_recently_used(void **state)
     end_pass();
     assert_int_equal(seen.starts, 3);
     assert_int_equal(seen.stops, 1);
-    proto_stats_t st;
+    rooms_stats_t st;
     rooms_stats(&st);
     assert_int_equal(st.rooms, 2);
     assert_int_equal(st.evictions, 1);
@@ -316,7 +316,7 @@ static void test_idle_rooms_are_evicted_by_the_sweep(void **state)
     assert_int_equal(seen.stops, 0);
     run_for(150); /* idle_ms is 100 */
     assert_int_equal(seen.stops, 1);
-    proto_stats_t st;
+    rooms_stats_t st;
     rooms_stats(&st);
     assert_int_equal(st.rooms, 0);
 }
