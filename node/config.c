@@ -181,10 +181,20 @@ static int set_shards(cfg_err_t *e, const char *field, config_t *c, json_t *v)
 
 static int apply_listen(cfg_err_t *e, config_t *c, json_t *v)
 {
-    static const char *const keys[] = {"host", "port", NULL};
+    static const char *const keys[] = {"host", "port", "tls", NULL}, *const tls_keys[] = {"cert", "key", NULL};
     long long port;
     if (expect_object(e, "listen", v) != 0 || check_keys(e, "listen", v, keys) != 0)
         return -1;
+    json_t *tls = json_object_get(v, "tls");
+    if (tls != NULL && !json_is_null(tls)) {
+        if (expect_object(e, "listen.tls", tls) != 0 || check_keys(e, "listen.tls", tls, tls_keys) != 0)
+            return -1;
+        if (json_object_get(tls, "cert") == NULL || json_object_get(tls, "key") == NULL)
+            return fail(e, "listen.tls", "needs \"cert\" and \"key\" (PEM files)");
+        if (get_string(e, "listen.tls.cert", json_object_get(tls, "cert"), &c->tls_cert) != 0 ||
+            get_string(e, "listen.tls.key", json_object_get(tls, "key"), &c->tls_key) != 0)
+            return -1;
+    }
     if (json_object_get(v, "host") != NULL && get_string(e, "listen.host", json_object_get(v, "host"), &c->host) != 0)
         return -1;
     if (json_object_get(v, "port") != NULL) {
@@ -432,6 +442,8 @@ void config_init_default(config_t *c)
 void config_dispose(config_t *c)
 {
     free(c->host);
+    free(c->tls_cert);
+    free(c->tls_key);
     free(c->prefix);
     free(c->data_dir);
     free(c->durability);
@@ -683,6 +695,9 @@ char *config_to_json(const config_t *c)
         (json_int_t)c->timers.idle_ms, "ping_ms", (json_int_t)c->timers.ping_ms, "alarm_retry_ms",
         (json_int_t)c->timers.alarm_retry_ms, "drain_ms", (json_int_t)c->timers.drain_ms, "parties", parties, "log_level",
         levels[c->log_level]);
+    if (c->tls_cert != NULL)
+        json_object_set_new(json_object_get(root, "listen"), "tls",
+                            json_pack("{s:s, s:s}", "cert", c->tls_cert, "key", c->tls_key));
     /* the token itself is never printed */
     if (c->admin_token != NULL)
         json_object_set_new(json_object_get(root, "admin"), "token", json_string("(hidden)"));

@@ -25,7 +25,9 @@ typedef struct st_config_party_t {
 
 typedef struct st_config_t {
     char *host;
-    int port; /* 0: pick a free port */
+    int port;       /* 0: pick a free port */
+    char *tls_cert; /* listen.tls: HTTPS and WSS when set (PEM files) */
+    char *tls_key;
     char *prefix;
     int shards;
     char *data_dir;

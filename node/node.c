@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/ssl.h>
 
 #include "base.h"
 #include "ctl.h"
@@ -274,8 +275,8 @@ static int spawn(child_t *c)
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
-        int status =
-            c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd, node.started_ms) : shard_main(node.conf, c->index, sv[1]);
+        int status = c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd, node.started_ms)
+                                  : shard_main(node.conf, c->index, sv[1]);
         close(sv[1]);
         free(node.shards);
         config_dispose(node.conf);
@@ -437,6 +438,16 @@ int node_run(config_t *conf)
 
     if (lock_data_dir() != 0 || check_data_format() != 0)
         return 1;
+    if (conf->tls_cert != NULL) {
+        /* a bad certificate stops the node now, not the router later, restart after restart */
+        char err[600];
+        struct ssl_ctx_st *ctx = router_tls_context(conf, err, sizeof(err));
+        if (ctx == NULL) {
+            log_error("%s", err);
+            return 1;
+        }
+        SSL_CTX_free(ctx);
+    }
     int port, admin_port = 0;
     if ((node.listen_fd = bind_listener("listen", conf->host, conf->port, &port)) == -1)
         return 1;
@@ -457,7 +468,7 @@ int node_run(config_t *conf)
     snprintf(addr, sizeof(addr), strchr(conf->host, ':') != NULL ? fmt6 : fmt4, conf->host, port);
     if (conf->admin_enabled)
         snprintf(admin_addr, sizeof(admin_addr), strchr(conf->admin_host, ':') != NULL ? fmt6 : fmt4, conf->admin_host, admin_port);
-    printf("partyd %s listening on http://%s\n", PARTYD_VERSION, addr);
+    printf("partyd %s listening on %s://%s\n", PARTYD_VERSION, conf->tls_cert != NULL ? "https" : "http", addr);
     if (conf->admin_enabled)
         printf("partyd admin on http://%s\n", admin_addr);
     fflush(stdout);

@@ -371,6 +371,11 @@ static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
         return;
     }
     h2o_buffer_consume(&sock->input, reqsize);
+    if (sock->ssl != NULL) {
+        /* TLS stays with h2o: the connection reads and writes through it */
+        ws_conn_attach_tls(conn, sock);
+        return;
+    }
     h2o_socket_export_t info;
     if (h2o_socket_export(sock, &info) != 0) {
         log_error("could not take over an upgraded socket");

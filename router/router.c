@@ -8,6 +8,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "ctl.h"
 #include "router.h"
 
@@ -162,6 +165,30 @@ static void on_signal(h2o_socket_t *sock, const char *err)
 
 /* ---- main ---- */
 
+struct ssl_ctx_st *router_tls_context(const config_t *conf, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "SSL_CTX_new failed");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, conf->tls_cert) != 1) {
+        snprintf(err, errlen, "listen.tls.cert: cannot load %s: %s", conf->tls_cert, ERR_reason_error_string(ERR_get_error()));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, conf->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "listen.tls.key: cannot load %s, or it does not match the certificate: %s", conf->tls_key,
+                 ERR_reason_error_string(ERR_get_error()));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* no ALPN: clients speak HTTP/1.1, the only version WebSocket works on here */
+    return ctx;
+}
+
 static h2o_hostconf_t *add_host(const char *name, int (*on_req)(h2o_handler_t *, h2o_req_t *))
 {
     h2o_hostconf_t *host = h2o_config_register_host(&router.globalconf, h2o_iovec_init(name, strlen(name)), 65535);
@@ -203,6 +230,13 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     shards_init();
 
     listener_start(&rt.main, listen_fd, main_host);
+    if (conf->tls_cert != NULL) {
+        char err[600];
+        if ((rt.main.accept_ctx.ssl_ctx = router_tls_context(conf, err, sizeof(err))) == NULL) {
+            log_error("%s", err);
+            return 1;
+        }
+    }
     if (admin_fd != -1)
         listener_start(&rt.admin, admin_fd, admin_host);
     rt.ctl = h2o_evloop_socket_create(router.loop, ctl_fd, H2O_SOCKET_FLAG_DONT_READ);

@@ -26,6 +26,10 @@
  * restart); admin_fd is -1 when the admin listener is off. Returns the exit status. */
 int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms);
 
+/* The TLS context of listen.tls (HTTP/1.1 only: WebSocket needs it), or NULL with the reason in err. The caller frees it
+ * with SSL_CTX_free. */
+struct ssl_ctx_st *router_tls_context(const config_t *conf, char *err, size_t errlen);
+
 /* A room as the router sees it: the sockets it fans the room's broadcasts out to. Exists while it has sockets. */
 typedef struct st_router_room_t {
     UT_hash_handle hh;

@@ -90,6 +90,14 @@ static uint64_t now(void)
     return h2o_now(ws.loop);
 }
 
+/* Attached to a socket: its own fd (plain TCP), or an h2o socket (TLS). */
+static int has_socket(const ws_conn_t *c)
+{
+    return c->_fd != -1 || c->_sock != NULL;
+}
+
+static void on_tls_read(h2o_socket_t *sock, const char *err);
+
 ws_conn_t *ws_conn_new(void)
 {
     uint32_t idx;
@@ -171,6 +179,8 @@ static void conn_free(ws_conn_t *c)
         ws.sweep_cursor = c->_all_next;
     if (c->_fd != -1)
         close(c->_fd);
+    if (c->_sock != NULL)
+        h2o_socket_close(c->_sock);
     queue_clear(c, 0);
     free(c->_q);
     wsframe_parser_dispose(&c->_parser);
@@ -194,6 +204,10 @@ static void conn_finish(ws_conn_t *c)
         close(c->_fd); /* also leaves the epoll set */
         c->_fd = -1;
         --ws.stats.open;
+    } else if (c->_sock != NULL) {
+        h2o_socket_close(c->_sock);
+        c->_sock = NULL;
+        --ws.stats.open;
     }
     report(c, 1006, "connection lost", 0);
     queue_clear(c, 0);
@@ -202,7 +216,7 @@ static void conn_finish(ws_conn_t *c)
 
 static void mark_dirty(ws_conn_t *c)
 {
-    if ((c->_flags & (F_DIRTY | F_WANT_WRITE | F_REAP)) != 0 || c->_fd == -1)
+    if ((c->_flags & (F_DIRTY | F_WANT_WRITE | F_REAP)) != 0 || !has_socket(c))
         return;
     c->_flags |= F_DIRTY;
     c->_dirty_next = ws.dirty;
@@ -258,8 +272,86 @@ static void set_events(ws_conn_t *c)
         log_warn("ws: epoll_ctl: %s", strerror(errno));
 }
 
+/* Frames fully written: released from the head of the queue. */
+static void queue_advance(ws_conn_t *c, size_t done)
+{
+    ws.stats.bytes_out += done;
+    while (done != 0) {
+        ws_frame_t *f = c->_q[c->_qhead];
+        size_t left = f->len - c->_qoff;
+        if (done < left) {
+            c->_qoff += (uint32_t)done;
+            break;
+        }
+        done -= left;
+        c->_qoff = 0;
+        c->_qbytes -= f->len;
+        ws_frame_release(f);
+        c->_qhead = (c->_qhead + 1) % c->_qcap;
+        --c->_qlen;
+    }
+}
+
+/* What follows a drained queue: free the queue memory, finish a completed close. 1 when the connection is done. */
+static int after_drain(ws_conn_t *c)
+{
+    /* an idle connection keeps no queue memory */
+    if (c->_qcap > 16) {
+        free(c->_q);
+        c->_q = NULL;
+        c->_qcap = c->_qhead = 0;
+    }
+    /* both close frames exchanged and ours is out: the server closes the TCP connection first (RFC 6455 7.1.1) */
+    if ((c->_flags & (F_CLOSE_SENT | F_CLOSE_RECEIVED)) == (F_CLOSE_SENT | F_CLOSE_RECEIVED)) {
+        conn_finish(c);
+        return 1;
+    }
+    return 0;
+}
+
+static void tls_write(ws_conn_t *c);
+
+static void on_tls_written(h2o_socket_t *sock, const char *err)
+{
+    ws_conn_t *c = sock->data;
+    if (err != NULL) {
+        conn_finish(c);
+        return;
+    }
+    queue_advance(c, c->_inflight);
+    c->_inflight = 0;
+    tls_write(c);
+}
+
+/* A TLS connection writes through h2o (which encrypts): one write in flight, the frames stay queued until it is done. */
+static void tls_write(ws_conn_t *c)
+{
+    if (c->_sock == NULL || h2o_socket_is_writing(c->_sock))
+        return; /* on_tls_written goes on */
+    if (c->_qlen == 0) {
+        after_drain(c);
+        return;
+    }
+    h2o_iovec_t iov[MAX_IOV];
+    uint32_t n = c->_qlen < MAX_IOV ? c->_qlen : MAX_IOV;
+    size_t total = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+        ws_frame_t *f = c->_q[(c->_qhead + i) % c->_qcap];
+        iov[i] = h2o_iovec_init(f->data, f->len);
+        total += f->len;
+    }
+    iov[0].base += c->_qoff;
+    iov[0].len -= c->_qoff;
+    c->_inflight = total - c->_qoff;
+    h2o_socket_write(c->_sock, iov, n, on_tls_written);
+}
+
 static void conn_write(ws_conn_t *c)
 {
+    if (c->_sock != NULL) {
+        tls_write(c);
+        return;
+    }
     while (c->_qlen != 0) {
         struct iovec iov[MAX_IOV];
         uint32_t n = c->_qlen < MAX_IOV ? c->_qlen : MAX_IOV;
@@ -284,41 +376,17 @@ static void conn_write(ws_conn_t *c)
             conn_finish(c); /* EPIPE, ECONNRESET: the peer is gone */
             return;
         }
-        size_t done = (size_t)w;
-        ws.stats.bytes_out += done;
-        while (done != 0) {
-            ws_frame_t *f = c->_q[c->_qhead];
-            size_t left = f->len - c->_qoff;
-            if (done < left) {
-                c->_qoff += (uint32_t)done;
-                break;
-            }
-            done -= left;
-            c->_qoff = 0;
-            c->_qbytes -= f->len;
-            ws_frame_release(f);
-            c->_qhead = (c->_qhead + 1) % c->_qcap;
-            --c->_qlen;
-        }
+        queue_advance(c, (size_t)w);
     }
     if (c->_flags & F_WANT_WRITE) {
         c->_flags &= ~F_WANT_WRITE;
         set_events(c);
     }
-    /* an idle connection keeps no queue memory */
-    if (c->_qcap > 16) {
-        free(c->_q);
-        c->_q = NULL;
-        c->_qcap = c->_qhead = 0;
-    }
-    /* both close frames exchanged and ours is out: the server closes the TCP connection first (RFC 6455 7.1.1) */
-    if ((c->_flags & (F_CLOSE_SENT | F_CLOSE_RECEIVED)) == (F_CLOSE_SENT | F_CLOSE_RECEIVED)) {
-        conn_finish(c);
+    if (after_drain(c))
         return;
-    }
     /* we failed the connection (RFC 6455 7.1.7): the input can no longer be parsed, so no close frame will be read
      * back; half-close so the client sees the end at once, and drain until it closes too (or the deadline) */
-    if ((c->_flags & (F_CLOSE_SENT | F_DISCARD_INPUT)) == (F_CLOSE_SENT | F_DISCARD_INPUT))
+    if ((c->_flags & (F_CLOSE_SENT | F_DISCARD_INPUT)) == (F_CLOSE_SENT | F_DISCARD_INPUT) && c->_fd != -1)
         shutdown(c->_fd, SHUT_WR);
 }
 
@@ -329,7 +397,7 @@ void ws_flush(void)
         ws.dirty = c->_dirty_next;
         c->_dirty_next = NULL;
         c->_flags &= ~F_DIRTY;
-        if (c->_fd != -1 && !(c->_flags & F_REAP))
+        if (has_socket(c) && !(c->_flags & F_REAP))
             conn_write(c);
     }
     while (ws.reap != NULL) {
@@ -450,7 +518,7 @@ static void on_epoll_ready(h2o_socket_t *sock, const char *err)
 
 static void sweep_one(ws_conn_t *c, uint64_t t)
 {
-    if (c->_fd == -1 || (c->_flags & F_REAP))
+    if (!has_socket(c) || (c->_flags & F_REAP))
         return;
     if (c->_state == ST_CLOSING) {
         if (t >= c->_deadline)
@@ -548,6 +616,37 @@ void ws_conn_attach(ws_conn_t *c, int fd, uint8_t *leftover, size_t len)
         conn_consume(c, leftover, len);
 }
 
+static void on_tls_read(h2o_socket_t *sock, const char *err)
+{
+    ws_conn_t *c = sock->data;
+    if (err != NULL) {
+        conn_finish(c);
+        return;
+    }
+    size_t n = sock->input->size;
+    ws.stats.bytes_in += n;
+    /* h2o decrypted into its buffer, which is ours to unmask in place until consumed */
+    conn_consume(c, (uint8_t *)sock->input->bytes, n);
+    if (c->_sock != NULL)
+        h2o_buffer_consume(&sock->input, n);
+}
+
+void ws_conn_attach_tls(ws_conn_t *c, h2o_socket_t *sock)
+{
+    c->_sock = sock;
+    sock->data = c;
+    c->_last_rx = now();
+    c->_state = (c->_flags & F_CLOSE_SENT) ? ST_CLOSING : ST_OPEN;
+    ++ws.stats.open;
+    ++ws.stats.accepted;
+    if (c->_qlen != 0)
+        mark_dirty(c);
+    if (!(c->_flags & F_PAUSED))
+        h2o_socket_read_start(sock, on_tls_read);
+    if (sock->input->size != 0)
+        on_tls_read(sock, NULL);
+}
+
 void ws_conn_abort(ws_conn_t *c)
 {
     c->_flags |= F_REPORTED;
@@ -589,6 +688,8 @@ void ws_conn_pause(ws_conn_t *c)
     c->_flags |= F_PAUSED;
     if (c->_fd != -1)
         set_events(c);
+    else if (c->_sock != NULL)
+        h2o_socket_read_stop(c->_sock);
 }
 
 void ws_conn_resume(ws_conn_t *c)
@@ -598,6 +699,8 @@ void ws_conn_resume(ws_conn_t *c)
     c->_flags &= ~F_PAUSED;
     if (c->_fd != -1)
         set_events(c);
+    else if (c->_sock != NULL)
+        h2o_socket_read_start(c->_sock, on_tls_read);
 }
 
 int ws_conn_is_open(const ws_conn_t *c)

@@ -50,7 +50,9 @@ struct st_ws_conn_t {
     /* ---- private ---- */
     uint8_t _state;
     uint16_t _flags;
-    int _fd;
+    int _fd;             /* a plain connection's socket, taken from h2o; -1 otherwise */
+    h2o_socket_t *_sock; /* a TLS connection's socket, left with h2o (it does the TLS) */
+    size_t _inflight;    /* TLS: bytes handed to h2o's write in flight */
     uint32_t _qhead, _qlen, _qcap;
     uint32_t _qoff; /* bytes of the head frame already written */
     size_t _qbytes;
@@ -90,6 +92,9 @@ ws_conn_t *ws_conn_find(uint64_t cid);
 /* The socket is ours after the 101: `leftover` holds bytes h2o read past the request. Output queued while pending is
  * written now. on_closed may run inside this call (the client already sent a close frame, or garbage). */
 void ws_conn_attach(ws_conn_t *conn, int fd, uint8_t *leftover, size_t len);
+/* The same for a TLS connection: the socket stays an h2o socket (h2o decrypts and encrypts); bytes h2o read past the
+ * request are in sock->input (the request itself already consumed). */
+void ws_conn_attach_tls(ws_conn_t *conn, h2o_socket_t *sock);
 /* Drops a connection that never got its socket (refused, or the client left before the 101). No on_closed. */
 void ws_conn_abort(ws_conn_t *conn);
 /* Queues a frame (adds a reference). Ignored once a close was queued. May close the connection (1008) when its
