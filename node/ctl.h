@@ -18,6 +18,8 @@ typedef enum {
     CTL_SHARD_UP,   /* supervisor → router: shard `shard` (pid `pid`) is up; fd is the router's end of its link */
     CTL_SHARD_DOWN, /* supervisor → router: shard `shard` died; it restarts after a backoff */
     CTL_DRAIN,      /* supervisor → child: shut down gracefully */
+    CTL_SPAWN_SHARD,  /* router → supervisor: start a new shard (it arrives as CTL_SHARD_UP with its id) */
+    CTL_RETIRE_SHARD, /* router → supervisor: shard `shard` owns no slot any more: stop it for good, delete its data */
 } ctl_type_t;
 
 typedef struct st_ctl_msg_t {

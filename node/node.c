@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -37,7 +38,9 @@
 
 typedef struct st_child_t {
     const char *role; /* "router" or "shard" */
-    int index;        /* shard index; -1 for the router */
+    int index;        /* shard id; -1 for the router */
+    int active;       /* a shard of the node (node.json lists it) */
+    int retiring;     /* stopping for good: not restarted, its data deleted when it has exited */
     pid_t pid;        /* 0 when not running */
     int ctl;          /* the supervisor's end of the control socket; -1 when not running */
     uint64_t started_at;
@@ -50,7 +53,8 @@ static struct {
     config_t *conf;
     int listen_fd, admin_fd, lock_fd, sig_fd;
     child_t router;
-    child_t *shards;
+    child_t shards[CONFIG_MAX_SHARDS]; /* by shard id */
+    int next_shard_id;                 /* ids are never reused: a shard's data directory is named after it */
     int draining;
     uint64_t started_ms; /* wall clock */
 } node;
@@ -107,47 +111,27 @@ static int lock_data_dir(void)
     return 0;
 }
 
-/* The data directory records how it was written: the shard count decides which shard holds which slot (and so which
- * shard's RocksDB holds a room's data). A node started with another count would look for rooms in the wrong place, so
- * it refuses until live re-sharding exists. The file is written once, atomically. */
-#define DATA_FORMAT 1
-#define PLACEMENT "xxh3-64 % 16384, weighted rendezvous over shard ids 0..N-1, weight 1"
+/* The data directory records which shards hold its data (node.json, written here, atomically): their ids, and the next
+ * id to give. Which shard owns which slot is the router's record (slots, see router/migrate.c); with no such record
+ * it is the rendezvous table over these ids. Format 1 (a shard count) reads as ids 0..N-1. */
+#define DATA_FORMAT 2
 
-static int check_data_format(void)
+static int write_node_json(void)
 {
     char path[4200], tmp[4300];
     snprintf(path, sizeof(path), "%s/node.json", node.conf->data_dir);
-    if (access(path, F_OK) == 0) {
-        json_error_t jerr;
-        json_t *meta = json_load_file(path, 0, &jerr);
-        if (meta == NULL) {
-            log_error("%s: %s", path, jerr.text);
-            return -1;
-        }
-        int format = (int)json_integer_value(json_object_get(meta, "format"));
-        int shards = (int)json_integer_value(json_object_get(meta, "shards"));
-        json_decref(meta);
-        if (format != DATA_FORMAT) {
-            log_error("%s: data format %d; this partyd reads format %d", path, format, DATA_FORMAT);
-            return -1;
-        }
-        if (shards != node.conf->shards) {
-            log_error("the data directory %s was written by %d shards and this node has %d: rooms would be looked for on the "
-                      "wrong shard. Start with --shards %d (moving rooms between shards is not available yet).",
-                      node.conf->data_dir, shards, node.conf->shards, shards);
-            return -1;
-        }
-        return 0;
-    }
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) {
-        log_error("cannot write %s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    fprintf(f, "{\"format\":%d,\"shards\":%d,\"placement\":\"%s\"}\n", DATA_FORMAT, node.conf->shards, PLACEMENT);
-    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
+    json_t *ids = json_array();
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].active)
+            json_array_append_new(ids, json_integer(i));
+    json_t *root = json_pack("{s:i, s:o, s:i}", "format", DATA_FORMAT, "shards", ids, "next_id", node.next_shard_id);
+    int r = json_dump_file(root, tmp, JSON_COMPACT);
+    json_decref(root);
+    int fd = r == 0 ? open(tmp, O_RDONLY | O_CLOEXEC) : -1;
+    int bad = fd == -1 || fsync(fd) != 0;
+    if (fd != -1)
+        close(fd);
     if (bad || rename(tmp, path) != 0) {
         log_error("cannot write %s: %s", path, strerror(errno));
         return -1;
@@ -158,6 +142,80 @@ static int check_data_format(void)
         close(dfd);
     }
     return 0;
+}
+
+static int load_data_format(void)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/node.json", node.conf->data_dir);
+    if (access(path, F_OK) != 0) {
+        for (int i = 0; i < node.conf->shards; ++i)
+            node.shards[i].active = 1;
+        node.next_shard_id = node.conf->shards;
+        return write_node_json();
+    }
+    json_error_t jerr;
+    json_t *meta = json_load_file(path, 0, &jerr);
+    if (meta == NULL) {
+        log_error("%s: %s", path, jerr.text);
+        return -1;
+    }
+    int format = (int)json_integer_value(json_object_get(meta, "format"));
+    json_t *shards = json_object_get(meta, "shards");
+    int ok = 1;
+    if (format == 1 && json_is_integer(shards) && json_integer_value(shards) >= 1 &&
+        json_integer_value(shards) <= CONFIG_MAX_SHARDS) {
+        for (int i = 0; i < json_integer_value(shards); ++i)
+            node.shards[i].active = 1;
+        node.next_shard_id = (int)json_integer_value(shards);
+    } else if (format == DATA_FORMAT && json_is_array(shards) && json_array_size(shards) >= 1) {
+        size_t k;
+        json_t *id;
+        json_array_foreach(shards, k, id)
+        {
+            if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= CONFIG_MAX_SHARDS)
+                ok = 0;
+            else
+                node.shards[json_integer_value(id)].active = 1;
+        }
+        node.next_shard_id = (int)json_integer_value(json_object_get(meta, "next_id"));
+    } else {
+        ok = 0;
+    }
+    json_decref(meta);
+    if (!ok) {
+        log_error("%s: not a data directory record this partyd reads (format %d)", path, format);
+        return -1;
+    }
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].active && i >= node.next_shard_id)
+            node.next_shard_id = i + 1;
+    return format == DATA_FORMAT ? 0 : write_node_json();
+}
+
+static int num_active_shards(void)
+{
+    int n = 0;
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        n += node.shards[i].active;
+    return n;
+}
+
+/* Deletes a retired shard's data directory. */
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static void remove_shard_data(int id)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/shard-%d", node.conf->data_dir, id);
+    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        log_warn("cannot delete %s: %s", path, strerror(errno));
+    else
+        log_info("shard %d retired; its data directory is deleted", id);
 }
 
 /* Binds host:port; returns the fd and stores the bound port (port 0 picks one). */
@@ -207,7 +265,7 @@ static void close_inherited(const child_t *self)
     close(node.lock_fd);
     if (node.router.ctl != -1 && &node.router != self)
         close(node.router.ctl);
-    for (int i = 0; i < node.conf->shards; ++i)
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         if (node.shards[i].ctl != -1 && &node.shards[i] != self)
             close(node.shards[i].ctl);
     if (self != &node.router) {
@@ -275,10 +333,14 @@ static int spawn(child_t *c)
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
-        int status = c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd, node.started_ms)
+        int ids[CONFIG_MAX_SHARDS], n = 0;
+        for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+            if (node.shards[i].active)
+                ids[n++] = i;
+        int status = c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd, node.started_ms, ids, n,
+                                                c->restarts == 0 ? node.conf->shards : 0)
                                   : shard_main(node.conf, c->index, sv[1]);
         close(sv[1]);
-        free(node.shards);
         config_dispose(node.conf);
         exit(status);
     }
@@ -288,8 +350,9 @@ static int spawn(child_t *c)
     c->started_at = base_now_mono_ms();
     c->restart_at = 0;
     if (c->index < 0) {
-        for (int i = 0; i < node.conf->shards; ++i)
-            connect_shard(&node.shards[i]);
+        for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+            if (node.shards[i].active)
+                connect_shard(&node.shards[i]);
     } else {
         connect_shard(c);
     }
@@ -300,7 +363,7 @@ static child_t *child_by_pid(pid_t pid)
 {
     if (node.router.pid == pid)
         return &node.router;
-    for (int i = 0; i < node.conf->shards; ++i)
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         if (node.shards[i].pid == pid)
             return &node.shards[i];
     return NULL;
@@ -329,6 +392,12 @@ static void reap_children(void)
         close(c->ctl);
         c->ctl = -1;
         c->pid = 0;
+        if (c->retiring) {
+            log_info("%s (pid %d) %s", child_name(c), (int)pid, how);
+            c->retiring = 0;
+            remove_shard_data(c->index);
+            continue;
+        }
         if (node.draining) {
             log_info("%s (pid %d) %s", child_name(c), (int)pid, how);
             continue;
@@ -346,14 +415,60 @@ static void reap_children(void)
     }
 }
 
+/* The router asks: a new shard (add-shard), or a shard to retire (it owns no slot any more). */
+static void on_router_ctl(void)
+{
+    for (;;) {
+        ctl_msg_t m;
+        int fd;
+        int r = ctl_recv(node.router.ctl, &m, &fd);
+        if (fd != -1)
+            close(fd);
+        if (r != 1)
+            return; /* nothing more, or the router is gone (its exit is reaped) */
+        if (m.type == CTL_SPAWN_SHARD) {
+            int id = node.next_shard_id;
+            if (id >= CONFIG_MAX_SHARDS || num_active_shards() >= CONFIG_MAX_SHARDS) {
+                log_error("add-shard: no shard id left (the limit is %d)", CONFIG_MAX_SHARDS);
+                continue;
+            }
+            ++node.next_shard_id;
+            node.shards[id] = (child_t){.role = "shard", .index = id, .ctl = -1, .active = 1};
+            if (write_node_json() != 0) {
+                node.shards[id].active = 0;
+                continue;
+            }
+            log_info("adding shard %d", id);
+            spawn(&node.shards[id]);
+        } else if (m.type == CTL_RETIRE_SHARD && m.shard >= 0 && m.shard < CONFIG_MAX_SHARDS && node.shards[m.shard].active &&
+                   num_active_shards() > 1) {
+            child_t *s = &node.shards[m.shard];
+            s->active = 0;
+            s->restart_at = 0;
+            if (write_node_json() != 0) {
+                s->active = 1;
+                continue;
+            }
+            log_info("retiring shard %d", m.shard);
+            if (s->pid != 0) {
+                s->retiring = 1;
+                send_ctl(s, CTL_DRAIN, m.shard, 0, 0, -1);
+            } else {
+                remove_shard_data(m.shard);
+            }
+        }
+    }
+}
+
 static void restart_due(void)
 {
     uint64_t now = base_now_mono_ms();
     child_t *all[CONFIG_MAX_SHARDS + 1];
     size_t n = 0;
     all[n++] = &node.router;
-    for (int i = 0; i < node.conf->shards; ++i)
-        all[n++] = &node.shards[i];
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].active)
+            all[n++] = &node.shards[i];
     for (size_t i = 0; i < n; ++i) {
         child_t *c = all[i];
         if (c->pid == 0 && c->restart_at != 0 && now >= c->restart_at) {
@@ -369,8 +484,8 @@ static int next_timeout(void)
     uint64_t now = base_now_mono_ms(), next = UINT64_MAX;
     if (node.router.pid == 0 && node.router.restart_at != 0)
         next = node.router.restart_at;
-    for (int i = 0; i < node.conf->shards; ++i)
-        if (node.shards[i].pid == 0 && node.shards[i].restart_at != 0 && node.shards[i].restart_at < next)
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].active && node.shards[i].pid == 0 && node.shards[i].restart_at != 0 && node.shards[i].restart_at < next)
             next = node.shards[i].restart_at;
     if (next == UINT64_MAX)
         return -1;
@@ -420,11 +535,13 @@ static void drain(void)
     send_ctl(router, CTL_DRAIN, -1, 0, 0, -1);
     wait_for(&router, 1, start + node.conf->timers.drain_ms / 2 + 1000);
     child_t *shards[CONFIG_MAX_SHARDS];
-    for (int i = 0; i < node.conf->shards; ++i) {
-        shards[i] = &node.shards[i];
-        send_ctl(shards[i], CTL_DRAIN, i, 0, 0, -1);
-    }
-    wait_for(shards, (size_t)node.conf->shards, base_now_mono_ms() + node.conf->timers.drain_ms);
+    size_t n = 0;
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].pid != 0) {
+            shards[n] = &node.shards[i];
+            send_ctl(shards[n++], CTL_DRAIN, i, 0, 0, -1);
+        }
+    wait_for(shards, n, base_now_mono_ms() + node.conf->timers.drain_ms);
 }
 
 int node_run(config_t *conf)
@@ -436,7 +553,9 @@ int node_run(config_t *conf)
     node.admin_fd = node.lock_fd = node.sig_fd = -1;
     signal(SIGPIPE, SIG_IGN);
 
-    if (lock_data_dir() != 0 || check_data_format() != 0)
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        node.shards[i] = (child_t){.role = "shard", .index = i, .ctl = -1};
+    if (lock_data_dir() != 0 || load_data_format() != 0)
         return 1;
     if (conf->tls_cert != NULL) {
         /* a bad certificate stops the node now, not the router later, restart after restart */
@@ -472,20 +591,24 @@ int node_run(config_t *conf)
     if (conf->admin_enabled)
         printf("partyd admin on http://%s\n", admin_addr);
     fflush(stdout);
-    log_info("starting %d shards; config: %s; data dir: %s", conf->shards, conf->source, conf->data_dir);
+    int active = num_active_shards();
+    if (active != conf->shards)
+        log_info("the data directory has %d shards and the configuration asks for %d: the router moves rooms to match", active,
+                 conf->shards);
+    log_info("starting %d shards; config: %s; data dir: %s", active, conf->source, conf->data_dir);
 
     node.router = (child_t){.role = "router", .index = -1, .ctl = -1};
-    node.shards = xcalloc((size_t)conf->shards, sizeof(*node.shards));
     int failed = 0;
-    for (int i = 0; i < conf->shards; ++i) {
-        node.shards[i] = (child_t){.role = "shard", .index = i, .ctl = -1};
-        failed |= spawn(&node.shards[i]);
-    }
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].active)
+            failed |= spawn(&node.shards[i]);
     failed |= spawn(&node.router);
 
     while (!failed) {
-        struct pollfd p = {node.sig_fd, POLLIN, 0};
-        int r = poll(&p, 1, next_timeout());
+        struct pollfd p[2] = {{node.sig_fd, POLLIN, 0}, {node.router.ctl, POLLIN, 0}};
+        int r = poll(p, node.router.ctl != -1 ? 2 : 1, next_timeout());
+        if (r > 0 && node.router.ctl != -1 && (p[1].revents & POLLIN))
+            on_router_ctl();
         if (r == -1 && errno != EINTR) {
             log_error("poll: %s", strerror(errno));
             break;
@@ -509,7 +632,6 @@ int node_run(config_t *conf)
     if (node.admin_fd != -1)
         close(node.admin_fd);
     close(node.sig_fd);
-    free(node.shards);
     /* the lock goes with the descriptor */
     close(node.lock_fd);
     log_info("stopped");

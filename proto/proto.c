@@ -50,6 +50,8 @@ static const uint8_t layouts[PROTO_TYPE_MAX_ + 1][MAX_FIELDS] = {
     [PROTO_RESPONSE] = {F_ID, F_STATUS, F_HEADERS, F_DATA},
     [PROTO_ADMIN] = {F_ID, F_METHOD, F_DATA},
     [PROTO_ADMIN_REPLY] = {F_ID, F_STATUS, F_DATA},
+    [PROTO_SLOT] = {F_ID, F_METHOD, F_CODE, F_BINARY, F_DATA},
+    [PROTO_SLOT_REPLY] = {F_ID, F_METHOD, F_CODE, F_BINARY, F_STATUS, F_DATA},
 };
 
 static const char *const type_names[PROTO_TYPE_MAX_ + 1] = {
@@ -60,7 +62,48 @@ static const char *const type_names[PROTO_TYPE_MAX_ + 1] = {
     [PROTO_BROADCAST] = "BROADCAST", [PROTO_CLOSE_CONN] = "CLOSE_CONN",
     [PROTO_REQUEST] = "REQUEST",     [PROTO_RESPONSE] = "RESPONSE",
     [PROTO_ADMIN] = "ADMIN",         [PROTO_ADMIN_REPLY] = "ADMIN_REPLY",
+    [PROTO_SLOT] = "SLOT",           [PROTO_SLOT_REPLY] = "SLOT_REPLY",
 };
+
+static void put_u32(base_buf_t *out, size_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+    base_buf_append(out, b, 4);
+}
+
+void proto_pairs_add(base_buf_t *out, const void *key, size_t klen, const void *value, size_t vlen)
+{
+    put_u32(out, klen);
+    base_buf_append(out, key, klen);
+    put_u32(out, vlen);
+    base_buf_append(out, value, vlen);
+}
+
+static int get_len(proto_str_t d, size_t *off, size_t *len)
+{
+    if (d.len - *off < 4)
+        return -1;
+    const unsigned char *p = (const unsigned char *)d.base + *off;
+    *len = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    *off += 4;
+    return *len <= d.len - *off ? 0 : -1;
+}
+
+int proto_pairs_next(proto_str_t d, size_t *off, proto_str_t *key, proto_str_t *value)
+{
+    if (*off == d.len)
+        return 0;
+    size_t kl, vl;
+    if (get_len(d, off, &kl) != 0)
+        return -1;
+    *key = proto_str(d.base + *off, kl);
+    *off += kl;
+    if (get_len(d, off, &vl) != 0)
+        return -1;
+    *value = proto_str(d.base + *off, vl);
+    *off += vl;
+    return 1;
+}
 
 const char *proto_type_name(proto_type_t type)
 {

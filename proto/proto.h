@@ -12,6 +12,10 @@
  * Router → shard: HELLO, OPEN, MESSAGE, CLOSE, REQUEST, ADMIN.
  * Shard → router: HELLO, ATTACH, ACCEPT, REJECT, SEND, BROADCAST, CLOSE_CONN, RESPONSE, ADMIN_REPLY.
  *
+ * SLOT moves a slot's data between shards (router/migrate.c): `method` is "export", "import", "drop" or "unfreeze",
+ * `code` the slot, `binary` marks the last chunk of an import, `data` packed key/value pairs (proto_pairs_*).
+ * SLOT_REPLY: "chunk" (export data; `binary` on the last) or "ack" (import or drop done and committed), `status`.
+ *
  * ADMIN carries an operation name (in `method`) and its arguments as a JSON object (in `data`); ADMIN_REPLY an HTTP-
  * like status and a JSON result. The operations are listed in shard/admin.c; they are few and rare, so JSON keeps
  * them readable without a message type each.
@@ -36,7 +40,7 @@
 
 #include "base.h"
 
-#define PROTO_VERSION 3
+#define PROTO_VERSION 4
 #define PROTO_FRAME_HEADER_SIZE 4
 /* room-independent slack added to the message and body caps when sizing a link's frame cap */
 #define PROTO_FRAME_OVERHEAD (64 * 1024)
@@ -58,7 +62,9 @@ typedef enum {
     PROTO_RESPONSE,
     PROTO_ADMIN,
     PROTO_ADMIN_REPLY,
-    PROTO_TYPE_MAX_ = PROTO_ADMIN_REPLY
+    PROTO_SLOT,
+    PROTO_SLOT_REPLY,
+    PROTO_TYPE_MAX_ = PROTO_SLOT_REPLY
 } proto_type_t;
 
 typedef enum { PROTO_ROLE_ROUTER = 0, PROTO_ROLE_SHARD = 1 } proto_role_t;
@@ -132,5 +138,10 @@ void proto_decoder_dispose(proto_decoder_t *dec);
 long proto_decode(proto_decoder_t *dec, const char *src, size_t len, proto_msg_t *msg);
 
 const char *proto_type_name(proto_type_t type);
+
+/* Key/value pairs packed for SLOT frames: [u32 key length][key][u32 value length][value]..., big-endian lengths. */
+void proto_pairs_add(base_buf_t *out, const void *key, size_t klen, const void *value, size_t vlen);
+/* Reads the pair at *off; 1 with the pair and *off advanced, 0 at the end, -1 when malformed. */
+int proto_pairs_next(proto_str_t data, size_t *off, proto_str_t *key, proto_str_t *value);
 
 #endif

@@ -37,7 +37,8 @@ typedef void (*admin_done_cb)(admin_call_t *call);
 struct st_admin_call_t {
     h2o_req_t *req;
     uint64_t rid;
-    int first, num;  /* the shards asked: [first, first + num) */
+    int ids[CONFIG_MAX_SHARDS]; /* the shards asked */
+    int num;
     json_t **result; /* per shard asked: its JSON answer, or NULL */
     int *status;     /* per shard asked: its status; 0 while waiting, 503 when it is down */
     int waiting;
@@ -114,8 +115,13 @@ static admin_call_t *call_start(h2o_req_t *req, const char *op, json_t *args, in
     admin_call_t *c = xcalloc(1, sizeof(*c));
     c->req = req;
     c->rid = ++router.next_rid;
-    c->first = shard < 0 ? 0 : shard;
-    c->num = shard < 0 ? router.conf->shards : 1;
+    if (shard < 0) {
+        memcpy(c->ids, router.ids, (size_t)router.num_shards * sizeof(int));
+        c->num = router.num_shards;
+    } else {
+        c->ids[0] = shard;
+        c->num = 1;
+    }
     c->result = xcalloc((size_t)c->num, sizeof(*c->result));
     c->status = xcalloc((size_t)c->num, sizeof(*c->status));
     c->done = done;
@@ -127,7 +133,7 @@ static admin_call_t *call_start(h2o_req_t *req, const char *op, json_t *args, in
     char *text = json_dumps(c->args, JSON_COMPACT);
     proto_msg_t m = {.type = PROTO_ADMIN, .id = c->rid, .method = proto_str(op, strlen(op)), .data = proto_str(text, strlen(text))};
     for (int i = 0; i < c->num; ++i) {
-        link_t *link = shards_link((uint16_t)(c->first + i));
+        link_t *link = shards_link((uint16_t)c->ids[i]);
         if (link != NULL && link_emit(link, &m) == 0)
             ++c->waiting;
         else
@@ -146,8 +152,10 @@ void admin_on_reply(int shard, const proto_msg_t *msg)
     for (admin_call_t *c = admin.calls; c != NULL; c = c->next) {
         if (c->rid != msg->id)
             continue;
-        int i = shard - c->first;
-        if (i < 0 || i >= c->num || c->status[i] != 0)
+        int i = 0;
+        while (i < c->num && c->ids[i] != shard)
+            ++i;
+        if (i == c->num || c->status[i] != 0)
             return;
         c->status[i] = msg->status;
         c->result[i] = json_loadb(msg->data.base, msg->data.len, 0, NULL);
@@ -161,8 +169,10 @@ void admin_on_shard_down(int shard)
 {
     for (admin_call_t *c = admin.calls, *next; c != NULL; c = next) {
         next = c->next;
-        int i = shard - c->first;
-        if (i >= 0 && i < c->num && c->status[i] == 0) {
+        int i = 0;
+        while (i < c->num && c->ids[i] != shard)
+            ++i;
+        if (i < c->num && c->status[i] == 0) {
             c->status[i] = 503;
             if (--c->waiting == 0)
                 call_finish(c);
@@ -212,11 +222,14 @@ static json_t *config_summary(void)
 static void get_node(h2o_req_t *req)
 {
     uint64_t now = base_now_wall_ms();
+    json_t *ids = json_array();
+    for (int k = 0; k < router.num_shards; ++k)
+        json_array_append_new(ids, json_integer(router.ids[k]));
     send_value(req, 200,
-               json_pack("{s:s, s:i, s:i, s:I, s:I, s:i, s:b, s:o}", "version", PARTYD_VERSION, "protocol", PROTO_VERSION,
+               json_pack("{s:s, s:i, s:i, s:I, s:I, s:i, s:b, s:o, s:o, s:o}", "version", PARTYD_VERSION, "protocol", PROTO_VERSION,
                          "party_abi", PARTY_ABI_VERSION, "started_at", (json_int_t)admin.node_started_ms, "uptime_s",
                          (json_int_t)((now - admin.node_started_ms) / 1000), "router_pid", (int)getpid(), "draining",
-                         router.draining, "config", config_summary()));
+                         router.draining, "shard_ids", ids, "migration", migrate_status(), "config", config_summary()));
 }
 
 static json_t *shards_json(admin_call_t *c)
@@ -225,16 +238,17 @@ static json_t *shards_json(admin_call_t *c)
     for (size_t s = 0; s < SLOTS_COUNT; ++s)
         ++owned[router.slots.owner[s]];
     json_t *list = json_array();
-    for (int i = 0; i < router.conf->shards; ++i) {
+    for (int k = 0; k < c->num; ++k) {
+        int i = c->ids[k];
         router_shard_t *s = &router.shards[i];
         json_t *o = json_pack("{s:i, s:i, s:s, s:i, s:I}", "id", i, "pid", s->pid, "state", shard_state_name(s->state), "restarts",
                               (int)s->restarts, "slots", (json_int_t)owned[i]);
-        json_t *r = c != NULL && c->status[i] == 200 ? c->result[i] : NULL;
+        json_t *r = c->status[k] == 200 ? c->result[k] : NULL;
         static const char *const counters[] = {"rooms",        "rooms_hibernating", "evictions", "connections", "messages_in",
                                                "messages_out", "storage_bytes",     "commits",   "writes",      "failed_commits"};
-        for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]); ++k) {
-            json_t *v = r != NULL ? json_object_get(r, counters[k]) : NULL;
-            json_object_set(o, counters[k], v != NULL ? v : json_null());
+        for (size_t f = 0; f < sizeof(counters) / sizeof(counters[0]); ++f) {
+            json_t *v = r != NULL ? json_object_get(r, counters[f]) : NULL;
+            json_object_set(o, counters[f], v != NULL ? v : json_null());
         }
         json_array_append_new(list, o);
     }
@@ -300,11 +314,11 @@ static void done_metrics(admin_call_t *c)
     base_buf_init(&b);
     const ws_stats_t *ws = ws_stats();
     size_t up = 0;
-    for (int i = 0; i < router.conf->shards; ++i)
-        up += router.shards[i].state == SHARD_UP;
+    for (int k = 0; k < router.num_shards; ++k)
+        up += router.shards[router.ids[k]].state == SHARD_UP;
     metric(&b, "partyd_shards", "gauge", "Shards by state.");
     sample(&b, "partyd_shards", "state=\"up\"", (double)up);
-    sample(&b, "partyd_shards", "state=\"down\"", (double)((size_t)router.conf->shards - up));
+    sample(&b, "partyd_shards", "state=\"down\"", (double)((size_t)router.num_shards - up));
     metric(&b, "partyd_connections", "gauge", "Open WebSocket connections (router).");
     sample(&b, "partyd_connections", "", (double)ws->open);
     metric(&b, "partyd_connections_total", "counter", "WebSocket connections accepted.");
@@ -346,15 +360,15 @@ static void done_metrics(admin_call_t *c)
             if (v == NULL)
                 continue;
             char l[32];
-            snprintf(l, sizeof(l), "shard=\"%d\"", i);
+            snprintf(l, sizeof(l), "shard=\"%d\"", c->ids[i]);
             sample(&b, per_shard[k].name, l, (double)json_integer_value(v));
         }
     }
     metric(&b, "partyd_shard_restarts_total", "counter", "Shard restarts.");
-    for (int i = 0; i < router.conf->shards; ++i) {
+    for (int k = 0; k < router.num_shards; ++k) {
         char l[32];
-        snprintf(l, sizeof(l), "shard=\"%d\"", i);
-        sample(&b, "partyd_shard_restarts_total", l, (double)router.shards[i].restarts);
+        snprintf(l, sizeof(l), "shard=\"%d\"", router.ids[k]);
+        sample(&b, "partyd_shard_restarts_total", l, (double)router.shards[router.ids[k]].restarts);
     }
     histogram(&b, c, "latency", "partyd_event_latency_seconds",
               "From a client's message, connection or request reaching its shard to the release of what it produced.");
@@ -375,6 +389,15 @@ static void done_metrics(admin_call_t *c)
 /* A page of rooms walks the shards in order; the cursor is "SHARD:ROOMKEY" ("SHARD:" from the shard's start). */
 static void done_rooms_page(admin_call_t *c);
 
+/* The next active shard id after `shard`, or -1. */
+static int next_shard(int shard)
+{
+    for (int k = 0; k < router.num_shards; ++k)
+        if (router.ids[k] > shard)
+            return router.ids[k];
+    return -1;
+}
+
 static void rooms_page_ask(h2o_req_t *req, int shard, const char *after, json_t *args_template, json_t *acc)
 {
     json_t *args = json_deep_copy(args_template);
@@ -386,7 +409,7 @@ static void rooms_page_ask(h2o_req_t *req, int shard, const char *after, json_t 
 static void done_rooms_page(admin_call_t *c)
 {
     json_t *acc = c->acc, *rooms = json_object_get(acc, "rooms");
-    int shard = c->first;
+    int shard = c->ids[0];
     size_t want = (size_t)json_integer_value(json_object_get(acc, "want"));
     if (c->status[0] != 200) {
         http_send_error(c->req, 503, "a shard is down; its rooms cannot be listed now");
@@ -404,8 +427,8 @@ static void done_rooms_page(admin_call_t *c)
     char cursor[600];
     if (json_is_string(next)) {
         snprintf(cursor, sizeof(cursor), "%d:%s", shard, json_string_value(next));
-    } else if (shard + 1 < router.conf->shards) {
-        snprintf(cursor, sizeof(cursor), "%d:", shard + 1);
+    } else if (next_shard(shard) >= 0) {
+        snprintf(cursor, sizeof(cursor), "%d:", next_shard(shard));
     } else {
         cursor[0] = '\0';
     }
@@ -417,7 +440,7 @@ static void done_rooms_page(admin_call_t *c)
         if (json_is_string(next))
             rooms_page_ask(c->req, shard, json_string_value(next), args, acc);
         else
-            rooms_page_ask(c->req, shard + 1, NULL, args, acc);
+            rooms_page_ask(c->req, next_shard(shard), NULL, args, acc);
         json_decref(args);
         return;
     }
@@ -456,12 +479,12 @@ static void get_rooms(h2o_req_t *req)
         }
     }
     json_object_set_new(args, "limit", json_integer(limit));
-    int shard = 0;
+    int shard = router.ids[0];
     const char *after = NULL;
     if (query(req, "cursor", cursor, sizeof(cursor)) > 0) {
         char *colon = strchr(cursor, ':'), *end;
         shard = colon != NULL ? (int)strtol(cursor, &end, 10) : -1;
-        if (colon == NULL || end != colon || shard < 0 || shard >= router.conf->shards) {
+        if (colon == NULL || end != colon || shard < 0 || shard >= CONFIG_MAX_SHARDS || !router.shards[shard].active) {
             json_decref(args);
             http_send_error(req, 400, "bad cursor");
             return;
@@ -486,7 +509,7 @@ static void done_room(admin_call_t *c)
     }
     json_t *r = c->result[0];
     c->result[0] = NULL;
-    json_object_set_new(r, "shard", json_integer(c->first));
+    json_object_set_new(r, "shard", json_integer(c->ids[0]));
     send_value(c->req, 200, r);
 }
 
@@ -505,7 +528,7 @@ static void room_path(h2o_req_t *req, const char *path, size_t len, int is_get, 
     }
     const char *rest = r.room + r.room_len;
     size_t rest_len = (size_t)(r.path + r.path_len - rest);
-    uint16_t shard = shards_owner(r.party, r.party_len, r.room, r.room_len);
+    uint16_t shard = shards_owner(r.party, r.party_len, r.room, r.room_len, NULL);
     json_t *args = json_pack("{s:s%, s:s%}", "party", r.party, r.party_len, "room", r.room, r.room_len);
     if (rest_len == 0 && is_get) {
         char cursor[PARTY_KEY_MAX + 1], num[24];
@@ -542,7 +565,7 @@ static void done_backup(admin_call_t *c)
         if (c->status[i] != 200) {
             json_decref(paths);
             char why[128];
-            snprintf(why, sizeof(why), "shard %d could not write its checkpoint (status %d); the backup is incomplete", i,
+            snprintf(why, sizeof(why), "shard %d could not write its checkpoint (status %d); the backup is incomplete", c->ids[i],
                      c->status[i]);
             http_send_error(c->req, c->status[i] == 0 || c->status[i] == 503 ? 503 : 500, why);
             return;
@@ -657,6 +680,27 @@ int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         get_node(req);
     } else if (h2o_memis(path, len, H2O_STRLIT("/admin/shards")) && is_get) {
         call_start(req, "stats", NULL, -1, done_shards, NULL);
+    } else if (h2o_memis(path, len, H2O_STRLIT("/admin/shards")) && is_post) {
+        migrate_add_shard(req);
+    } else if (len > sizeof("/admin/shards/") - 1 && memcmp(path, "/admin/shards/", sizeof("/admin/shards/") - 1) == 0 &&
+               len > sizeof("/drain") - 1 && memcmp(path + len - (sizeof("/drain") - 1), "/drain", sizeof("/drain") - 1) == 0) {
+        char num[16];
+        size_t n = len - (sizeof("/admin/shards/") - 1) - (sizeof("/drain") - 1);
+        char *end;
+        long id = -1;
+        if (n > 0 && n < sizeof(num)) {
+            memcpy(num, path + sizeof("/admin/shards/") - 1, n);
+            num[n] = '\0';
+            id = strtol(num, &end, 10);
+            if (*end != '\0')
+                id = -1;
+        }
+        if (!is_post)
+            http_send_error(req, 405, "POST");
+        else if (id < 0 || id >= CONFIG_MAX_SHARDS || !router.shards[id].active)
+            http_send_error(req, 404, "no such shard");
+        else
+            migrate_drain_shard(req, (int)id);
     } else if (h2o_memis(path, len, H2O_STRLIT("/admin/rooms")) && is_get) {
         get_rooms(req);
     } else if (len > sizeof("/admin/rooms/") - 1 && memcmp(path, "/admin/rooms/", sizeof("/admin/rooms/") - 1) == 0) {

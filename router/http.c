@@ -143,14 +143,14 @@ void http_send_health(h2o_req_t *req)
 {
     char body[128];
     size_t up = 0;
-    for (int i = 0; i < router.conf->shards; ++i)
-        up += router.shards[i].link != NULL && link_is_ready(router.shards[i].link);
-    int ok = up == (size_t)router.conf->shards && !router.draining;
+    for (int k = 0; k < router.num_shards; ++k)
+        up += router.shards[router.ids[k]].link != NULL && link_is_ready(router.shards[router.ids[k]].link);
+    int ok = up == (size_t)router.num_shards && !router.draining;
     int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"shards\":%d,\"shards_up\":%zu}",
                      router.draining ? "draining"
                      : ok            ? "ok"
                                      : "degraded",
-                     router.conf->shards, up);
+                     router.num_shards, up);
     http_send_json(req, ok ? 200 : 503, body, (size_t)n);
 }
 
@@ -451,7 +451,11 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(req, 503, "the node is shutting down");
         return 0;
     }
-    uint16_t shard = shards_owner(r.party, r.party_len, r.room, r.room_len);
+    uint16_t slot, shard = shards_owner(r.party, r.party_len, r.room, r.room_len, &slot);
+    if (migrate_frozen(slot)) {
+        http_send_error(req, 503, "the room is moving to another shard");
+        return 0;
+    }
     link_t *link = shards_link(shard);
     if (link == NULL) {
         http_send_error(req, 503, "the room's shard is restarting");

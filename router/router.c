@@ -97,6 +97,7 @@ static void begin_drain(const char *why)
         return;
     log_info("draining (%s): closing %zu connections with 1001", why, ws_count());
     router.draining = 1;
+    migrate_on_drain();
     rt.drain_deadline = h2o_now(router.loop) + router.conf->timers.drain_ms / 2;
     listener_stop(&rt.main);
     listener_stop(&rt.admin);
@@ -198,7 +199,16 @@ static h2o_hostconf_t *add_host(const char *name, int (*on_req)(h2o_handler_t *,
     return host;
 }
 
-int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms)
+int router_ctl_send(uint32_t type, int shard)
+{
+    if (rt.ctl == NULL)
+        return -ENOTCONN;
+    ctl_msg_t m = {.type = type, .shard = shard};
+    return ctl_send(h2o_socket_get_fd(rt.ctl), &m, -1);
+}
+
+int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms, const int *ids,
+                int num_ids, int target_shards)
 {
     log_set_role("router", -1);
     prctl(PR_SET_NAME, "partyd-router", 0, 0, 0);
@@ -227,7 +237,9 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
         .max_message = conf->limits.message_bytes, .max_output = conf->limits.output_bytes, .ping_ms = conf->timers.ping_ms};
     static const ws_callbacks_t ws_callbacks = {shards_on_ws_message, shards_on_ws_closed};
     ws_init(router.loop, &rt.ws_conf, &ws_callbacks);
-    shards_init();
+    if (shards_init(ids, num_ids) != 0)
+        return 1;
+    migrate_init(target_shards);
 
     listener_start(&rt.main, listen_fd, main_host);
     if (conf->tls_cert != NULL) {

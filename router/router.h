@@ -24,7 +24,10 @@
 
 /* Runs the router until drained. The listening sockets are made by the supervisor (so they outlive a router
  * restart); admin_fd is -1 when the admin listener is off. Returns the exit status. */
-int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms);
+/* `ids` are the node's shards (their ids, from node.json); conf->shards is the count it should have, which the
+ * router reaches by adding or draining shards live once they are all up (migrate.c). */
+int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms, const int *ids,
+                int num_ids, int target_shards);
 
 /* The TLS context of listen.tls (HTTP/1.1 only: WebSocket needs it), or NULL with the reason in err. The caller frees it
  * with SSL_CTX_free. */
@@ -36,6 +39,7 @@ typedef struct st_router_room_t {
     char *key; /* "party/room" */
     size_t key_len;
     uint16_t shard;
+    uint16_t slot;
     size_t count;
     ws_conn_t *conns;
 } router_room_t;
@@ -58,6 +62,7 @@ typedef struct st_router_pending_t {
 typedef enum { SHARD_STARTING = 0, SHARD_UP, SHARD_DOWN } router_shard_state_t;
 
 typedef struct st_router_shard_t {
+    int active;       /* one of the node's shards */
     link_t *link;     /* NULL while the shard is down */
     uint64_t *paused; /* cids of connections not read while the link is congested */
     size_t num_paused, cap_paused;
@@ -71,8 +76,10 @@ typedef struct st_router_t {
     h2o_evloop_t *loop;
     h2o_globalconf_t globalconf;
     h2o_context_t ctx;
-    router_shard_t *shards;
-    slots_table_t slots;
+    router_shard_t shards[CONFIG_MAX_SHARDS]; /* by shard id */
+    int ids[CONFIG_MAX_SHARDS];               /* the active shard ids, ascending */
+    int num_shards;
+    slots_table_t slots; /* the owner of every slot: loaded from DATA_DIR/slots, changed only by migrate.c */
     router_room_t *rooms;
     router_pending_t *requests; /* HTTP requests by rid */
     router_pending_t *pending;  /* every held request */
@@ -100,10 +107,15 @@ void http_send_error(h2o_req_t *req, int status, const char *error);
 void http_send_health(h2o_req_t *req);
 
 /* ---- shards.c ---- */
-void shards_init(void);
+/* Loads the slot table (DATA_DIR/slots; when there is none, the rendezvous table over `ids`, written there). */
+int shards_init(const int *ids, int num_ids);
+/* The slot table file: written atomically (a temporary file, fsync, rename, fsync of the directory). 0 or -errno. */
+int shards_save_slots(void);
+/* Marks a shard active / inactive in the id list. */
+void shards_set_active(int id, int active);
 void shards_dispose(void);
-/* The shard that owns party/room. */
-uint16_t shards_owner(const char *party, size_t party_len, const char *room, size_t room_len);
+/* The shard that owns party/room (and the room's slot in *slot when not NULL). */
+uint16_t shards_owner(const char *party, size_t party_len, const char *room, size_t room_len, uint16_t *slot);
 /* The link to a shard if it is up, else NULL. */
 link_t *shards_link(uint16_t shard);
 /* A shard came up (fd: the router's end of its new link) or went down. */
@@ -118,6 +130,29 @@ int shards_all_up(void);
 void shards_on_ws_message(ws_conn_t *conn, int binary, const uint8_t *data, size_t len);
 void shards_on_ws_closed(ws_conn_t *conn, int code, const char *reason, int clean);
 router_room_t *shards_find_room(const char *key, size_t key_len);
+
+/* ---- migrate.c: moving slots between shards, live ---- */
+/* Whether the slot is being moved: its rooms take no new request or connection (503, Retry-After) for a moment. */
+int migrate_frozen(uint16_t slot);
+/* POST /admin/shards: a new shard, then the rooms that belong to it move there. Answers `req` when done. */
+void migrate_add_shard(h2o_req_t *req);
+/* POST /admin/shards/:id/drain: every slot of shard `id` moves to the others, then the shard stops for good. */
+void migrate_drain_shard(h2o_req_t *req, int id);
+/* Frames and events for the migration. */
+void migrate_on_slot_reply(int shard, const proto_msg_t *msg);
+void migrate_on_shard_up(int shard, int is_new);
+void migrate_on_shard_down(int shard);
+/* Once every shard is up after a start: finishes a move a previous router left, and adds or drains shards until the
+ * node has conf->shards. */
+void migrate_reconcile(void);
+/* The shard count to reach once every shard is up (0: none; a restarted router keeps what it finds). */
+void migrate_init(int target_shards);
+/* The node drains: a move under way stops (nothing is lost). */
+void migrate_on_drain(void);
+/* What is under way, for /admin/node. */
+struct json_t *migrate_status(void);
+/* Sends a record to the supervisor (in router.c). */
+int router_ctl_send(uint32_t type, int shard);
 
 /* ---- linger.c ---- */
 /* From now on client sockets that h2o closes get a lingering close on `loop`. */

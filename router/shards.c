@@ -3,6 +3,9 @@
  * when a client speaks, and what the router does with each frame a shard sends back — above all the fan-out of a
  * room's broadcast to the room's sockets, with the frame encoded once.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -10,30 +13,123 @@
 
 #define ROOM_KEY_MAX (64 + 1 + 256)
 
-void shards_init(void)
+static int id_cmp(const void *a, const void *b)
 {
-    int n = router.conf->shards;
-    router.shards = xcalloc((size_t)n, sizeof(*router.shards));
+    return *(const int *)a - *(const int *)b;
+}
+
+void shards_set_active(int id, int active)
+{
+    if (router.shards[id].active == active)
+        return;
+    router.shards[id].active = active;
+    router.num_shards = 0;
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (router.shards[i].active)
+            router.ids[router.num_shards++] = i;
+}
+
+#define SLOTS_MAGIC "PARTYD-SLOTS 1\n"
+#define SLOTS_FILE_SIZE (sizeof(SLOTS_MAGIC) - 1 + 2 * SLOTS_COUNT)
+
+static void slots_path(char *out, size_t len, const char *suffix)
+{
+    snprintf(out, len, "%s/slots%s", router.conf->data_dir, suffix);
+}
+
+int shards_save_slots(void)
+{
+    char path[4200], tmp[4300];
+    slots_path(path, sizeof(path), "");
+    slots_path(tmp, sizeof(tmp), ".tmp");
+    unsigned char *buf = xmalloc(SLOTS_FILE_SIZE), *p = buf + sizeof(SLOTS_MAGIC) - 1;
+    memcpy(buf, SLOTS_MAGIC, sizeof(SLOTS_MAGIC) - 1);
+    for (size_t s = 0; s < SLOTS_COUNT; ++s) {
+        p[2 * s] = (unsigned char)(router.slots.owner[s] >> 8);
+        p[2 * s + 1] = (unsigned char)router.slots.owner[s];
+    }
+    int err = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd == -1) {
+        err = -errno;
+    } else {
+        if (write(fd, buf, SLOTS_FILE_SIZE) != (ssize_t)SLOTS_FILE_SIZE || fsync(fd) != 0)
+            err = errno != 0 ? -errno : -EIO;
+        close(fd);
+        if (err == 0 && rename(tmp, path) != 0)
+            err = -errno;
+    }
+    free(buf);
+    if (err != 0)
+        return err;
+    int dfd = open(router.conf->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd != -1) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+int shards_init(const int *ids, int num_ids)
+{
+    for (int i = 0; i < num_ids; ++i)
+        router.shards[ids[i]].active = 1;
+    router.num_shards = num_ids;
+    memcpy(router.ids, ids, (size_t)num_ids * sizeof(*ids));
+    qsort(router.ids, (size_t)num_ids, sizeof(int), id_cmp);
+
+    char path[4200];
+    slots_path(path, sizeof(path), "");
+    FILE *f = fopen(path, "rb");
+    if (f != NULL) {
+        unsigned char *buf = xmalloc(SLOTS_FILE_SIZE), *p = buf + sizeof(SLOTS_MAGIC) - 1;
+        size_t n = fread(buf, 1, SLOTS_FILE_SIZE, f);
+        fclose(f);
+        int ok = n == SLOTS_FILE_SIZE && memcmp(buf, SLOTS_MAGIC, sizeof(SLOTS_MAGIC) - 1) == 0;
+        for (size_t s = 0; ok && s < SLOTS_COUNT; ++s) {
+            uint16_t owner = (uint16_t)(p[2 * s] << 8 | p[2 * s + 1]);
+            if (owner >= CONFIG_MAX_SHARDS || !router.shards[owner].active) {
+                log_error("%s: slot %zu belongs to shard %u, which is not one of this node's shards", path, s, owner);
+                ok = 0;
+            }
+            router.slots.owner[s] = owner;
+        }
+        free(buf);
+        if (!ok) {
+            log_error("%s is not a slot table of this node; refusing to guess where rooms are", path);
+            return -1;
+        }
+        return 0;
+    }
+    /* the first start (or a data directory from before slot tables were recorded): the rendezvous table over the
+     * shards, which is where the data is; recorded now, so that adding a shard later cannot change it by accident */
     slots_shard_t list[CONFIG_MAX_SHARDS];
-    for (int i = 0; i < n; ++i)
-        list[i] = (slots_shard_t){(uint32_t)i, 1.0};
-    slots_build(&router.slots, list, (size_t)n);
+    for (int i = 0; i < router.num_shards; ++i)
+        list[i] = (slots_shard_t){(uint32_t)router.ids[i], 1.0};
+    slots_build(&router.slots, list, (size_t)router.num_shards);
+    int r = shards_save_slots();
+    if (r != 0) {
+        log_error("cannot write %s: %s", path, strerror(-r));
+        return -1;
+    }
+    return 0;
 }
 
 void shards_dispose(void)
 {
-    for (int i = 0; i < router.conf->shards; ++i) {
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i) {
         if (router.shards[i].link != NULL)
             link_close(router.shards[i].link);
         free(router.shards[i].paused);
+        router.shards[i].paused = NULL;
     }
-    free(router.shards);
-    router.shards = NULL;
 }
 
-uint16_t shards_owner(const char *party, size_t party_len, const char *room, size_t room_len)
+uint16_t shards_owner(const char *party, size_t party_len, const char *room, size_t room_len, uint16_t *slot)
 {
-    return router.slots.owner[slots_of_room(party, party_len, room, room_len)];
+    uint16_t s = slots_of_room(party, party_len, room, room_len);
+    if (slot != NULL)
+        *slot = s;
+    return router.slots.owner[s];
 }
 
 link_t *shards_link(uint16_t shard)
@@ -44,7 +140,7 @@ link_t *shards_link(uint16_t shard)
 size_t shards_backlog(void)
 {
     size_t n = 0;
-    for (int i = 0; i < router.conf->shards; ++i)
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         if (router.shards[i].link != NULL)
             n += link_backlog(router.shards[i].link);
     return n;
@@ -52,15 +148,16 @@ size_t shards_backlog(void)
 
 int shards_all_up(void)
 {
-    for (int i = 0; i < router.conf->shards; ++i)
-        if (router.shards[i].link == NULL || !link_is_ready(router.shards[i].link))
+    for (int k = 0; k < router.num_shards; ++k)
+        if (router.shards[router.ids[k]].link == NULL || !link_is_ready(router.shards[router.ids[k]].link))
             return 0;
     return 1;
 }
 
 void shards_flush(void)
 {
-    for (int i = 0; i < router.conf->shards; ++i)
+    /* every link, a retiring shard's too: it may still owe acks */
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         if (router.shards[i].link != NULL)
             link_flush(router.shards[i].link);
 }
@@ -82,6 +179,7 @@ static void room_add(ws_conn_t *conn, const char *key, size_t key_len)
         room->key = xstrndup(key, key_len);
         room->key_len = key_len;
         room->shard = conn->shard;
+        room->slot = slots_of_key(key, key_len);
         HASH_ADD_KEYPTR(hh, router.rooms, room->key, room->key_len, room);
     }
     conn->room = room;
@@ -246,6 +344,9 @@ static void on_frame(link_t *link, const proto_msg_t *m)
     case PROTO_ADMIN_REPLY:
         admin_on_reply(shard, m);
         break;
+    case PROTO_SLOT_REPLY:
+        migrate_on_slot_reply(shard, m);
+        break;
     default:
         log_warn("shard %d sent an unexpected %s frame", shard, proto_type_name(m->type));
         break;
@@ -261,6 +362,8 @@ static void on_hello(link_t *link, const proto_msg_t *hello)
     }
     router.shards[shard].state = SHARD_UP;
     log_info("shard %d (pid %u) connected", shard, hello->pid);
+    if (shards_all_up())
+        migrate_reconcile();
 }
 
 /* The shard is gone: its rooms' sockets close with 1011 so clients reconnect (to the restarted shard), held
@@ -295,6 +398,7 @@ static void shard_lost(int shard)
         }
     }
     admin_on_shard_down(shard);
+    migrate_on_shard_down(shard);
 }
 
 static void on_closed(link_t *link, const char *why)
@@ -313,10 +417,13 @@ static const link_callbacks_t link_callbacks = {on_hello, on_frame, on_closed, o
 
 void shards_on_up(int shard, int pid, uint32_t restarts, int fd)
 {
-    if (shard < 0 || shard >= router.conf->shards) {
+    if (shard < 0 || shard >= CONFIG_MAX_SHARDS) {
         close(fd);
         return;
     }
+    int is_new = !router.shards[shard].active;
+    if (is_new)
+        shards_set_active(shard, 1); /* a shard added live: it owns no slot until migrate.c moves some to it */
     if (router.shards[shard].link != NULL) {
         link_close(router.shards[shard].link);
         shard_lost(shard);
@@ -326,11 +433,12 @@ void shards_on_up(int shard, int pid, uint32_t restarts, int fd)
     router.shards[shard].state = SHARD_STARTING;
     router.shards[shard].link =
         link_open(router.loop, fd, router.max_frame, PROTO_ROLE_ROUTER, shard, &link_callbacks, (void *)(intptr_t)shard);
+    migrate_on_shard_up(shard, is_new);
 }
 
 void shards_on_down(int shard)
 {
-    if (shard < 0 || shard >= router.conf->shards)
+    if (shard < 0 || shard >= CONFIG_MAX_SHARDS)
         return;
     if (router.shards[shard].link != NULL) {
         link_close(router.shards[shard].link);

@@ -100,6 +100,8 @@ struct st_party_room_t {
     uint8_t in_lru;
     uint8_t hibernates;
     party_room_t *lru_prev, *lru_next;
+    party_room_t *slot_prev, *slot_next; /* rooms.by_slot[slot] */
+    uint16_t slot;
     uint64_t idle_since; /* monotonic ms */
     /* output gate */
     uint64_t gated_pass; /* the pass in which it last wrote, plus one (0: never) */
@@ -121,6 +123,8 @@ static struct {
     uint64_t messages_in;
     uint64_t messages_out;
     base_hist_t wake;
+    party_room_t *by_slot[SLOTS_COUNT]; /* rooms in memory, per slot: what a slot move must evict */
+    uint8_t frozen[SLOTS_COUNT];        /* slots being moved away: no event may run in their rooms */
 } rooms;
 
 /* ---- lifecycle ---- */
@@ -237,6 +241,12 @@ static void room_destroy(party_room_t *room)
         request_answer_internal(room->requests, 503, "the room stopped");
     room_stop(room);
     lru_remove(room);
+    if (room->slot_prev != NULL)
+        room->slot_prev->slot_next = room->slot_next;
+    else
+        rooms.by_slot[room->slot] = room->slot_next;
+    if (room->slot_next != NULL)
+        room->slot_next->slot_prev = room->slot_prev;
     HASH_DEL(rooms.by_key, room);
     --rooms.num_rooms;
     free(room->key);
@@ -329,6 +339,11 @@ static party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, co
     memcpy(room->prefix + 4, key, key_len);
     room->prefix_len = 4 + key_len;
     HASH_ADD_KEYPTR(hh, rooms.by_key, room->key, room->key_len, room);
+    room->slot = slot;
+    room->slot_next = rooms.by_slot[slot];
+    if (room->slot_next != NULL)
+        room->slot_next->slot_prev = room;
+    rooms.by_slot[slot] = room;
     ++rooms.num_rooms;
     load_alarm(room);
     return room;
@@ -512,6 +527,10 @@ void rooms_on_open(const proto_msg_t *msg)
     shard_event_begin();
     int status;
     const char *why;
+    if (rooms.frozen[slots_of_room(msg->party.base, msg->party.len, msg->room.base, msg->room.len)]) {
+        emit_reject(msg->id, 503, "the room is moving to another shard");
+        return;
+    }
     party_room_t *room = room_get(msg->party, msg->room, &status, &why);
     if (room == NULL) {
         emit_reject(msg->id, status, why);
@@ -680,6 +699,10 @@ void rooms_on_request(const proto_msg_t *msg)
     shard_event_begin();
     int status;
     const char *why;
+    if (rooms.frozen[slots_of_room(msg->party.base, msg->party.len, msg->room.base, msg->room.len)]) {
+        respond_simple(msg->id, 503, "the room is moving to another shard");
+        return;
+    }
     party_room_t *room = room_get(msg->party, msg->room, &status, &why);
     if (room == NULL) {
         respond_simple(msg->id, status, why);
@@ -1136,6 +1159,8 @@ static void fire_alarm(const unsigned char *idx, size_t idx_len)
     size_t key_len = prefix_len >= 4 ? (size_t)prefix[2] << 8 | prefix[3] : 0;
     const char *key = (const char *)prefix + 4;
     const char *sep = key_len != 0 ? memchr(key, '/', key_len) : NULL;
+    if (prefix_len >= 2 && rooms.frozen[prefix[0] << 8 | prefix[1]])
+        return; /* the room is moving: its new shard fires it */
     /* this index entry is done with, whatever happens next (a retry writes a new one) */
     store_delete(rooms.store, idx, idx_len);
     if (key_len + 4 != prefix_len || sep == NULL) {
@@ -1833,4 +1858,167 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
             break;
     }
     return deleted;
+}
+
+/* ---- slot moves (shard/migrate.c, driven by router/migrate.c) ---- */
+
+void rooms_slot_freeze(uint16_t slot, int frozen)
+{
+    rooms.frozen[slot] = (uint8_t)(frozen != 0);
+}
+
+void rooms_slots_unfreeze_all(void)
+{
+    memset(rooms.frozen, 0, sizeof(rooms.frozen));
+}
+
+/* The storage range of a slot: [slot][...] up to [slot + 1]. */
+static void slot_range(uint16_t slot, unsigned char lo[2], unsigned char hi[2])
+{
+    lo[0] = (unsigned char)(slot >> 8);
+    lo[1] = (unsigned char)slot;
+    hi[0] = (unsigned char)((slot + 1) >> 8);
+    hi[1] = (unsigned char)(slot + 1);
+}
+
+/* The tag of a room key in storage ([slot][len][party/room][tag]...), or 0 when the key is not one. */
+static int key_tag(const char *key, size_t len, size_t *prefix_len)
+{
+    if (len < 5)
+        return 0;
+    size_t klen = (size_t)(unsigned char)key[2] << 8 | (unsigned char)key[3];
+    if (4 + klen >= len)
+        return 0;
+    *prefix_len = 4 + klen;
+    return (unsigned char)key[4 + klen];
+}
+
+/* The alarm index entry that an 'a' key (its storage key and 9-byte value) stands for. */
+static size_t index_key_of(const char *key, size_t prefix_len, const char *value, unsigned char *out)
+{
+    out[0] = out[1] = 0xff;
+    memcpy(out + 2, value, 8);
+    memcpy(out + 10, key, prefix_len);
+    return 10 + prefix_len;
+}
+
+void rooms_slot_evict(uint16_t slot)
+{
+    while (rooms.by_slot[slot] != NULL) {
+        party_room_t *room = rooms.by_slot[slot];
+        rooms_run_deferred();
+        /* the router closed these connections before asking; any left (a race with a new one) reconnect */
+        while (room->conns != NULL) {
+            party_conn_t *c = room->conns;
+            if ((c->flags & CONN_CLOSED) == 0)
+                emit_close_conn(c->cid, 1012, "the room is moving to another shard; reconnect");
+            conn_forget(c);
+            conn_unlink(c);
+            conn_free(c);
+        }
+        ++rooms.evictions;
+        room_destroy(room);
+    }
+}
+
+long rooms_slot_export(uint16_t slot, void (*emit)(void *arg, base_buf_t *chunk, int last), void *arg, size_t chunk_bytes)
+{
+    unsigned char lo[DATA_KEY_MAX + 1], hi[2];
+    size_t lo_len = 2;
+    slot_range(slot, lo, hi);
+    base_buf_t chunk;
+    base_buf_init(&chunk);
+    long pairs = 0;
+    store_entry_t e[LIST_CHUNK];
+    for (;;) {
+        long n = store_scan(rooms.store, lo, lo_len, hi, 2, 0, e, LIST_CHUNK);
+        if (n < 0) {
+            base_buf_dispose(&chunk);
+            return n;
+        }
+        for (long i = 0; i < n; ++i) {
+            proto_pairs_add(&chunk, e[i].key, e[i].key_len, e[i].value, e[i].value_len);
+            ++pairs;
+            if (base_buf_len(&chunk) >= chunk_bytes) {
+                emit(arg, &chunk, 0);
+                base_buf_consume(&chunk, base_buf_len(&chunk));
+            }
+        }
+        if (n > 0) {
+            memcpy(lo, e[n - 1].key, e[n - 1].key_len);
+            lo[e[n - 1].key_len] = 0;
+            lo_len = e[n - 1].key_len + 1;
+        }
+        store_entries_free(e, (size_t)n);
+        if (n < LIST_CHUNK)
+            break;
+    }
+    emit(arg, &chunk, 1);
+    base_buf_dispose(&chunk);
+    return pairs;
+}
+
+/* Deletes every key of the slot's range (and the alarm index entries of its rooms). */
+static long slot_clear(uint16_t slot)
+{
+    unsigned char lo[DATA_KEY_MAX + 1], hi[2];
+    size_t lo_len = 2;
+    slot_range(slot, lo, hi);
+    long deleted = 0;
+    store_entry_t e[LIST_CHUNK];
+    for (;;) {
+        long n = store_scan(rooms.store, lo, lo_len, hi, 2, 0, e, LIST_CHUNK);
+        if (n < 0)
+            return n;
+        for (long i = 0; i < n; ++i) {
+            size_t plen;
+            if (key_tag(e[i].key, e[i].key_len, &plen) == TAG_ALARM && e[i].value_len == 9) {
+                unsigned char idx[10 + PREFIX_MAX];
+                store_delete(rooms.store, idx, index_key_of(e[i].key, plen, e[i].value, idx));
+            }
+            store_delete(rooms.store, e[i].key, e[i].key_len);
+            ++deleted;
+        }
+        if (n > 0) {
+            memcpy(lo, e[n - 1].key, e[n - 1].key_len);
+            lo[e[n - 1].key_len] = 0;
+            lo_len = e[n - 1].key_len + 1;
+        }
+        store_entries_free(e, (size_t)n);
+        if (n < LIST_CHUNK)
+            break;
+    }
+    return deleted;
+}
+
+int rooms_slot_import(uint16_t slot, proto_str_t data, int first)
+{
+    if (first) {
+        /* what an earlier, interrupted move left here is stale: the source is the truth */
+        rooms_slot_evict(slot);
+        if (slot_clear(slot) < 0)
+            return -EIO;
+    }
+    size_t off = 0;
+    proto_str_t k, v;
+    int r;
+    while ((r = proto_pairs_next(data, &off, &k, &v)) == 1) {
+        if (k.len < 2 || (size_t)((unsigned char)k.base[0] << 8 | (unsigned char)k.base[1]) != slot)
+            return -EINVAL; /* a key of another slot: refuse the whole chunk */
+        store_put(rooms.store, k.base, k.len, v.base, v.len);
+        size_t plen;
+        if (key_tag(k.base, k.len, &plen) == TAG_ALARM && v.len == 9) {
+            unsigned char idx[10 + PREFIX_MAX];
+            store_put(rooms.store, idx, index_key_of(k.base, plen, v.base, idx), v.base + 8, 1);
+        }
+    }
+    return r == 0 ? 0 : -EINVAL;
+}
+
+long rooms_slot_drop(uint16_t slot)
+{
+    rooms_slot_evict(slot);
+    long n = slot_clear(slot);
+    rooms.frozen[slot] = 0;
+    return n;
 }

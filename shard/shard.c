@@ -200,6 +200,9 @@ static void on_link_frame(link_t *link, const proto_msg_t *msg)
     case PROTO_ADMIN:
         shard_admin(msg);
         break;
+    case PROTO_SLOT:
+        shard_slot(msg);
+        break;
     default:
         log_warn("ignoring a %s frame from the router", proto_type_name(msg->type));
         break;
@@ -209,6 +212,8 @@ static void on_link_frame(link_t *link, const proto_msg_t *msg)
 
 static void router_gone(void)
 {
+    /* moves in flight were the old router's: the slots serve here again until a new one moves them */
+    rooms_slots_unfreeze_all();
     /* what was held for the router cannot reach it; the writes still commit */
     base_buf_consume(&shard.held, base_buf_len(&shard.held));
     shard.held_rids.n = shard.held_cids.n = 0;

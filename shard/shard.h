@@ -46,6 +46,8 @@ const base_hist_t *shard_latency(void);
 
 /* admin.c: an ADMIN frame from the router. */
 void shard_admin(const proto_msg_t *msg);
+/* migrate.c: a SLOT frame from the router. */
+void shard_slot(const proto_msg_t *msg);
 
 /* room.c: entry points for the frames the router sends. */
 void rooms_init(const config_t *conf, store_t *store);
@@ -69,6 +71,21 @@ typedef struct st_rooms_stats_t {
     base_hist_t wake; /* how long on_start took when a room started (seconds) */
 } rooms_stats_t;
 void rooms_stats(rooms_stats_t *stats);
+
+/* ---- room.c for slot moves (shard/migrate.c) ---- */
+/* A frozen slot's rooms run no event: connections and requests get 503, alarms wait. */
+void rooms_slot_freeze(uint16_t slot, int frozen);
+void rooms_slots_unfreeze_all(void);
+/* Takes the slot's rooms out of memory (a connection still there is closed with 1012). */
+void rooms_slot_evict(uint16_t slot);
+/* Passes the slot's keys and values as packed pairs (proto_pairs_add) to emit, in chunks of about chunk_bytes, the
+ * last with last = 1 (possibly empty). Returns the number of pairs, or -EIO. */
+long rooms_slot_export(uint16_t slot, void (*emit)(void *arg, base_buf_t *chunk, int last), void *arg, size_t chunk_bytes);
+/* Writes one chunk of a slot coming in; the first chunk first clears whatever the slot held here. 0, -EINVAL (a key of
+ * another slot, malformed pairs), -EIO. */
+int rooms_slot_import(uint16_t slot, proto_str_t data, int first);
+/* Deletes the slot's data here (it moved away) and unfreezes it. Returns the keys deleted, or -EIO. */
+long rooms_slot_drop(uint16_t slot);
 
 /* ---- room.c for the admin operations (shard/admin.c); results are JSON (jansson) ---- */
 struct json_t;

@@ -126,8 +126,8 @@ static int key_cmp(const char *a, size_t alen, const void *b, size_t blen)
     return c != 0 ? c : (alen > blen) - (alen < blen);
 }
 
-static long scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out, size_t max,
-                 int with_values)
+static long scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out,
+                 size_t max, int with_values)
 {
     rocksdb_iterator_t *base = rocksdb_create_iterator(s->db, s->ro);
     rocksdb_iterator_t *it = rocksdb_writebatch_wi_create_iterator_with_base(s->batch, base);
@@ -175,8 +175,7 @@ static long scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_
     return (long)n;
 }
 
-long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out,
-                size_t max)
+long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse, store_entry_t *out, size_t max)
 {
     return scan(s, lo, lolen, hi, hilen, reverse, out, max, 1);
 }

@@ -94,6 +94,15 @@ static proto_msg_t sample(proto_type_t type)
         m.num_headers = 1;
         m.data = PROTO_STR("{}");
         break;
+    case PROTO_SLOT:
+    case PROTO_SLOT_REPLY:
+        m.id = 4;
+        m.method = PROTO_STR("import");
+        m.code = 16383;
+        m.binary = 1;
+        m.status = type == PROTO_SLOT_REPLY ? 200 : 0;
+        m.data = proto_str("\0\0\0\1k\0\0\0\1v", 10);
+        break;
     case PROTO_ADMIN_REPLY:
         m.id = 3;
         m.status = 200;
