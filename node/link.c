@@ -15,13 +15,13 @@ struct st_link_t {
     proto_decoder_t dec;
     size_t max_frame;
     proto_role_t peer_role;
-    base_buf_t out;     /* frames queued since the last flush */
-    base_buf_t writing; /* the bytes of the write in flight */
+    base_buf_t out;     /* frames not written yet */
     unsigned ready : 1; /* peer HELLO received */
     unsigned failed : 1;
     unsigned in_read : 1;
     unsigned closed : 1; /* link_close called inside on_frame: free when the read loop ends */
     unsigned congested : 1;
+    unsigned waiting : 1; /* for the socket to become writable */
 };
 
 static void link_free(link_t *link)
@@ -30,7 +30,6 @@ static void link_free(link_t *link)
         h2o_socket_close(link->sock);
     proto_decoder_dispose(&link->dec);
     base_buf_dispose(&link->out);
-    base_buf_dispose(&link->writing);
     free(link);
 }
 
@@ -112,13 +111,12 @@ link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role,
     link->peer_role = role == PROTO_ROLE_ROUTER ? PROTO_ROLE_SHARD : PROTO_ROLE_ROUTER;
     proto_decoder_init(&link->dec, max_frame);
     base_buf_init(&link->out);
-    base_buf_init(&link->writing);
     link->sock = h2o_evloop_socket_create(loop, fd, 0);
     link->sock->data = link;
     h2o_socket_read_start(link->sock, on_read);
     proto_msg_t hello = {.type = PROTO_HELLO, .version = PROTO_VERSION, .role = role, .shard = shard, .pid = (uint32_t)getpid()};
+    /* written by the caller's next link_flush: a write failing here would free the link before the caller has it */
     link_emit(link, &hello);
-    link_flush(link);
     return link;
 }
 
@@ -165,16 +163,44 @@ void link_emit_raw(link_t *link, const void *frames, size_t len)
     base_buf_append(&link->out, frames, len);
 }
 
-static void on_written(h2o_socket_t *sock, const char *err)
+/* Writes are the link's own: write() on the socket, as much as the kernel takes; when it takes no more, h2o tells us
+ * once the socket is writable again (h2o_socket_notify_write). h2o_socket_write is not used here on purpose: in h2o
+ * 2.2.5 a write that completes at once, started outside h2o's own callbacks (as our end-of-pass flush is), leaves the
+ * socket registered for EPOLLOUT with no write callback, and the next writable event aborts the process in
+ * write_pending. */
+static void link_write(link_t *link);
+
+static void on_writable(h2o_socket_t *sock, const char *err)
 {
     link_t *link = sock->data;
-    base_buf_consume(&link->writing, base_buf_len(&link->writing));
-    base_buf_shrink(&link->writing, 1 << 20);
+    link->waiting = 0;
     if (err != NULL) {
         link_fail(link, err);
         return;
     }
-    link_flush(link);
+    link_write(link);
+}
+
+static void link_write(link_t *link)
+{
+    int fd = h2o_socket_get_fd(link->sock);
+    while (base_buf_len(&link->out) != 0) {
+        ssize_t n = write(fd, base_buf_head(&link->out), base_buf_len(&link->out));
+        if (n > 0) {
+            base_buf_consume(&link->out, (size_t)n);
+            continue;
+        }
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == -1 && errno == EAGAIN) {
+            link->waiting = 1;
+            h2o_socket_notify_write(link->sock, on_writable);
+            return;
+        }
+        link_fail(link, n == -1 ? strerror(errno) : "write returned 0");
+        return;
+    }
+    base_buf_shrink(&link->out, 1 << 20);
     if (link->congested && link_backlog(link) < LINK_LOW_WATER) {
         link->congested = 0;
         if (link->cb->on_drained != NULL)
@@ -191,18 +217,14 @@ int link_congested(link_t *link)
 
 void link_flush(link_t *link)
 {
-    if (link->failed || link->closed || h2o_socket_is_writing(link->sock) || base_buf_len(&link->out) == 0)
+    if (link->failed || link->closed || link->waiting)
         return;
-    base_buf_t t = link->writing;
-    link->writing = link->out;
-    link->out = t;
-    h2o_iovec_t iov = h2o_iovec_init(base_buf_head(&link->writing), base_buf_len(&link->writing));
-    h2o_socket_write(link->sock, &iov, 1, on_written);
+    link_write(link);
 }
 
 size_t link_backlog(const link_t *link)
 {
-    return base_buf_len(&link->out) + base_buf_len(&link->writing);
+    return base_buf_len(&link->out);
 }
 
 int link_is_ready(const link_t *link)

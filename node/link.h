@@ -1,8 +1,8 @@
 /*
  * link.h — one router⇄shard link: proto.h frames over a Unix stream socket on an h2o event loop.
  *
- * The link owns the socket, a decoder and two output buffers: frames are appended to one while the other is being
- * written, so a loop pass that produces a thousand frames costs one write() (link_flush, called once per pass).
+ * The link owns the socket, a decoder and an output buffer: frames are appended to it and written once per loop pass
+ * (link_flush), so a pass that produces a thousand frames costs one write().
  * The first frame each way is HELLO; a peer with another PROTO_VERSION or the wrong role is refused.
  */
 #ifndef PARTYD_LINK_H
@@ -46,7 +46,8 @@ int link_emit(link_t *link, const proto_msg_t *msg);
 size_t link_out_mark(const link_t *link);
 void link_take_tail(link_t *link, size_t mark, base_buf_t *dst);
 void link_emit_raw(link_t *link, const void *frames, size_t len);
-/* Starts writing what was queued, unless a write is already in flight (its completion continues). Once per pass. */
+/* Writes what was queued, as far as the socket takes it (the rest goes when it is writable). Once per pass. A write
+ * that fails fails the link: on_closed runs and the link is freed, so do not touch it after this returns. */
 void link_flush(link_t *link);
 /* Whether more than LINK_HIGH_WATER bytes wait; once it said yes, on_drained follows when they fall under
  * LINK_LOW_WATER. */

@@ -214,7 +214,8 @@ int proto_encode(base_buf_t *out, const proto_msg_t *msg, size_t max_frame)
         return -EINVAL;
     if (msg->num_headers > PROTO_MAX_HEADERS || msg->num_except > PROTO_MAX_EXCEPT)
         return -EMSGSIZE;
-    size_t start = out->size;
+    /* positions relative to the unconsumed head: appending may slide the bytes to the front of the buffer */
+    size_t start = base_buf_len(out);
     char *hdr = base_buf_reserve(out, PROTO_FRAME_HEADER_SIZE);
     memset(hdr, 0, PROTO_FRAME_HEADER_SIZE);
     base_buf_commit(out, PROTO_FRAME_HEADER_SIZE);
@@ -227,12 +228,12 @@ int proto_encode(base_buf_t *out, const proto_msg_t *msg, size_t max_frame)
     for (size_t i = 0; i < n; ++i)
         pack_field(&pk, layouts[msg->type][i], msg);
 
-    size_t payload = out->size - start - PROTO_FRAME_HEADER_SIZE;
+    size_t payload = base_buf_len(out) - start - PROTO_FRAME_HEADER_SIZE;
     if (payload > max_frame || payload > UINT32_MAX) {
-        out->size = start; /* take the partial frame back */
+        out->size = out->off + start; /* take the partial frame back */
         return -EMSGSIZE;
     }
-    unsigned char *p = (unsigned char *)out->data + start;
+    unsigned char *p = (unsigned char *)base_buf_head(out) + start;
     p[0] = payload >> 24;
     p[1] = payload >> 16;
     p[2] = payload >> 8;

@@ -323,6 +323,43 @@ static void test_random_garbage(void **state)
     proto_decoder_dispose(&dec);
 }
 
+/* Frames appended to a buffer whose front was consumed (so appending slides the bytes) still decode, in order. */
+static void test_encode_after_consume(void **state)
+{
+    (void)state;
+    base_buf_t buf;
+    base_buf_init(&buf);
+    proto_decoder_t dec;
+    proto_decoder_init(&dec, CAP);
+    char big[5000];
+    memset(big, 'b', sizeof(big));
+    size_t expect[256], head = 0, tail = 0;
+    for (int round = 0; round < 200; ++round) {
+        proto_msg_t m = sample(PROTO_SEND);
+        m.data = proto_str(big, (size_t)(round * 37) % sizeof(big));
+        assert_int_equal(proto_encode(&buf, &m, CAP), 0);
+        expect[tail++ % 256] = m.data.len;
+        /* a frame refused for its size leaves the buffer as it was */
+        size_t before = base_buf_len(&buf);
+        assert_int_equal(proto_encode(&buf, &m, 4), -EMSGSIZE);
+        assert_int_equal(base_buf_len(&buf), before);
+        /* consume every frame but the last (as a partial write would): the front is consumed, so the next append
+         * slides what is left to the front of the buffer */
+        proto_msg_t out;
+        long n;
+        while ((n = proto_decode(&dec, base_buf_head(&buf), base_buf_len(&buf), &out)) > 0 && (size_t)n < base_buf_len(&buf)) {
+            assert_int_equal(out.type, PROTO_SEND);
+            assert_int_equal(out.data.len, expect[head++ % 256]);
+            for (size_t k = 0; k < out.data.len; ++k)
+                assert_int_equal(out.data.base[k], 'b');
+            base_buf_consume(&buf, (size_t)n);
+        }
+        assert_true(n > 0);
+    }
+    proto_decoder_dispose(&dec);
+    base_buf_dispose(&buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_frame_cap),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_random_garbage),
+        cmocka_unit_test(test_encode_after_consume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
