@@ -318,6 +318,14 @@ static void on_tls_written(h2o_socket_t *sock, const char *err)
         conn_finish(c);
         return;
     }
+    /* h2o 2.2.5 does not mark a socket's state changed when a write completes at once; started at the end of a pass
+     * (outside h2o's callbacks), such a write leaves the socket polled for EPOLLOUT with no write callback, and the next
+     * writable event aborts in write_pending. Restarting (or stopping) reading marks it, now that no write is in
+     * flight, so its polling is brought up to date before the next wait. */
+    if (c->_flags & F_PAUSED)
+        h2o_socket_read_stop(sock);
+    else
+        h2o_socket_read_start(sock, on_tls_read);
     queue_advance(c, c->_inflight);
     c->_inflight = 0;
     tls_write(c);
