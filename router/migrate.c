@@ -83,23 +83,40 @@ static json_t *ids_json(void)
     return ids;
 }
 
+static void rendezvous_table(slots_table_t *table, int exclude);
+
+/* The slots whose owner is not the one the rendezvous table over the active shards names: 0 in steady state; more
+ * while a move is under way or after one was interrupted, until the router finishes it. */
+static size_t unbalanced_slots(void)
+{
+    slots_table_t *want = xmalloc(sizeof(*want)); /* 32 KiB: not on the stack */
+    rendezvous_table(want, -1);
+    size_t n = 0;
+    for (size_t s = 0; s < SLOTS_COUNT; ++s)
+        n += want->owner[s] != router.slots.owner[s];
+    free(want);
+    return n;
+}
+
 json_t *migrate_status(void)
 {
     static const char *const phases[] = {"idle", "spawning", "moving"};
-    return json_pack("{s:s, s:s?, s:I, s:s?}", "phase", phases[mig.phase], "what", mig.phase != MIG_IDLE ? mig.what : NULL,
-                     "moved_slots", (json_int_t)mig.moved, "last_error", mig.last_error[0] != '\0' ? mig.last_error : NULL);
+    return json_pack("{s:s, s:s?, s:I, s:I, s:s?}", "phase", phases[mig.phase], "what",
+                     mig.phase != MIG_IDLE ? mig.what : NULL, "moved_slots", (json_int_t)mig.moved, "unbalanced_slots",
+                     (json_int_t)unbalanced_slots(), "last_error", mig.last_error[0] != '\0' ? mig.last_error : NULL);
 }
 
 /* ---- the table ---- */
 
-static void compute_target(int exclude)
+/* The table the active shards (less `exclude`) would have at rest. */
+static void rendezvous_table(slots_table_t *table, int exclude)
 {
     slots_shard_t list[CONFIG_MAX_SHARDS];
     size_t n = 0;
     for (int k = 0; k < router.num_shards; ++k)
         if (router.ids[k] != exclude)
             list[n++] = (slots_shard_t){(uint32_t)router.ids[k], 1.0};
-    slots_build(&mig.target, list, n);
+    slots_build(table, list, n);
 }
 
 static void unfreeze_batch(int tell_sources)
@@ -311,7 +328,7 @@ static void drain_shard(h2o_req_t *req, int id)
         return;
     log_info("draining shard %d", id);
     mig.retire = id;
-    compute_target(id);
+    rendezvous_table(&mig.target, id);
     start_moving();
 }
 
@@ -324,7 +341,7 @@ void migrate_on_shard_up(int shard, int is_new)
 {
     if (mig.phase == MIG_SPAWNING && is_new) {
         log_info("shard %d is up; moving its slots to it", shard);
-        compute_target(-1);
+        rendezvous_table(&mig.target, -1);
         start_moving();
     }
 }
@@ -353,7 +370,7 @@ void migrate_reconcile(void)
     if (mig.phase != MIG_IDLE || router.draining || !shards_all_up())
         return;
     /* a move left unfinished (by a crash, or a shard that went down): finish it */
-    compute_target(-1);
+    rendezvous_table(&mig.target, -1);
     if (memcmp(&mig.target, &router.slots, sizeof(mig.target)) != 0) {
         if (begin(NULL, "rebalance") == 0) {
             log_info("the slot table is not the rendezvous table of the shards: moving slots to finish an earlier move");
