@@ -41,6 +41,9 @@
 #define LIST_CHUNK 128
 #define ALARMS_PER_TICK 64
 #define EVICTIONS_PER_TICK 256
+/* Evictions and wakes are logged in aggregate, at most this often (and once at shutdown): one line a minute per shard
+ * however busy, nothing when nothing happened. */
+#define ACTIVITY_LOG_MS 60000
 
 enum { CONN_ACCEPTED = 1, CONN_CLOSED = 2 };
 
@@ -123,6 +126,9 @@ static struct {
     uint64_t messages_in;
     uint64_t messages_out;
     base_hist_t wake;
+    struct {
+        uint64_t at_ms, evictions, wakes;
+    } reported; /* the figures of the last activity log line */
     party_room_t *by_slot[SLOTS_COUNT]; /* rooms in memory, per slot: what a slot move must evict */
     uint8_t frozen[SLOTS_COUNT];        /* slots being moved away: no event may run in their rooms */
 } rooms;
@@ -133,6 +139,7 @@ void rooms_init(const config_t *conf, store_t *store)
 {
     memset(&rooms, 0, sizeof(rooms));
     rooms.conf = conf;
+    rooms.reported.at_ms = base_now_mono_ms();
     rooms.store = store;
 }
 
@@ -767,8 +774,23 @@ void rooms_run_deferred(void)
     }
 }
 
+/* One info line with the evictions and wakes since the last one, when there were any. */
+static void log_activity(uint64_t now_ms)
+{
+    uint64_t evicted = rooms.evictions - rooms.reported.evictions, woken = rooms.wake.count - rooms.reported.wakes;
+    if (evicted != 0 || woken != 0)
+        log_info("rooms: %llu woken, %llu evicted in the last %llu s; %zu in memory, %zu hibernating, %zu connections",
+                 (unsigned long long)woken, (unsigned long long)evicted,
+                 (unsigned long long)((now_ms - rooms.reported.at_ms + 500) / 1000), rooms.num_started,
+                 rooms.num_rooms - rooms.num_started, rooms.num_conns);
+    rooms.reported.at_ms = now_ms;
+    rooms.reported.evictions = rooms.evictions;
+    rooms.reported.wakes = rooms.wake.count;
+}
+
 void rooms_dispose(void)
 {
+    log_activity(base_now_mono_ms());
     rooms_run_deferred();
     party_room_t *room, *tmp;
     HASH_ITER(hh, rooms.by_key, room, tmp)
@@ -1244,6 +1266,9 @@ void rooms_tick(void)
 {
     fire_due_alarms();
     evict_idle();
+    uint64_t now = base_now_mono_ms();
+    if (now - rooms.reported.at_ms >= ACTIVITY_LOG_MS)
+        log_activity(now);
 }
 
 /* ---- party.h: rooms ---- */
