@@ -7,6 +7,8 @@
  *   GET    /admin/                          the dashboard (one page)
  *   GET    /admin/node                      version, uptime, configuration summary
  *   GET    /admin/shards                    per shard: pid, state, slots, rooms, connections, messages, storage, ...
+ *   POST   /admin/shards                    add a shard; slots move to it live (router/migrate.c)
+ *   POST   /admin/shards/:id/drain          move a shard's slots to the others, then retire it (router/migrate.c)
  *   GET    /admin/rooms?party=&prefix=&cursor=&limit=     a page of rooms (never a full dump)
  *   GET    /admin/rooms/:party/:room[?cursor=&limit=]     one room: shard, slot, connections, alarm, a page of keys
  *   POST   /admin/rooms/:party/:room/evict  the room leaves memory now (its clients reconnect, 1012)
@@ -209,14 +211,15 @@ static json_t *config_summary(void)
     for (size_t i = 0; i < conf->num_parties; ++i)
         json_object_set_new(parties, conf->parties[i].name,
                             json_pack("{s:s, s:b}", "kind", conf->parties[i].kind, "hibernate", conf->parties[i].hibernate));
-    return json_pack("{s:s, s:i, s:s, s:i, s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}", "host",
-                     conf->host, "port", conf->port, "prefix", conf->prefix, "shards", conf->shards, "data_dir", conf->data_dir,
-                     "durability", conf->durability, "source", conf->source, "parties", parties, "limits", "message_bytes",
-                     (json_int_t)conf->limits.message_bytes, "body_bytes", (json_int_t)conf->limits.body_bytes, "output_bytes",
-                     (json_int_t)conf->limits.output_bytes, "connections_per_room", (json_int_t)conf->limits.connections_per_room,
-                     "rooms_in_memory", (json_int_t)conf->limits.rooms_in_memory, "timers", "idle_ms",
-                     (json_int_t)conf->timers.idle_ms, "ping_ms", (json_int_t)conf->timers.ping_ms, "alarm_retry_ms",
-                     (json_int_t)conf->timers.alarm_retry_ms, "drain_ms", (json_int_t)conf->timers.drain_ms);
+    return json_pack("{s:s, s:i, s:i, s:s, s:i, s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}", "host",
+                     conf->host, "port", router.port, "admin_port", router.admin_port, "prefix", conf->prefix, "shards",
+                     conf->shards, "data_dir", conf->data_dir, "durability", conf->durability, "source", conf->source, "parties",
+                     parties, "limits", "message_bytes", (json_int_t)conf->limits.message_bytes, "body_bytes",
+                     (json_int_t)conf->limits.body_bytes, "output_bytes", (json_int_t)conf->limits.output_bytes,
+                     "connections_per_room", (json_int_t)conf->limits.connections_per_room, "rooms_in_memory",
+                     (json_int_t)conf->limits.rooms_in_memory, "timers", "idle_ms", (json_int_t)conf->timers.idle_ms, "ping_ms",
+                     (json_int_t)conf->timers.ping_ms, "alarm_retry_ms", (json_int_t)conf->timers.alarm_retry_ms, "drain_ms",
+                     (json_int_t)conf->timers.drain_ms);
 }
 
 static void get_node(h2o_req_t *req)
@@ -557,7 +560,16 @@ static void room_path(h2o_req_t *req, const char *path, size_t len, int is_get, 
 
 /* ---- backup ---- */
 
+static void backup_answer(admin_call_t *c);
+
 static void done_backup(admin_call_t *c)
+{
+    backup_answer(c);
+    router.backing_up = 0;
+    migrate_reconcile(); /* a move the backup held back */
+}
+
+static void backup_answer(admin_call_t *c)
 {
     const char *dir = json_string_value(json_object_get(c->args, "dir"));
     json_t *paths = json_array();
@@ -572,7 +584,16 @@ static void done_backup(admin_call_t *c)
         }
         json_array_append(paths, json_object_get(c->result[i], "path"));
     }
-    /* the node's record goes with it: a backup restores on a node with the same shard count */
+    /* the slot table goes with it (which shard holds which rooms: no move ran since the checkpoints began), and the
+     * node's record (the shard ids) */
+    int r = shards_save_slots_in(dir);
+    if (r != 0) {
+        json_decref(paths);
+        char why[128];
+        snprintf(why, sizeof(why), "could not write the slot table into the backup: %s", strerror(-r));
+        http_send_error(c->req, 500, why);
+        return;
+    }
     char src[4200], dst[4200];
     snprintf(src, sizeof(src), "%s/node.json", router.conf->data_dir);
     snprintf(dst, sizeof(dst), "%s/node.json", dir);
@@ -612,6 +633,13 @@ static void post_backup(h2o_req_t *req)
         http_send_error(req, 503, "a shard is down; a backup needs every shard");
         return;
     }
+    /* the checkpoints and the slot table must agree: no slot may move while they are taken */
+    if (migrate_busy() || router.backing_up) {
+        json_decref(body);
+        http_send_error(req, 409,
+                        router.backing_up ? "another backup is under way" : "a shard change is under way; back up once it is done");
+        return;
+    }
     /* a fresh directory, so a backup never mixes with another */
     if (mkdir(dir, 0750) != 0) {
         char why[300];
@@ -620,6 +648,7 @@ static void post_backup(h2o_req_t *req)
         http_send_error(req, 409, why);
         return;
     }
+    router.backing_up = 1;
     call_start(req, "backup", json_pack("{s:s}", "dir", dir), -1, done_backup, NULL);
     json_decref(body);
 }

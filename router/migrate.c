@@ -59,6 +59,11 @@ int migrate_frozen(uint16_t slot)
     return mig.frozen[slot];
 }
 
+int migrate_busy(void)
+{
+    return mig.phase != MIG_IDLE;
+}
+
 /* ---- answering ---- */
 
 static void answer(int status, json_t *body)
@@ -101,9 +106,9 @@ static size_t unbalanced_slots(void)
 json_t *migrate_status(void)
 {
     static const char *const phases[] = {"idle", "spawning", "moving"};
-    return json_pack("{s:s, s:s?, s:I, s:I, s:s?}", "phase", phases[mig.phase], "what",
-                     mig.phase != MIG_IDLE ? mig.what : NULL, "moved_slots", (json_int_t)mig.moved, "unbalanced_slots",
-                     (json_int_t)unbalanced_slots(), "last_error", mig.last_error[0] != '\0' ? mig.last_error : NULL);
+    return json_pack("{s:s, s:s?, s:I, s:I, s:s?}", "phase", phases[mig.phase], "what", mig.phase != MIG_IDLE ? mig.what : NULL,
+                     "moved_slots", (json_int_t)mig.moved, "unbalanced_slots", (json_int_t)unbalanced_slots(), "last_error",
+                     mig.last_error[0] != '\0' ? mig.last_error : NULL);
 }
 
 /* ---- the table ---- */
@@ -280,9 +285,10 @@ void migrate_on_slot_reply(int shard, const proto_msg_t *msg)
 
 static int begin(h2o_req_t *req, const char *what)
 {
-    if (mig.phase != MIG_IDLE) {
+    if (mig.phase != MIG_IDLE || router.backing_up) {
+        /* (a move the router starts itself waits for the backup: migrate_reconcile runs again when it is done) */
         if (req != NULL)
-            http_send_error(req, 409, "another shard change is under way");
+            http_send_error(req, 409, router.backing_up ? "a backup is under way" : "another shard change is under way");
         return -1;
     }
     if (router.draining) {

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -207,6 +209,15 @@ int router_ctl_send(uint32_t type, int shard)
     return ctl_send(h2o_socket_get_fd(rt.ctl), &m, -1);
 }
 
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
 int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms, const int *ids,
                 int num_ids, int target_shards)
 {
@@ -242,6 +253,8 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     migrate_init(target_shards);
 
     listener_start(&rt.main, listen_fd, main_host);
+    router.port = bound_port(listen_fd);
+    router.admin_port = admin_fd != -1 ? bound_port(admin_fd) : 0;
     if (conf->tls_cert != NULL) {
         char err[600];
         if ((rt.main.accept_ctx.ssl_ctx = router_tls_context(conf, err, sizeof(err))) == NULL) {

@@ -88,6 +88,8 @@ typedef struct st_router_t {
     int draining;
     uint64_t started_at;
     uint64_t http_responses[5]; /* main listener responses by status class: 1xx .. 5xx */
+    int backing_up;             /* a backup is being written: the slot table must not change under it */
+    int port, admin_port;       /* as bound (the configuration may say 0: any free port); admin_port 0 when off */
 } router_t;
 
 extern router_t router;
@@ -111,6 +113,8 @@ void http_send_health(h2o_req_t *req);
 int shards_init(const int *ids, int num_ids);
 /* The slot table file: written atomically (a temporary file, fsync, rename, fsync of the directory). 0 or -errno. */
 int shards_save_slots(void);
+/* The same, into another directory (a backup). */
+int shards_save_slots_in(const char *dir);
 /* Marks a shard active / inactive in the id list. */
 void shards_set_active(int id, int active);
 void shards_dispose(void);
@@ -134,6 +138,8 @@ router_room_t *shards_find_room(const char *key, size_t key_len);
 /* ---- migrate.c: moving slots between shards, live ---- */
 /* Whether the slot is being moved: its rooms take no new request or connection (503, Retry-After) for a moment. */
 int migrate_frozen(uint16_t slot);
+/* A shard change (add, drain, rebalance) is under way. */
+int migrate_busy(void);
 /* POST /admin/shards: a new shard, then the rooms that belong to it move there. Answers `req` when done. */
 void migrate_add_shard(h2o_req_t *req);
 /* POST /admin/shards/:id/drain: every slot of shard `id` moves to the others, then the shard stops for good. */

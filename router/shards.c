@@ -32,16 +32,16 @@ void shards_set_active(int id, int active)
 #define SLOTS_MAGIC "PARTYD-SLOTS 1\n"
 #define SLOTS_FILE_SIZE (sizeof(SLOTS_MAGIC) - 1 + 2 * SLOTS_COUNT)
 
-static void slots_path(char *out, size_t len, const char *suffix)
+static void slots_path(char *out, size_t len, const char *dir, const char *suffix)
 {
-    snprintf(out, len, "%s/slots%s", router.conf->data_dir, suffix);
+    snprintf(out, len, "%s/slots%s", dir, suffix);
 }
 
-int shards_save_slots(void)
+int shards_save_slots_in(const char *dir)
 {
     char path[4200], tmp[4300];
-    slots_path(path, sizeof(path), "");
-    slots_path(tmp, sizeof(tmp), ".tmp");
+    slots_path(path, sizeof(path), dir, "");
+    slots_path(tmp, sizeof(tmp), dir, ".tmp");
     unsigned char *buf = xmalloc(SLOTS_FILE_SIZE), *p = buf + sizeof(SLOTS_MAGIC) - 1;
     memcpy(buf, SLOTS_MAGIC, sizeof(SLOTS_MAGIC) - 1);
     for (size_t s = 0; s < SLOTS_COUNT; ++s) {
@@ -61,12 +61,17 @@ int shards_save_slots(void)
     free(buf);
     if (err != 0)
         return err;
-    int dfd = open(router.conf->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd != -1) {
         fsync(dfd);
         close(dfd);
     }
     return 0;
+}
+
+int shards_save_slots(void)
+{
+    return shards_save_slots_in(router.conf->data_dir);
 }
 
 int shards_init(const int *ids, int num_ids)
@@ -78,7 +83,7 @@ int shards_init(const int *ids, int num_ids)
     qsort(router.ids, (size_t)num_ids, sizeof(int), id_cmp);
 
     char path[4200];
-    slots_path(path, sizeof(path), "");
+    slots_path(path, sizeof(path), router.conf->data_dir, "");
     FILE *f = fopen(path, "rb");
     if (f != NULL) {
         unsigned char *buf = xmalloc(SLOTS_FILE_SIZE), *p = buf + sizeof(SLOTS_MAGIC) - 1;
