@@ -56,3 +56,29 @@ test('flags override the file, the file overrides the default; the admin token c
   assert.equal(eff.limits.body_bytes, 1048576);
   assert.equal(eff.admin.token, '(hidden)');
 });
+
+test('the README\'s metrics table names exactly the metrics /metrics serves; its admin table every admin path served', async () => {
+  const { startNode } = await import('./lib.mjs');
+  const text = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = text.slice(text.indexOf('### Metrics'), text.indexOf('### The dashboard'));
+  const documented = new Set([...section.matchAll(/`(partyd_[a-z_]+)/g)].map((m) => m[1]));
+  const node = await startNode({ shards: 2 });
+  try {
+    const metrics = await (await fetch(`http://127.0.0.1:${node.adminPort}/metrics`)).text();
+    const served = new Set([...metrics.matchAll(/^# TYPE (partyd_[a-z_]+) /gm)].map((m) => m[1]));
+    assert.ok(served.size > 10);
+    assert.deepEqual([...documented].sort(), [...served].sort());
+    // every admin request of the table is routed (not 404): GETs answer, the others are at least known paths
+    const admin = text.slice(text.indexOf('### The admin endpoint'), text.indexOf('### partyctl'));
+    const rows = [...admin.matchAll(/^\| `(GET|POST|DELETE) ([^`? ]+)/gm)].map((m) => [m[1], m[2]]);
+    assert.ok(rows.length >= 13, `${rows.length} admin rows`);
+    for (const [method, p] of rows) {
+      if (method !== 'GET') continue;
+      const real = p.replace(':party', 'counter').replace(':room', 'readme-room');
+      const r = await fetch(`http://127.0.0.1:${node.adminPort}${real}`);
+      assert.equal(r.status, 200, `GET ${real}`);
+    }
+  } finally {
+    await node.stop();
+  }
+});
