@@ -133,6 +133,36 @@ static void print_json(json_t *v)
     free(text);
 }
 
+/* An action's answer: JSON with --json, else a "field: value" line per field (arrays space-separated). */
+static void print_outcome(json_t *v)
+{
+    if (as_json || !json_is_object(v)) {
+        print_json(v);
+        return;
+    }
+    const char *key;
+    json_t *value;
+    json_object_foreach(v, key, value)
+    {
+        printf("%s:", key);
+        if (json_is_array(value)) {
+            size_t i;
+            json_t *e;
+            json_array_foreach(value, i, e)
+            {
+                char *t = json_is_string(e) ? NULL : json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+                printf(" %s", t != NULL ? t : json_string_value(e));
+                free(t);
+            }
+        } else {
+            char *t = json_is_string(value) ? NULL : json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+            printf(" %s", t != NULL ? t : json_string_value(value));
+            free(t);
+        }
+        putchar('\n');
+    }
+}
+
 /* An escaped path segment or query value (room ids are passed through: they are already URL path segments). */
 static char *escape(const char *s)
 {
@@ -289,8 +319,10 @@ static int room_cmd(const char *method, const char *suffix, const char *party, c
     int r = call(method, path, NULL, &v);
     if (r != EXIT_OK)
         return r;
-    if (as_json || show == 0) {
+    if (as_json) {
         print_json(v);
+    } else if (show == 0) {
+        print_outcome(v);
     } else {
         char b[64];
         printf("%s/%s: shard %s, slot %s, in memory %s, hibernating %s, alarm %s\n", party, room,
@@ -310,9 +342,12 @@ static int room_cmd(const char *method, const char *suffix, const char *party, c
         printf("keys (first page): %zu\n", json_array_size(keys));
         json_array_foreach(keys, i, c)
         {
-            printf("  %s (%lld bytes)\n",
-                   json_string_value(json_object_get(c, "key")) ? json_string_value(json_object_get(c, "key")) : "(binary)",
-                   (long long)json_integer_value(json_object_get(c, "bytes")));
+            const char *key = json_string_value(json_object_get(c, "key"));
+            if (key != NULL)
+                printf("  %s (%lld bytes)\n", key, (long long)json_integer_value(json_object_get(c, "bytes")));
+            else /* not UTF-8 */
+                printf("  hex:%s (%lld bytes)\n", json_string_value(json_object_get(c, "key_hex")),
+                       (long long)json_integer_value(json_object_get(c, "bytes")));
         }
     }
     json_decref(v);
@@ -325,7 +360,7 @@ static int simple(const char *method, const char *path, const char *body)
     int r = call(method, path, body, &v);
     if (r != EXIT_OK)
         return r;
-    print_json(v);
+    print_outcome(v);
     json_decref(v);
     return EXIT_OK;
 }
@@ -358,9 +393,18 @@ static int cmd_metrics(void)
     int r = request("GET", "/metrics", NULL, &res);
     if (r != EXIT_OK)
         return r;
+    if (res.status >= 400) {
+        /* as every command: the node's error on stderr, nothing on stdout */
+        json_t *v = json_loadb(base_buf_head(&res.body), base_buf_len(&res.body), 0, NULL);
+        const char *why = json_string_value(json_object_get(v, "error"));
+        fprintf(stderr, "partyctl: GET /metrics: %ld %s\n", res.status, why != NULL ? why : "");
+        json_decref(v);
+        base_buf_dispose(&res.body);
+        return EXIT_REFUSED;
+    }
     fwrite(base_buf_head(&res.body), 1, base_buf_len(&res.body), stdout);
     base_buf_dispose(&res.body);
-    return res.status >= 400 ? EXIT_REFUSED : EXIT_OK;
+    return EXIT_OK;
 }
 
 static int needs(int argc, int n, const char *cmd)

@@ -371,3 +371,41 @@ void base_uuid4(char out[37])
     }
     *p = '\0';
 }
+
+/* ---- hex ---- */
+
+void base_hex_encode(const void *src, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = src;
+    for (size_t i = 0; i < len; ++i) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+long base_hex_decode(const char *hex, size_t len, void *out, size_t cap)
+{
+    if (len % 2 != 0 || len / 2 > cap)
+        return -1;
+    unsigned char *o = out;
+    for (size_t i = 0; i < len; i += 2) {
+        int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        o[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    return (long)(len / 2);
+}

@@ -90,6 +90,11 @@ size_t base_utf8_count(const void *s, size_t len);
  * -1 when the parameter is absent, -2 when the value needs more than cap - 1 bytes. */
 long base_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
 
+/* Lower-case hex of src[0..len) into out (2 * len + 1 bytes, NUL-terminated). */
+void base_hex_encode(const void *src, size_t len, char *out);
+/* Decodes hex (either case) into out[0..cap); the number of bytes, or -1 when the text is not hex of at most cap bytes. */
+long base_hex_decode(const char *hex, size_t len, void *out, size_t cap);
+
 /* A latency histogram with fixed bucket bounds, in seconds, as Prometheus histograms are exposed: counts[i] holds the
  * observations ≤ BASE_HIST_BOUNDS[i] and > the bound before it; counts[BASE_HIST_NUM] those above the last bound. */
 #define BASE_HIST_NUM 14

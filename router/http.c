@@ -3,8 +3,10 @@
  * http_on_req, is routed by PartyKit's URL scheme (route.c) to a party and room, and from there to the room's shard
  * (shards.c). WebSocket upgrades are held until the room's start and connect callbacks ran.
  */
+#include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/sha.h>
 
 #include "route.h"
@@ -121,7 +123,8 @@ static void count_status(int status)
 
 void http_send_json(h2o_req_t *req, int status, const char *json, size_t len)
 {
-    count_status(status);
+    if (req->hostconf != router.admin_host)
+        count_status(status);
     req->res.status = status;
     req->res.reason = status_reason(status);
     req->res.content_length = len;
@@ -133,10 +136,16 @@ void http_send_json(h2o_req_t *req, int status, const char *json, size_t len)
 
 void http_send_error(h2o_req_t *req, int status, const char *error)
 {
-    char body[512];
-    /* the messages are ours and contain no quotes or backslashes */
-    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", error);
-    http_send_json(req, status, body, (size_t)n < sizeof(body) ? (size_t)n : sizeof(body) - 1);
+    /* messages may quote what a client sent (a path, a file name): jansson escapes them */
+    json_t *v = json_pack("{s:s}", "error", error);
+    char *text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (text == NULL) {
+        http_send_json(req, status, H2O_STRLIT("{\"error\":\"(not UTF-8)\"}"));
+        return;
+    }
+    http_send_json(req, status, text, strlen(text)); /* h2o_send_inline copies the body */
+    free(text);
 }
 
 void http_send_health(h2o_req_t *req)

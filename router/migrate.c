@@ -43,6 +43,7 @@ static struct {
     const char *what; /* "add", "drain", "rebalance" */
     h2o_req_t *req;   /* the admin request waiting, or NULL when the router started the move itself */
     int retire;       /* the shard to retire when its slots are gone, or -1 */
+    int added;        /* the shard an "add" started, or -1 */
     slots_table_t target;
     uint32_t next_slot;
     mig_move_t batch[BATCH];
@@ -160,7 +161,12 @@ static void finish(void)
     log_info("moving slots (%s): done, %zu slots moved in %llu ms", mig.what, mig.moved,
              (unsigned long long)(base_now_mono_ms() - mig.started_ms));
     mig.phase = MIG_IDLE;
-    answer(200, json_pack("{s:s, s:I, s:o}", "done", mig.what, "moved_slots", (json_int_t)mig.moved, "shards", ids_json()));
+    json_t *body = json_pack("{s:s, s:I, s:o}", "done", mig.what, "moved_slots", (json_int_t)mig.moved, "shards", ids_json());
+    if (mig.added >= 0)
+        json_object_set_new(body, "shard", json_integer(mig.added));
+    else if (mig.retire >= 0)
+        json_object_set_new(body, "shard", json_integer(mig.retire));
+    answer(200, body);
     migrate_reconcile(); /* more to do, towards the configured count */
 }
 
@@ -299,6 +305,7 @@ static int begin(h2o_req_t *req, const char *what)
     mig.what = what;
     mig.req = req;
     mig.retire = -1;
+    mig.added = -1;
     mig.moved = 0;
     mig.started_ms = base_now_mono_ms();
     mig.last_error[0] = '\0';
@@ -347,6 +354,7 @@ void migrate_on_shard_up(int shard, int is_new)
 {
     if (mig.phase == MIG_SPAWNING && is_new) {
         log_info("shard %d is up; moving its slots to it", shard);
+        mig.added = shard;
         rendezvous_table(&mig.target, -1);
         start_moving();
     }

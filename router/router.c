@@ -240,6 +240,7 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     router.globalconf.http1.upgrade_to_http2 = 0; /* WebSocket needs HTTP/1.1; h2c would take it away */
     h2o_hostconf_t *main_host = add_host("default", http_on_req);
     h2o_hostconf_t *admin_host = add_host("admin", admin_on_req);
+    router.admin_host = admin_host;
     h2o_context_init(&router.ctx, router.loop, &router.globalconf);
     h2o_timeout_init(router.loop, &rt.pause_timeout, ACCEPT_PAUSE_MS);
     linger_init(router.loop);

@@ -88,6 +88,7 @@ typedef struct st_router_t {
     int draining;
     uint64_t started_at;
     uint64_t http_responses[5]; /* main listener responses by status class: 1xx .. 5xx */
+    struct st_h2o_hostconf_t *admin_host; /* the admin listener's requests: not counted in http_responses */
     int backing_up;             /* a backup is being written: the slot table must not change under it */
     int port, admin_port;       /* as bound (the configuration may say 0: any free port); admin_port 0 when off */
 } router_t;

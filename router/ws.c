@@ -138,9 +138,22 @@ ws_conn_t *ws_conn_find(uint64_t cid)
     return c != NULL && c->cid == cid ? c : NULL;
 }
 
+/* Drops the queued frames, except those a write is using: over TLS, the frames handed to h2o's write in flight
+ * (on_tls_written releases them: freeing them here would leave it advancing over freed frames), else with
+ * keep_partial_head a half-written head frame (the stream must end on a frame boundary for the close frame). */
 static void queue_clear(ws_conn_t *c, int keep_partial_head)
 {
-    uint32_t keep = keep_partial_head && c->_qlen != 0 && c->_qoff != 0 ? 1 : 0;
+    uint32_t keep = 0;
+    if (c->_sock != NULL && c->_inflight != 0) {
+        size_t covered = c->_qoff + c->_inflight;
+        while (keep < c->_qlen && covered != 0) {
+            size_t len = c->_q[(c->_qhead + keep) % c->_qcap]->len;
+            covered -= covered < len ? covered : len;
+            ++keep;
+        }
+    } else if (keep_partial_head && c->_qlen != 0 && c->_qoff != 0) {
+        keep = 1;
+    }
     while (c->_qlen > keep) {
         uint32_t last = (c->_qhead + c->_qlen - 1) % c->_qcap;
         c->_qbytes -= c->_q[last]->len;
@@ -179,8 +192,10 @@ static void conn_free(ws_conn_t *c)
         ws.sweep_cursor = c->_all_next;
     if (c->_fd != -1)
         close(c->_fd);
-    if (c->_sock != NULL)
-        h2o_socket_close(c->_sock);
+    if (c->_sock != NULL) {
+        h2o_socket_close(c->_sock); /* a write in flight is abandoned: its callback never runs */
+        c->_sock = NULL;
+    }
     queue_clear(c, 0);
     free(c->_q);
     wsframe_parser_dispose(&c->_parser);
@@ -205,8 +220,9 @@ static void conn_finish(ws_conn_t *c)
         c->_fd = -1;
         --ws.stats.open;
     } else if (c->_sock != NULL) {
-        h2o_socket_close(c->_sock);
+        h2o_socket_close(c->_sock); /* a write in flight is abandoned: its callback never runs */
         c->_sock = NULL;
+        c->_inflight = 0;
         --ws.stats.open;
     }
     report(c, 1006, "connection lost", 0);
@@ -328,6 +344,8 @@ static void on_tls_written(h2o_socket_t *sock, const char *err)
         h2o_socket_read_start(sock, on_tls_read);
     queue_advance(c, c->_inflight);
     c->_inflight = 0;
+    if (c->_flags & F_REAP)
+        return; /* aborted while the write was in flight: nothing more goes out */
     tls_write(c);
 }
 

@@ -115,8 +115,17 @@ void shard_admin(const proto_msg_t *msg)
               rooms_admin_list(json_string_value(json_object_get(args, "after")), json_string_value(json_object_get(args, "party")),
                                json_string_value(json_object_get(args, "prefix")), limit_arg(args, 100, 1000)));
     } else if (OP("room")) {
-        if (room_args(msg->id, args, &party, &room) == 0) {
-            out = rooms_admin_room(party, room, json_string_value(json_object_get(args, "cursor")), limit_arg(args, 100, 1000));
+        json_t *cur = json_object_get(args, "cursor");
+        unsigned char key[PARTY_KEY_MAX];
+        long key_len = 0;
+        if (room_args(msg->id, args, &party, &room) != 0) {
+            /* answered */
+        } else if (cur != NULL &&
+                   (!json_is_string(cur) ||
+                    (key_len = base_hex_decode(json_string_value(cur), json_string_length(cur), key, sizeof(key))) < 0)) {
+            fail(msg->id, 400, "cursor: not one this endpoint gave (the \"next\" of a page)");
+        } else {
+            out = rooms_admin_room(party, room, cur != NULL ? key : NULL, (size_t)key_len, limit_arg(args, 100, 1000));
             if (out != NULL)
                 reply(msg->id, 200, out);
             else

@@ -128,7 +128,7 @@ static struct {
     base_hist_t wake;
     struct {
         uint64_t at_ms, evictions, wakes;
-    } reported; /* the figures of the last activity log line */
+    } reported;                         /* the figures of the last activity log line */
     party_room_t *by_slot[SLOTS_COUNT]; /* rooms in memory, per slot: what a slot move must evict */
     uint8_t frozen[SLOTS_COUNT];        /* slots being moved away: no event may run in their rooms */
 } rooms;
@@ -1747,7 +1747,7 @@ json_t *rooms_admin_list(const char *after, const char *party, const char *prefi
     return json_pack("{s:o, s:o}", "rooms", list, "next", next != NULL ? next : json_null());
 }
 
-json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const char *cursor, size_t limit)
+json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const void *cursor, size_t cursor_len, size_t limit)
 {
     if (config_find_party(rooms.conf, party.base, party.len) == NULL || party.len + 1 + id.len > ROOM_KEY_MAX)
         return NULL;
@@ -1790,9 +1790,9 @@ json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const char *cursor, 
     memcpy(lo, prefix, prefix_len);
     lo[prefix_len] = TAG_DATA;
     size_t lo_len = prefix_len + 1;
-    if (cursor != NULL && strlen(cursor) <= PARTY_KEY_MAX) {
-        memcpy(lo + lo_len, cursor, strlen(cursor));
-        lo_len += strlen(cursor);
+    if (cursor != NULL && cursor_len <= PARTY_KEY_MAX) {
+        memcpy(lo + lo_len, cursor, cursor_len);
+        lo_len += cursor_len;
         lo[lo_len++] = 0; /* strictly after the cursor */
     }
     memcpy(hi, prefix, prefix_len);
@@ -1802,12 +1802,19 @@ json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const char *cursor, 
     store_entry_t *e = xcalloc(limit + 1, sizeof(*e));
     long n = store_scan_keys(rooms.store, lo, lo_len, hi, prefix_len + 1, e, limit + 1);
     json_t *keys = json_array(), *next = json_null();
+    char hex[2 * PARTY_KEY_MAX + 1];
     for (long i = 0; i < n && (size_t)i < limit; ++i) {
-        json_t *k = json_stringn(e[i].key + prefix_len + 1, e[i].key_len - prefix_len - 1);
-        json_array_append_new(keys,
-                              json_pack("{s:o, s:I}", "key", k != NULL ? k : json_null(), "bytes", (json_int_t)e[i].value_len));
-        if ((size_t)i == limit - 1 && (size_t)n > limit && k != NULL)
-            next = json_stringn(e[i].key + prefix_len + 1, e[i].key_len - prefix_len - 1);
+        const char *kb = e[i].key + prefix_len + 1;
+        size_t kl = e[i].key_len - prefix_len - 1;
+        json_t *k = json_stringn(kb, kl),
+               *entry = json_pack("{s:o, s:I}", "key", k != NULL ? k : json_null(), "bytes", (json_int_t)e[i].value_len);
+        if (k == NULL || (size_t)i == limit - 1)
+            base_hex_encode(kb, kl, hex);
+        if (k == NULL) /* JSON strings cannot carry it */
+            json_object_set_new(entry, "key_hex", json_string(hex));
+        json_array_append_new(keys, entry);
+        if ((size_t)i == limit - 1 && (size_t)n > limit)
+            next = json_string(hex);
     }
     if (n > 0)
         store_entries_free(e, (size_t)n);

@@ -95,9 +95,10 @@ struct json_t;
  * "next" is where to go on (a bounded number of rooms is examined per call). */
 struct json_t *rooms_admin_list(const char *after, const char *party, const char *prefix, size_t limit);
 /* One room: {party,room,slot,in_memory,hibernating,connections:N,ids:[ID],clients:[{id,tags,state_bytes}],alarmAt,
- * keys:[{key,bytes}],next}, keys paged
- * after `cursor` (NULL: from the first). NULL when the party is unknown. */
-struct json_t *rooms_admin_room(proto_str_t party, proto_str_t room, const char *cursor, size_t limit);
+ * keys:[{key,bytes}],next}, keys paged after the key `cursor` (raw bytes; NULL: from the first). A key that is not
+ * UTF-8 shows as null with key_hex; `next` is the hex of the page's last key (or null), any bytes. NULL when the party
+ * is unknown. */
+struct json_t *rooms_admin_room(proto_str_t party, proto_str_t room, const void *cursor, size_t cursor_len, size_t limit);
 /* Takes the room out of memory now: its connections are closed with 1012 (reconnect), on_stop runs. With `delete_data`
  * every key and the alarm go too. Returns the number of keys deleted (0 without delete_data), or -ENOENT for an
  * unknown party, -EIO. */

@@ -91,13 +91,30 @@ static void test_buf(void **state)
     base_buf_dispose(&b);
 }
 
+static void test_hex(void **state)
+{
+    (void)state;
+    const unsigned char raw[] = {0x00, 0x7f, 0x80, 0xff, 'k', 0x04};
+    char hex[2 * sizeof(raw) + 1];
+    base_hex_encode(raw, sizeof(raw), hex);
+    assert_string_equal(hex, "007f80ff6b04");
+    unsigned char back[8];
+    assert_int_equal(base_hex_decode(hex, strlen(hex), back, sizeof(back)), sizeof(raw));
+    assert_memory_equal(back, raw, sizeof(raw));
+    assert_int_equal(base_hex_decode("7F80FF", 6, back, sizeof(back)), 3); /* either case */
+    assert_int_equal(back[2], 0xff);
+    assert_int_equal(base_hex_decode("", 0, back, sizeof(back)), 0);
+    assert_int_equal(base_hex_decode("abc", 3, back, sizeof(back)), -1); /* odd */
+    assert_int_equal(base_hex_decode("zz", 2, back, sizeof(back)), -1);  /* not hex */
+    assert_int_equal(base_hex_decode("0g", 2, back, sizeof(back)), -1);
+    assert_int_equal(base_hex_decode("00112233", 8, back, 3), -1); /* over cap */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_utf8_count),
-        cmocka_unit_test(test_uuid),
-        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_utf8), cmocka_unit_test(test_utf8_count), cmocka_unit_test(test_uuid),
+        cmocka_unit_test(test_buf),  cmocka_unit_test(test_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
