@@ -247,8 +247,9 @@ static json_t *shards_json(admin_call_t *c)
         json_t *o = json_pack("{s:i, s:i, s:s, s:i, s:I}", "id", i, "pid", s->pid, "state", shard_state_name(s->state), "restarts",
                               (int)s->restarts, "slots", (json_int_t)owned[i]);
         json_t *r = c->status[k] == 200 ? c->result[k] : NULL;
-        static const char *const counters[] = {"rooms",        "rooms_hibernating", "evictions", "connections", "messages_in",
-                                               "messages_out", "storage_bytes",     "commits",   "writes",      "failed_commits"};
+        static const char *const counters[] = {"rooms",         "rooms_hibernating", "evictions", "connections",
+                                               "messages_in",   "messages_out",      "bytes_in",  "bytes_out",
+                                               "storage_bytes", "commits",           "writes",    "failed_commits"};
         for (size_t f = 0; f < sizeof(counters) / sizeof(counters[0]); ++f) {
             json_t *v = r != NULL ? json_object_get(r, counters[f]) : NULL;
             json_object_set(o, counters[f], v != NULL ? v : json_null());
@@ -351,6 +352,9 @@ static void done_metrics(admin_call_t *c)
         {"connections", "partyd_shard_connections", "gauge", "Connections held by the shard's rooms."},
         {"messages_in", "partyd_room_messages_in_total", "counter", "Messages delivered to rooms."},
         {"messages_out", "partyd_room_messages_out_total", "counter", "Messages sent by rooms (per recipient)."},
+        {"bytes_in", "partyd_room_message_bytes_in_total", "counter", "Payload bytes of the messages delivered to rooms."},
+        {"bytes_out", "partyd_room_message_bytes_out_total", "counter",
+         "Payload bytes of the messages rooms sent (per recipient)."},
         {"storage_bytes", "partyd_storage_bytes", "gauge", "RocksDB's estimate of live data."},
         {"commits", "partyd_storage_commits_total", "counter", "Storage batches committed."},
         {"writes", "partyd_storage_writes_total", "counter", "Storage writes committed."},

@@ -49,12 +49,13 @@ static json_t *stats(void)
     rooms_stats(&r);
     store_stats_t st;
     store_stats(shard_store(), &st);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "rooms", (json_int_t)r.rooms,
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "rooms", (json_int_t)r.rooms,
                      "rooms_hibernating", (json_int_t)r.rooms_hibernating, "evictions", (json_int_t)r.evictions, "connections",
                      (json_int_t)r.connections, "messages_in", (json_int_t)r.messages_in, "messages_out",
-                     (json_int_t)r.messages_out, "storage_bytes", (json_int_t)st.live_bytes, "commits", (json_int_t)st.commits,
-                     "writes", (json_int_t)st.writes, "failed_commits", (json_int_t)st.failed_commits, "latency",
-                     hist_json(shard_latency()), "wake", hist_json(&r.wake));
+                     (json_int_t)r.messages_out, "bytes_in", (json_int_t)r.bytes_in, "bytes_out", (json_int_t)r.bytes_out,
+                     "storage_bytes", (json_int_t)st.live_bytes, "commits", (json_int_t)st.commits, "writes", (json_int_t)st.writes,
+                     "failed_commits", (json_int_t)st.failed_commits, "latency", hist_json(shard_latency()), "wake",
+                     hist_json(&r.wake));
 }
 
 /* party and room from the arguments; 0, or -1 after answering 400 */

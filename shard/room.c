@@ -123,8 +123,8 @@ static struct {
     size_t num_started;           /* party in memory */
     size_t num_conns;
     uint64_t evictions;
-    uint64_t messages_in;
-    uint64_t messages_out;
+    uint64_t messages_in, bytes_in;   /* messages delivered to rooms, and their payload bytes */
+    uint64_t messages_out, bytes_out; /* per recipient */
     base_hist_t wake;
     struct {
         uint64_t at_ms, evictions, wakes;
@@ -637,6 +637,7 @@ void rooms_on_message(const proto_msg_t *msg)
         return;
     }
     ++rooms.messages_in;
+    rooms.bytes_in += msg->data.len;
     if (room->party->on_message != NULL)
         room->party->on_message(room, conn, msg->data.base, msg->data.len, msg->binary);
     rooms_run_deferred();
@@ -820,6 +821,8 @@ void rooms_stats(rooms_stats_t *stats)
     stats->connections = rooms.num_conns;
     stats->messages_in = rooms.messages_in;
     stats->messages_out = rooms.messages_out;
+    stats->bytes_in = rooms.bytes_in;
+    stats->bytes_out = rooms.bytes_out;
     stats->wake = rooms.wake;
 }
 
@@ -1366,8 +1369,10 @@ int party_broadcast(party_room_t *room, const void *data, size_t len, int binary
                      .num_except = n};
     if ((ret = shard_emit(&m)) == -ENOTCONN)
         ret = 0; /* no router: nobody to deliver to */
-    if (ret == 0)
+    if (ret == 0) {
         rooms.messages_out += room->open_count - n;
+        rooms.bytes_out += (uint64_t)len * (room->open_count - n);
+    }
     return ret;
 }
 
@@ -1386,8 +1391,10 @@ int party_send(party_conn_t *conn, const void *data, size_t len, int binary)
     if ((ret = check_payload(data, len, binary)) != 0)
         return ret;
     proto_msg_t m = {.type = PROTO_SEND, .id = conn->cid, .binary = binary, .data = proto_str(data, len)};
-    if ((ret = shard_emit(&m)) == 0)
+    if ((ret = shard_emit(&m)) == 0) {
         ++rooms.messages_out;
+        rooms.bytes_out += len;
+    }
     return ret;
 }
 

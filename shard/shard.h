@@ -66,9 +66,9 @@ typedef struct st_rooms_stats_t {
     uint64_t rooms_hibernating; /* room records whose party is not in memory (hibernating connections) */
     uint64_t evictions;         /* rooms evicted since the shard started */
     uint64_t connections;
-    uint64_t messages_in;
-    uint64_t messages_out;
-    base_hist_t wake; /* how long on_start took when a room started (seconds) */
+    uint64_t messages_in, bytes_in;   /* messages delivered to rooms, and their payload bytes */
+    uint64_t messages_out, bytes_out; /* messages sent by rooms, per recipient, and their payload bytes */
+    base_hist_t wake;                 /* how long on_start took when a room started (seconds) */
 } rooms_stats_t;
 void rooms_stats(rooms_stats_t *stats);
 

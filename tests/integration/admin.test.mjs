@@ -213,7 +213,7 @@ test('/admin/shards: one entry per shard with its pid, slots summing to 16384, a
     assert.equal(s.restarts, 0);
     assert.ok(Number.isInteger(s.slots) && s.slots > 3000, `shard ${i} owns ${s.slots} slots`);
     slots += s.slots;
-    for (const k of ['rooms', 'rooms_hibernating', 'evictions', 'connections', 'messages_in', 'messages_out', 'storage_bytes', 'commits', 'writes', 'failed_commits']) {
+    for (const k of ['rooms', 'rooms_hibernating', 'evictions', 'connections', 'messages_in', 'messages_out', 'bytes_in', 'bytes_out', 'storage_bytes', 'commits', 'writes', 'failed_commits']) {
       assert.ok(Number.isInteger(s[k]) && s[k] >= 0, `shard ${i}.${k} = ${s[k]}`);
     }
     assert.equal(s.rooms, 0);
@@ -238,6 +238,9 @@ test('/admin/shards: one entry per shard with its pid, slots summing to 16384, a
   }, { what: 'messages_in/out to move' });
   assert.equal(s2.messages_in - s1.messages_in, 5);
   assert.equal(s2.messages_out - s1.messages_out, 10);
+  // payload bytes: "m0".."m4" are 2 bytes each, in once and out to 2 others
+  assert.equal(s2.bytes_in - s1.bytes_in, 10);
+  assert.equal(s2.bytes_out - s1.bytes_out, 20);
 
   // writes: 3 POSTs to a counter → commits and writes move on its shard
   const cinfo = await ok(node, '/admin/rooms/counter/shards-count');
@@ -285,7 +288,7 @@ test('a shard that is down: state not "up", its counters null, /ready 503; it co
   }
   assert.ok(seenDown, 'never saw the killed shard as not up');
   assert.ok(seenNotReady, 'never saw /ready answer 503 while a shard was down');
-  for (const k of ['rooms', 'rooms_hibernating', 'evictions', 'connections', 'messages_in', 'messages_out', 'storage_bytes', 'commits', 'writes', 'failed_commits']) {
+  for (const k of ['rooms', 'rooms_hibernating', 'evictions', 'connections', 'messages_in', 'messages_out', 'bytes_in', 'bytes_out', 'storage_bytes', 'commits', 'writes', 'failed_commits']) {
     assert.equal(seenDown[k], null, `a down shard's ${k} is ${seenDown[k]}, not null`);
   }
   assert.equal(typeof seenDown.id, 'number');
