@@ -385,24 +385,13 @@ void base_hex_encode(const void *src, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 long base_hex_decode(const char *hex, size_t len, void *out, size_t cap)
 {
     if (len % 2 != 0 || len / 2 > cap)
         return -1;
     unsigned char *o = out;
     for (size_t i = 0; i < len; i += 2) {
-        int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+        int hi = hexval(hex[i]), lo = hexval(hex[i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         o[i / 2] = (unsigned char)(hi << 4 | lo);

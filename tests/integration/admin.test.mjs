@@ -671,6 +671,16 @@ test('delete: needs ?confirm=ROOM; deletes every key and the alarm, closes clien
 
 // ---- backup and restore ----------------------------------------------------------------------------------------------
 
+// README's restore: the node stopped (cleanly), its data dir replaced with a copy of the backup, started again.
+async function restore(node, dir, opts) {
+  const { code } = await node.stop();
+  assert.equal(code, 0);
+  const data = path.join(node.dir, 'data');
+  fs.rmSync(data, { recursive: true, force: true });
+  fs.cpSync(dir, data, { recursive: true });
+  return start({ ...opts, dir: node.dir });
+}
+
 test('backup: a checkpoint of every shard and node.json; a restore brings back the data as of the backup, and only that', { timeout: 90000 }, async () => {
   const node = await start({ shards: 3, config: cfg({}, KV) });
   const rooms = Array.from({ length: 24 }, (_, i) => `bk-${i}`);
@@ -708,14 +718,8 @@ test('backup: a checkpoint of every shard and node.json; a restore brings back t
   // a second backup, taken now
   const dir2 = path.join(node.dir, 'backup-2');
   assert.equal((await ok(node, '/admin/backup', { method: 'POST', body: JSON.stringify({ dir: dir2 }) })).shards.length, 3);
-  const { code } = await node.stop();
-  assert.equal(code, 0);
-
   // restore: the data dir replaced with a copy of the backup
-  const data = path.join(node.dir, 'data');
-  fs.rmSync(data, { recursive: true, force: true });
-  fs.cpSync(dir, data, { recursive: true });
-  const again = await start({ shards: 3, config: cfg({}, KV), dir: node.dir });
+  const again = await restore(node, dir, { shards: 3, config: cfg({}, KV) });
   for (const r of rooms) assert.equal((await count(again, r)).count, 2, `${r} as of the backup`);
   assert.deepEqual((await kvEntries(again, 'bk-kv')).map((e) => [e.key, e.value]), [['a', 'one'], ['b', 'two']]);
   assert.deepEqual((await again.json('/parties/main/bk-chat')).body.messages.map((m) => m.content), ['before the backup']);
@@ -725,13 +729,9 @@ test('backup: a checkpoint of every shard and node.json; a restore brings back t
   assert.equal(listedAgain.filter((r) => r.stored).length, 25);
   // it goes on from there
   assert.equal(await bump(again, 'bk-0'), 3);
-  const { code: code2 } = await again.stop();
-  assert.equal(code2, 0);
 
   // and the second backup has the later state
-  fs.rmSync(data, { recursive: true, force: true });
-  fs.cpSync(dir2, data, { recursive: true });
-  const third = await start({ shards: 3, config: cfg({}, KV), dir: node.dir });
+  const third = await restore(again, dir2, { shards: 3, config: cfg({}, KV) });
   assert.equal((await count(third, 'bk-5')).count, 3);
   assert.deepEqual((await kvEntries(third, 'bk-kv')).map((e) => e.key), ['b', 'c']);
   await stopClean(third);
@@ -751,13 +751,7 @@ test('backup and restore after re-sharding (a shard added, another drained): eve
   const b = await ok(node, '/admin/backup', { method: 'POST', body: JSON.stringify({ dir }) });
   assert.equal(b.shards.length, 2);
   await pool(rooms, 6, (r) => bump(node, r)); // after the backup: not restored
-  const { code } = await node.stop();
-  assert.equal(code, 0);
-
-  const data = path.join(node.dir, 'data');
-  fs.rmSync(data, { recursive: true, force: true });
-  fs.cpSync(dir, data, { recursive: true });
-  const again = await start({ shards: 2, config: cfg({}, KV), dir: node.dir });
+  const again = await restore(node, dir, { shards: 2, config: cfg({}, KV) });
   assert.deepEqual((await ok(again, '/admin/shards')).map((s) => s.id).sort(), [1, 2]);
   for (const r of rooms) assert.equal((await count(again, r)).count, 2, `${r} as of the backup`);
   assert.deepEqual((await kvEntries(again, 'rsb-kv')).map((e) => e.key), ['k']);
