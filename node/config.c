@@ -10,11 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "base.h"
+#include "module.h"
 #include "proto.h"
 #include "parties.h"
 #include "route.h"
@@ -30,7 +33,8 @@ const char config_default_json[] =
     "  \"limits\": {\"message_bytes\": 1048576, \"body_bytes\": 1048576, \"output_bytes\": 8388608,\n"
     "             \"header_bytes\": 16384, \"header_count\": 64,\n"
     "             \"connections_per_room\": 32768, \"rooms_in_memory\": 100000},\n"
-    "  \"timers\": {\"idle_ms\": 30000, \"ping_ms\": 30000, \"alarm_retry_ms\": 2000, \"drain_ms\": 10000},\n"
+    "  \"timers\": {\"idle_ms\": 30000, \"ping_ms\": 30000, \"alarm_retry_ms\": 2000, \"drain_ms\": 10000,\n"
+    "             \"fetch_ms\": 30000},\n"
     "  \"parties\": {\"main\": {\"kind\": \"chat\"}, \"relay\": {\"kind\": \"relay\"}, \"counter\": {\"kind\": \"counter\"}},\n"
     "  \"log_level\": \"info\"\n"
     "}\n";
@@ -41,6 +45,7 @@ typedef struct st_cfg_err_t {
     char *buf;
     size_t len;
     const char *source;
+    const char *base_dir; /* relative paths are relative to this folder (NULL: the working directory) */
 } cfg_err_t;
 
 static int fail(cfg_err_t *e, const char *field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -251,11 +256,9 @@ static const int_field_t limit_fields[] = {
 };
 
 static const int_field_t timer_fields[] = {
-    UINT_FIELD(timers, idle_ms, 100, 86400000),
-    UINT_FIELD(timers, ping_ms, 100, 3600000),
-    UINT_FIELD(timers, alarm_retry_ms, 10, 3600000),
-    UINT_FIELD(timers, drain_ms, 100, 600000),
-    {NULL, 0, 0, 0, 0},
+    UINT_FIELD(timers, idle_ms, 100, 86400000),      UINT_FIELD(timers, ping_ms, 100, 3600000),
+    UINT_FIELD(timers, alarm_retry_ms, 10, 3600000), UINT_FIELD(timers, drain_ms, 100, 600000),
+    UINT_FIELD(timers, fetch_ms, 100, 600000),       {NULL, 0, 0, 0, 0},
 };
 
 static int apply_ints(cfg_err_t *e, config_t *c, const char *section, json_t *v, const int_field_t *fields)
@@ -284,20 +287,135 @@ static int apply_ints(cfg_err_t *e, config_t *c, const char *section, json_t *v,
     return 0;
 }
 
+static void party_free(config_party_t *p)
+{
+    free(p->name);
+    free(p->kind);
+    free(p->module);
+    module_unload(p->handle);
+    for (size_t i = 0; i < p->num_vars; ++i) {
+        free(p->vars[i].name);
+        free(p->vars[i].value);
+        free(p->vars[i].env);
+    }
+    free(p->vars);
+}
+
 static void parties_free(config_t *c)
 {
-    for (size_t i = 0; i < c->num_parties; ++i) {
-        free(c->parties[i].name);
-        free(c->parties[i].kind);
-    }
+    for (size_t i = 0; i < c->num_parties; ++i)
+        party_free(&c->parties[i]);
     free(c->parties);
     c->parties = NULL;
     c->num_parties = 0;
 }
 
+/* A path from the config: absolute as it is, else relative to the config file's folder; it must exist. Returns a
+ * malloc'ed canonical path, or NULL after failing with the reason. */
+static char *resolve_path(cfg_err_t *e, const char *field, const char *path)
+{
+    char joined[PATH_MAX], canon[PATH_MAX];
+    if (path[0] == '/' || e->base_dir == NULL)
+        snprintf(joined, sizeof(joined), "%s", path);
+    else
+        snprintf(joined, sizeof(joined), "%s/%s", e->base_dir, path);
+    if (realpath(joined, canon) == NULL) {
+        fail(e, field, "%s: %s", joined, strerror(errno));
+        return NULL;
+    }
+    return xstrdup(canon);
+}
+
+static int var_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return 0;
+    for (; *s != '\0'; ++s)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return 0;
+    return 1;
+}
+
+static int apply_vars(cfg_err_t *e, const char *path, config_party_t *party, json_t *v)
+{
+    char vpath[200];
+    snprintf(vpath, sizeof(vpath), "%s.vars", path);
+    if (expect_object(e, vpath, v) != 0)
+        return -1;
+    if (json_object_size(v) > CONFIG_MAX_VARS)
+        return fail(e, vpath, "at most %d vars", CONFIG_MAX_VARS);
+    party->vars = xcalloc(json_object_size(v) + 1, sizeof(*party->vars));
+    const char *name;
+    json_t *val;
+    json_object_foreach(v, name, val)
+    {
+        char field[300];
+        snprintf(field, sizeof(field), "%s.%s", vpath, name);
+        if (!var_name_valid(name))
+            return fail(e, field, "a var name is 1 to 64 of A-Z a-z 0-9 _");
+        config_var_t *var = &party->vars[party->num_vars];
+        if (json_is_string(val)) {
+            if (strlen(json_string_value(val)) != json_string_length(val) || json_string_length(val) > 65536)
+                return fail(e, field, "expected a string of at most 65536 bytes without NUL");
+            var->value = xstrdup(json_string_value(val));
+        } else {
+            json_t *env = json_object_get(val, "env");
+            if (!json_is_object(val) || json_object_size(val) != 1 || !json_is_string(env) || json_string_length(env) == 0)
+                return fail(e, field, "expected a string or {\"env\": NAME}");
+            var->env = xstrdup(json_string_value(env));
+            const char *got = getenv(var->env);
+            /* unset: the party sees no such var (party_var gives NULL) and decides; the supervisor logs it at start */
+            var->value = got != NULL ? xstrdup(got) : NULL;
+        }
+        var->name = xstrdup(name);
+        ++party->num_vars;
+    }
+    return 0;
+}
+
+static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, json_t *p)
+{
+    static const char *const keys[] = {"kind", "module", "hibernate", "vars", NULL};
+    if (expect_object(e, path, p) != 0 || check_keys(e, path, p, keys) != 0)
+        return -1;
+    json_t *kind = json_object_get(p, "kind"), *module = json_object_get(p, "module");
+    char field[200];
+    if ((kind == NULL) == (module == NULL))
+        return fail(e, path, "needs either \"kind\" (a built-in: %s) or \"module\" (a shared object), not %s", parties_kind_list(),
+                    kind == NULL ? "neither" : "both");
+    if (kind != NULL) {
+        snprintf(field, sizeof(field), "%s.kind", path);
+        if (!json_is_string(kind))
+            return fail(e, field, "expected a string: one of %s", parties_kind_list());
+        if ((party->party = parties_find_kind(json_string_value(kind))) == NULL)
+            return fail(e, field, "unknown kind \"%s\": expected one of %s", json_string_value(kind), parties_kind_list());
+        party->kind = xstrdup(json_string_value(kind));
+    } else {
+        snprintf(field, sizeof(field), "%s.module", path);
+        if (!json_is_string(module) || json_string_length(module) == 0)
+            return fail(e, field, "expected the path of a shared object");
+        if ((party->module = resolve_path(e, field, json_string_value(module))) == NULL)
+            return -1;
+        char why[600];
+        if ((party->party = module_load(party->module, &party->handle, why, sizeof(why))) == NULL)
+            return fail(e, field, "%s", why);
+        party->kind = xstrdup(party->party->kind);
+    }
+    json_t *hib = json_object_get(p, "hibernate");
+    if (hib != NULL && !json_is_boolean(hib)) {
+        snprintf(field, sizeof(field), "%s.hibernate", path);
+        return fail(e, field, "expected true or false");
+    }
+    party->hibernate = hib != NULL ? json_is_true(hib) : party->party->hibernate;
+    json_t *vars = json_object_get(p, "vars");
+    if (vars != NULL && apply_vars(e, path, party, vars) != 0)
+        return -1;
+    return 0;
+}
+
 static int apply_parties(cfg_err_t *e, config_t *c, json_t *v)
 {
-    static const char *const keys[] = {"kind", "hibernate", NULL};
     if (expect_object(e, "parties", v) != 0)
         return -1;
     if (json_object_size(v) == 0)
@@ -308,67 +426,37 @@ static int apply_parties(cfg_err_t *e, config_t *c, json_t *v)
     size_t n = 0;
     const char *name;
     json_t *p;
-    int ret = -1;
     json_object_foreach(v, name, p)
     {
         char path[128];
         snprintf(path, sizeof(path), "parties.%s", name);
         if (!route_party_name_valid(name, strlen(name))) {
             fail(e, path, "a party name is 1 to 64 of A-Z a-z 0-9 _ -");
-            goto Exit;
-        }
-        if (expect_object(e, path, p) != 0)
-            goto Exit;
-        if (json_object_get(p, "module") != NULL) {
-            fail(e, path, "party modules are not supported by this version; use a built-in \"kind\" (%s)", parties_kind_list());
-            goto Exit;
-        }
-        if (check_keys(e, path, p, keys) != 0)
-            goto Exit;
-        json_t *kind = json_object_get(p, "kind");
-        char kpath[140];
-        snprintf(kpath, sizeof(kpath), "%s.kind", path);
-        if (!json_is_string(kind)) {
-            fail(e, kpath, "expected a string: one of %s", parties_kind_list());
-            goto Exit;
-        }
-        const party_t *party = parties_find_kind(json_string_value(kind));
-        if (party == NULL) {
-            fail(e, kpath, "unknown kind \"%s\": expected one of %s", json_string_value(kind), parties_kind_list());
-            goto Exit;
-        }
-        json_t *hib = json_object_get(p, "hibernate");
-        if (hib != NULL && !json_is_boolean(hib)) {
-            char hpath[150];
-            snprintf(hpath, sizeof(hpath), "%s.hibernate", path);
-            fail(e, hpath, "expected true or false");
-            goto Exit;
+            goto Error;
         }
         list[n].name = xstrdup(name);
-        list[n].kind = xstrdup(json_string_value(kind));
-        list[n].party = party;
-        list[n].hibernate = hib != NULL ? json_is_true(hib) : party->hibernate;
         ++n;
+        if (apply_party(e, path, &list[n - 1], p) != 0)
+            goto Error;
     }
     /* the file's parties replace the default ones */
     parties_free(c);
     c->parties = list;
     c->num_parties = n;
     return 0;
-Exit:
-    for (size_t i = 0; i < n; ++i) {
-        free(list[i].name);
-        free(list[i].kind);
-    }
+Error:
+    for (size_t i = 0; i < n; ++i)
+        party_free(&list[i]);
     free(list);
-    return ret;
+    return -1;
 }
 
-int config_apply_json(config_t *c, const char *text, size_t len, const char *source, char *errbuf, size_t errlen)
+int config_apply_json(config_t *c, const char *text, size_t len, const char *source, const char *base_dir, char *errbuf,
+                      size_t errlen)
 {
     static const char *const keys[] = {"listen", "prefix", "shards",  "data_dir",  "durability", "admin",
-                                       "limits", "timers", "parties", "log_level", NULL};
-    cfg_err_t e = {errbuf, errlen, source};
+                                       "limits", "timers", "parties", "log_level", "serve",      NULL};
+    cfg_err_t e = {errbuf, errlen, source, base_dir};
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (root == NULL) {
@@ -414,6 +502,25 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         goto Exit;
     if ((v = json_object_get(root, "parties")) != NULL && apply_parties(&e, c, v) != 0)
         goto Exit;
+    if ((v = json_object_get(root, "serve")) != NULL) {
+        char *dir = NULL;
+        if (!json_is_null(v)) {
+            struct stat st;
+            if (!json_is_string(v) || json_string_length(v) == 0) {
+                fail(&e, "serve", "expected the path of a folder, or null");
+                goto Exit;
+            }
+            if ((dir = resolve_path(&e, "serve", json_string_value(v))) == NULL)
+                goto Exit;
+            if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                fail(&e, "serve", "%s is not a folder", dir);
+                free(dir);
+                goto Exit;
+            }
+        }
+        free(c->serve);
+        c->serve = dir;
+    }
     if ((v = json_object_get(root, "log_level")) != NULL) {
         if (!json_is_string(v)) {
             fail(&e, "log_level", "expected \"error\", \"warn\", \"info\" or \"debug\"");
@@ -432,7 +539,8 @@ void config_init_default(config_t *c)
 {
     memset(c, 0, sizeof(*c));
     char err[256];
-    if (config_apply_json(c, config_default_json, sizeof(config_default_json) - 1, "embedded default", err, sizeof(err)) != 0) {
+    if (config_apply_json(c, config_default_json, sizeof(config_default_json) - 1, "embedded default", NULL, err, sizeof(err)) !=
+        0) {
         fprintf(stderr, "partyd: BUG: %s\n", err);
         abort();
     }
@@ -445,6 +553,7 @@ void config_dispose(config_t *c)
     free(c->tls_cert);
     free(c->tls_key);
     free(c->prefix);
+    free(c->serve);
     free(c->data_dir);
     free(c->durability);
     free(c->admin_host);
@@ -465,6 +574,14 @@ const config_party_t *config_find_party(const config_t *c, const char *name, siz
     for (size_t i = 0; i < c->num_parties; ++i)
         if (strlen(c->parties[i].name) == len && memcmp(c->parties[i].name, name, len) == 0)
             return &c->parties[i];
+    return NULL;
+}
+
+const char *config_party_var(const config_party_t *p, const char *name)
+{
+    for (size_t i = 0; i < p->num_vars; ++i)
+        if (strcmp(p->vars[i].name, name) == 0)
+            return p->vars[i].value;
     return NULL;
 }
 
@@ -599,7 +716,11 @@ int config_from_args(config_t *c, int argc, char **argv)
             fprintf(stderr, "partyd: cannot read config %s: %s\n", config_path, strerror(-r));
             return -1;
         }
-        r = config_apply_json(c, text, len, config_path, err, sizeof(err));
+        /* the file's relative paths are relative to its folder, wherever partyd was started */
+        char *copy = xstrdup(config_path), *base = realpath(dirname(copy), NULL);
+        r = config_apply_json(c, text, len, config_path, base, err, sizeof(err));
+        free(base);
+        free(copy);
         free(text);
         if (r != 0) {
             fprintf(stderr, "partyd: bad config: %s\n", err);
@@ -610,7 +731,7 @@ int config_from_args(config_t *c, int argc, char **argv)
     }
 
     /* the flags win */
-    cfg_err_t e = {err, sizeof(err), "command line"};
+    cfg_err_t e = {err, sizeof(err), "command line", NULL};
     optind = 1;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         char *end;
@@ -677,24 +798,38 @@ char *config_to_json(const config_t *c)
 {
     static const char *const levels[] = {"error", "warn", "info", "debug"};
     json_t *parties = json_object();
-    for (size_t i = 0; i < c->num_parties; ++i)
-        json_object_set_new(parties, c->parties[i].name,
-                            json_pack("{s:s, s:b}", "kind", c->parties[i].kind, "hibernate", c->parties[i].hibernate));
+    for (size_t i = 0; i < c->num_parties; ++i) {
+        const config_party_t *p = &c->parties[i];
+        json_t *o = p->module != NULL ? json_pack("{s:s}", "module", p->module) : json_pack("{s:s}", "kind", p->kind);
+        json_object_set_new(o, "hibernate", json_boolean(p->hibernate));
+        if (p->num_vars != 0) {
+            /* values from the environment stay there: a printed config shows where they come from, not the secret */
+            json_t *vars = json_object();
+            for (size_t k = 0; k < p->num_vars; ++k)
+                json_object_set_new(vars, p->vars[k].name,
+                                    p->vars[k].env != NULL ? json_pack("{s:s}", "env", p->vars[k].env)
+                                                           : json_string(p->vars[k].value));
+            json_object_set_new(o, "vars", vars);
+        }
+        json_object_set_new(parties, p->name, o);
+    }
     char admin[300];
     if (c->admin_enabled)
         snprintf(admin, sizeof(admin), strchr(c->admin_host, ':') != NULL ? "[%s]:%d" : "%s:%d", c->admin_host, c->admin_port);
     else
         snprintf(admin, sizeof(admin), "off");
     json_t *root = json_pack(
-        "{s:{s:s, s:i}, s:s, s:i, s:s, s:s, s:{s:s}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}, s:o, s:s}",
+        "{s:{s:s, s:i}, s:s, s:i, s:s, s:s, s:{s:s}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:s}",
         "listen", "host", c->host, "port", c->port, "prefix", c->prefix, "shards", c->shards, "data_dir", c->data_dir, "durability",
         c->durability, "admin", "listen", admin, "limits", "message_bytes", (json_int_t)c->limits.message_bytes, "body_bytes",
         (json_int_t)c->limits.body_bytes, "output_bytes", (json_int_t)c->limits.output_bytes, "header_bytes",
         (json_int_t)c->limits.header_bytes, "header_count", (json_int_t)c->limits.header_count, "connections_per_room",
         (json_int_t)c->limits.connections_per_room, "rooms_in_memory", (json_int_t)c->limits.rooms_in_memory, "timers", "idle_ms",
         (json_int_t)c->timers.idle_ms, "ping_ms", (json_int_t)c->timers.ping_ms, "alarm_retry_ms",
-        (json_int_t)c->timers.alarm_retry_ms, "drain_ms", (json_int_t)c->timers.drain_ms, "parties", parties, "log_level",
-        levels[c->log_level]);
+        (json_int_t)c->timers.alarm_retry_ms, "drain_ms", (json_int_t)c->timers.drain_ms, "fetch_ms",
+        (json_int_t)c->timers.fetch_ms, "parties", parties, "log_level", levels[c->log_level]);
+    if (c->serve != NULL)
+        json_object_set_new(root, "serve", json_string(c->serve));
     if (c->tls_cert != NULL)
         json_object_set_new(json_object_get(root, "listen"), "tls",
                             json_pack("{s:s, s:s}", "cert", c->tls_cert, "key", c->tls_key));

@@ -16,11 +16,24 @@
 #define CONFIG_MAX_SHARDS 256
 #define CONFIG_MAX_PARTIES 256
 
+#define CONFIG_MAX_VARS 64
+
+/* A party var: "vars": {"NAME": "value" | {"env": "ENV"}}; an environment variable is read when the config is. */
+typedef struct st_config_var_t {
+    char *name;
+    char *value; /* NULL when it comes from an environment variable that is not set */
+    char *env;   /* the environment variable's name, or NULL for a literal */
+} config_var_t;
+
 typedef struct st_config_party_t {
     char *name;           /* the key under "parties": what URLs name */
-    char *kind;           /* built-in kind */
+    char *kind;           /* built-in kind, or the module party's own kind */
+    char *module;         /* a module party: the shared object's absolute path; NULL for a built-in */
+    void *handle;         /* the module's dlopen handle */
     const party_t *party; /* resolved callbacks */
     int hibernate;
+    config_var_t *vars;
+    size_t num_vars;
 } config_party_t;
 
 typedef struct st_config_t {
@@ -29,6 +42,7 @@ typedef struct st_config_t {
     char *tls_cert; /* listen.tls: HTTPS and WSS when set (PEM files) */
     char *tls_key;
     char *prefix;
+    char *serve; /* a folder served at / (PartyKit's "serve"), absolute; NULL: none */
     int shards;
     char *data_dir;
     char *durability; /* "sync" or "relaxed" */
@@ -50,6 +64,7 @@ typedef struct st_config_t {
         unsigned ping_ms;
         unsigned alarm_retry_ms;
         unsigned drain_ms;
+        unsigned fetch_ms; /* how long a room waits for another room's answer (party_fetch) */
     } timers;
     config_party_t *parties;
     size_t num_parties;
@@ -66,8 +81,10 @@ extern const char config_default_json[];
 int config_from_args(config_t *conf, int argc, char **argv);
 
 /* Overlays the JSON text `json` onto `conf`; on error writes the reason to `err` and returns -1. `source` names the
- * text in messages. */
-int config_apply_json(config_t *conf, const char *json, size_t len, const char *source, char *err, size_t errlen);
+ * text in messages; relative paths in it (a module, serve) are relative to the folder `base_dir` (NULL: the working
+ * directory). Module parties are loaded here (module.c). */
+int config_apply_json(config_t *conf, const char *json, size_t len, const char *source, const char *base_dir, char *err,
+                      size_t errlen);
 
 /* Initialises `conf` to the embedded default. */
 void config_init_default(config_t *conf);
@@ -78,6 +95,8 @@ size_t config_frame_cap(const config_t *conf);
 
 /* The party named `name` (len bytes), or NULL. */
 const config_party_t *config_find_party(const config_t *conf, const char *name, size_t len);
+/* The value of a party's var `name`, or NULL. */
+const char *config_party_var(const config_party_t *party, const char *name);
 
 /* Writes the effective configuration as JSON (for --print-config). The caller frees the result. */
 char *config_to_json(const config_t *conf);

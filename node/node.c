@@ -596,6 +596,17 @@ int node_run(config_t *conf)
         log_info("the data directory has %d shards and the configuration asks for %d: the router moves rooms to match", active,
                  conf->shards);
     log_info("starting %d shards; config: %s; data dir: %s", active, conf->source, conf->data_dir);
+    for (size_t i = 0; i < conf->num_parties; ++i) {
+        const config_party_t *p = &conf->parties[i];
+        if (p->module != NULL)
+            log_info("party %s: module %s (kind %s)", p->name, p->module, p->kind);
+        for (size_t k = 0; k < p->num_vars; ++k)
+            if (p->vars[k].value == NULL)
+                log_warn("party %s: var %s: the environment variable %s is not set; the party sees no such var", p->name,
+                         p->vars[k].name, p->vars[k].env);
+    }
+    if (conf->serve != NULL)
+        log_info("serving the files of %s at /", conf->serve);
 
     node.router = (child_t){.role = "router", .index = -1, .ctl = -1};
     int failed = 0;

@@ -52,6 +52,8 @@ static const uint8_t layouts[PROTO_TYPE_MAX_ + 1][MAX_FIELDS] = {
     [PROTO_ADMIN_REPLY] = {F_ID, F_STATUS, F_DATA},
     [PROTO_SLOT] = {F_ID, F_METHOD, F_CODE, F_BINARY, F_DATA},
     [PROTO_SLOT_REPLY] = {F_ID, F_METHOD, F_CODE, F_BINARY, F_STATUS, F_DATA},
+    [PROTO_FETCH] = {F_ID, F_PARTY, F_ROOM, F_METHOD, F_PATH, F_QUERY, F_HEADERS, F_DATA},
+    [PROTO_FETCH_REPLY] = {F_ID, F_STATUS, F_HEADERS, F_DATA},
 };
 
 static const char *const type_names[PROTO_TYPE_MAX_ + 1] = {
@@ -63,6 +65,7 @@ static const char *const type_names[PROTO_TYPE_MAX_ + 1] = {
     [PROTO_REQUEST] = "REQUEST",     [PROTO_RESPONSE] = "RESPONSE",
     [PROTO_ADMIN] = "ADMIN",         [PROTO_ADMIN_REPLY] = "ADMIN_REPLY",
     [PROTO_SLOT] = "SLOT",           [PROTO_SLOT_REPLY] = "SLOT_REPLY",
+    [PROTO_FETCH] = "FETCH",         [PROTO_FETCH_REPLY] = "FETCH_REPLY",
 };
 
 static void put_u32(base_buf_t *out, size_t v)

@@ -9,8 +9,12 @@
  * a clear error, never unbounded memory. The first frame each way is HELLO; a peer whose PROTO_VERSION differs is
  * refused (the link is closed with a log line naming both versions).
  *
- * Router → shard: HELLO, OPEN, MESSAGE, CLOSE, REQUEST, ADMIN.
- * Shard → router: HELLO, ATTACH, ACCEPT, REJECT, SEND, BROADCAST, CLOSE_CONN, RESPONSE, ADMIN_REPLY.
+ * Router → shard: HELLO, OPEN, MESSAGE, CLOSE, REQUEST, ADMIN, SLOT, FETCH_REPLY.
+ * Shard → router: HELLO, ATTACH, ACCEPT, REJECT, SEND, BROADCAST, CLOSE_CONN, RESPONSE, ADMIN_REPLY, SLOT_REPLY, FETCH.
+ *
+ * FETCH is a room's request to another room (party_fetch): the router routes it like a client's request (party,
+ * room, method, the sub-path in `path`, query, headers, body) and answers the asking shard with FETCH_REPLY (status,
+ * headers, body) under the same id, which the asking shard chose.
  *
  * SLOT moves a slot's data between shards (router/migrate.c): `method` is "export", "import", "drop" or "unfreeze",
  * `code` the slot, `binary` marks the last chunk of an import, `data` packed key/value pairs (proto_pairs_*).
@@ -40,7 +44,7 @@
 
 #include "base.h"
 
-#define PROTO_VERSION 4
+#define PROTO_VERSION 5
 #define PROTO_FRAME_HEADER_SIZE 4
 /* room-independent slack added to the message and body caps when sizing a link's frame cap */
 #define PROTO_FRAME_OVERHEAD (64 * 1024)
@@ -64,7 +68,9 @@ typedef enum {
     PROTO_ADMIN_REPLY,
     PROTO_SLOT,
     PROTO_SLOT_REPLY,
-    PROTO_TYPE_MAX_ = PROTO_SLOT_REPLY
+    PROTO_FETCH,
+    PROTO_FETCH_REPLY,
+    PROTO_TYPE_MAX_ = PROTO_FETCH_REPLY
 } proto_type_t;
 
 typedef enum { PROTO_ROLE_ROUTER = 0, PROTO_ROLE_SHARD = 1 } proto_role_t;

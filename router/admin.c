@@ -208,9 +208,12 @@ static json_t *config_summary(void)
 {
     const config_t *conf = router.conf;
     json_t *parties = json_object();
-    for (size_t i = 0; i < conf->num_parties; ++i)
-        json_object_set_new(parties, conf->parties[i].name,
-                            json_pack("{s:s, s:b}", "kind", conf->parties[i].kind, "hibernate", conf->parties[i].hibernate));
+    for (size_t i = 0; i < conf->num_parties; ++i) {
+        json_t *p = json_pack("{s:s, s:b}", "kind", conf->parties[i].kind, "hibernate", conf->parties[i].hibernate);
+        if (conf->parties[i].module != NULL)
+            json_object_set_new(p, "module", json_string(conf->parties[i].module));
+        json_object_set_new(parties, conf->parties[i].name, p);
+    }
     return json_pack("{s:s, s:i, s:i, s:s, s:i, s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}", "host",
                      conf->host, "port", router.port, "admin_port", router.admin_port, "prefix", conf->prefix, "shards",
                      conf->shards, "data_dir", conf->data_dir, "durability", conf->durability, "source", conf->source, "parties",

@@ -121,6 +121,17 @@ static void count_status(int status)
         ++router.http_responses[status / 100 - 1];
 }
 
+void http_count_status(h2o_req_t *req, int status)
+{
+    if (req->hostconf != router.admin_host)
+        count_status(status);
+}
+
+const char *http_status_reason(int status)
+{
+    return status_reason(status);
+}
+
 void http_send_json(h2o_req_t *req, int status, const char *json, size_t len)
 {
     if (req->hostconf != router.admin_host)
@@ -208,19 +219,35 @@ void http_respond_pending(router_pending_t *p, const proto_msg_t *msg)
 
 /* ---- forwarding ---- */
 
-/* The request's headers for the shard, with Host restored (h2o keeps it as the authority). */
-static size_t collect_headers(h2o_req_t *req, proto_header_t *out, size_t cap)
+static int is_set_by_edge(const edge_headers_t *edge, const char *name, size_t len)
+{
+    for (size_t i = 0; i < edge->num; ++i)
+        if (h2o_lcstris(name, len, edge->headers[i].name.base, edge->headers[i].name.len))
+            return 1;
+    return 0;
+}
+
+/* The request's headers for the shard, with Host restored (h2o keeps it as the authority), and those the party's edge
+ * hook set in place of the client's of the same names. */
+static size_t collect_headers(h2o_req_t *req, const edge_headers_t *edge, proto_header_t *out, size_t cap)
 {
     size_t n = 0;
     if (req->input.authority.len != 0 && n < cap)
         out[n++] = (proto_header_t){PROTO_STR("host"), proto_str(req->input.authority.base, req->input.authority.len)};
-    for (size_t i = 0; i < req->headers.size && n < cap; ++i)
-        out[n++] = (proto_header_t){proto_str(req->headers.entries[i].name->base, req->headers.entries[i].name->len),
-                                    proto_str(req->headers.entries[i].value.base, req->headers.entries[i].value.len)};
+    for (size_t i = 0; i < req->headers.size && n < cap; ++i) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        /* partyd's own: set on room-to-room requests only (fetch.c), so a room can trust it */
+        if (h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("x-partyd-from")) ||
+            is_set_by_edge(edge, h->name->base, h->name->len))
+            continue;
+        out[n++] = (proto_header_t){proto_str(h->name->base, h->name->len), proto_str(h->value.base, h->value.len)};
+    }
+    for (size_t i = 0; i < edge->num && n < cap; ++i)
+        out[n++] = edge->headers[i];
     return n;
 }
 
-static void forward_request(h2o_req_t *req, const route_t *r, uint16_t shard, link_t *link)
+static void forward_request(h2o_req_t *req, const route_t *r, uint16_t shard, link_t *link, const edge_headers_t *edge)
 {
     router_pending_t *p = pending_new(req, shard, r->party, r->party_len, r->room, r->room_len);
     p->rid = ++router.next_rid;
@@ -234,7 +261,7 @@ static void forward_request(h2o_req_t *req, const route_t *r, uint16_t shard, li
                      .path = proto_str(r->path, r->path_len),
                      .query = proto_str(r->query, r->query_len),
                      .headers = headers,
-                     .num_headers = collect_headers(req, headers, PROTO_MAX_HEADERS),
+                     .num_headers = collect_headers(req, edge, headers, PROTO_MAX_HEADERS),
                      .data = proto_str(req->entity.base, req->entity.len)};
     if (link_emit(link, &m) != 0)
         http_fail_pending(p, 413, "the request is too large");
@@ -293,7 +320,7 @@ static void make_accept(char out[32], const h2o_iovec_t *key)
     h2o_base64_encode(out, digest, sizeof(digest), 0);
 }
 
-static void start_upgrade(h2o_req_t *req, const route_t *r, uint16_t shard, link_t *link)
+static void start_upgrade(h2o_req_t *req, const route_t *r, uint16_t shard, link_t *link, const edge_headers_t *edge)
 {
     if (!h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("GET"))) {
         http_send_error(req, 400, "a WebSocket upgrade must be a GET");
@@ -359,7 +386,7 @@ static void start_upgrade(h2o_req_t *req, const route_t *r, uint16_t shard, link
                      .path = proto_str(r->path, r->path_len),
                      .query = proto_str(r->query, r->query_len),
                      .headers = headers,
-                     .num_headers = collect_headers(req, headers, PROTO_MAX_HEADERS)};
+                     .num_headers = collect_headers(req, edge, headers, PROTO_MAX_HEADERS)};
     if (link_emit(link, &m) != 0) {
         conn->shard_knows = 0;
         http_fail_pending(p, 431, "the upgrade request is too large");
@@ -444,6 +471,8 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (r.kind == ROUTE_NONE) {
         if (h2o_memis(r.path, r.path_len, H2O_STRLIT("/health")))
             http_send_health(req);
+        else if (router.conf->serve != NULL)
+            return -1; /* the static files' handler is next (router.c) */
         else
             http_send_error(req, 404, "not found");
         return 0;
@@ -452,7 +481,8 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(req, 400, r.error);
         return 0;
     }
-    if (config_find_party(router.conf, r.party, r.party_len) == NULL) {
+    const config_party_t *party = config_find_party(router.conf, r.party, r.party_len);
+    if (party == NULL) {
         http_send_error(req, 404, "unknown party");
         return 0;
     }
@@ -460,6 +490,10 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(req, 503, "the node is shutting down");
         return 0;
     }
+    int upgrade = req->upgrade.base != NULL && h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket"));
+    edge_headers_t edge;
+    if (edge_run(req, &r, party, upgrade, &edge) != 0)
+        return 0; /* the party's edge hook answered */
     uint16_t slot, shard = shards_owner(r.party, r.party_len, r.room, r.room_len, &slot);
     if (migrate_frozen(slot)) {
         http_send_error(req, 503, "the room is moving to another shard");
@@ -470,9 +504,9 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(req, 503, "the room's shard is restarting");
         return 0;
     }
-    if (req->upgrade.base != NULL && h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket")))
-        start_upgrade(req, &r, shard, link);
+    if (upgrade)
+        start_upgrade(req, &r, shard, link, &edge);
     else
-        forward_request(req, &r, shard, link);
+        forward_request(req, &r, shard, link, &edge);
     return 0;
 }

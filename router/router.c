@@ -192,12 +192,16 @@ struct ssl_ctx_st *router_tls_context(const config_t *conf, char *err, size_t er
     return ctx;
 }
 
-static h2o_hostconf_t *add_host(const char *name, int (*on_req)(h2o_handler_t *, h2o_req_t *))
+static h2o_hostconf_t *add_host(const char *name, int (*on_req)(h2o_handler_t *, h2o_req_t *), const char *serve)
 {
     h2o_hostconf_t *host = h2o_config_register_host(&router.globalconf, h2o_iovec_init(name, strlen(name)), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_handler_t *handler = h2o_create_handler(path, sizeof(*handler));
     handler->on_req = on_req;
+    /* "serve": what the rooms' handler passes on (not a room path, not /health) is a file of that folder, served by
+     * h2o's file handler (content types by extension, index.html, ETag and 304, ranges; ".." cannot leave the folder) */
+    if (serve != NULL)
+        h2o_file_register(path, serve, NULL, NULL, 0);
     return host;
 }
 
@@ -238,8 +242,8 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     router.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("partyd/" PARTYD_VERSION));
     router.globalconf.max_request_entity_size = conf->limits.body_bytes;
     router.globalconf.http1.upgrade_to_http2 = 0; /* WebSocket needs HTTP/1.1; h2c would take it away */
-    h2o_hostconf_t *main_host = add_host("default", http_on_req);
-    h2o_hostconf_t *admin_host = add_host("admin", admin_on_req);
+    h2o_hostconf_t *main_host = add_host("default", http_on_req, conf->serve);
+    h2o_hostconf_t *admin_host = add_host("admin", admin_on_req, NULL);
     router.admin_host = admin_host;
     h2o_context_init(&router.ctx, router.loop, &router.globalconf);
     h2o_timeout_init(router.loop, &rt.pause_timeout, ACCEPT_PAUSE_MS);
@@ -295,6 +299,7 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
         http_fail_pending(p, 503, "the node is shutting down");
     }
     admin_dispose();
+    fetch_dispose();
     ws_flush();
     shards_flush();
     /* let the shards hear every CLOSE before the links go, so rooms see 1001 rather than a lost router */

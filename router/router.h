@@ -87,10 +87,10 @@ typedef struct st_router_t {
     size_t max_frame;
     int draining;
     uint64_t started_at;
-    uint64_t http_responses[5]; /* main listener responses by status class: 1xx .. 5xx */
+    uint64_t http_responses[5];           /* main listener responses by status class: 1xx .. 5xx */
     struct st_h2o_hostconf_t *admin_host; /* the admin listener's requests: not counted in http_responses */
-    int backing_up;             /* a backup is being written: the slot table must not change under it */
-    int port, admin_port;       /* as bound (the configuration may say 0: any free port); admin_port 0 when off */
+    int backing_up;                       /* a backup is being written: the slot table must not change under it */
+    int port, admin_port;                 /* as bound (the configuration may say 0: any free port); admin_port 0 when off */
 } router_t;
 
 extern router_t router;
@@ -106,6 +106,9 @@ void http_upgrade_accepted(router_pending_t *p);
 /* Writes a JSON error response with the usual headers. */
 void http_send_json(h2o_req_t *req, int status, const char *json, size_t len);
 void http_send_error(h2o_req_t *req, int status, const char *error);
+/* The main listener's response counters (partyd_http_responses_total), and the reason phrase of a status. */
+void http_count_status(h2o_req_t *req, int status);
+const char *http_status_reason(int status);
 /* Answers /health: 200 when every shard is connected, else 503. */
 void http_send_health(h2o_req_t *req);
 
@@ -164,6 +167,25 @@ int router_ctl_send(uint32_t type, int shard);
 /* ---- linger.c ---- */
 /* From now on client sockets that h2o closes get a lingering close on `loop`. */
 void linger_init(h2o_loop_t *loop);
+
+/* ---- edge.c: a party's edge hooks ---- */
+/* Headers an edge hook set for the room (in the request's pool). */
+typedef struct st_edge_headers_t {
+    const proto_header_t *headers;
+    size_t num;
+} edge_headers_t;
+struct st_route_t;
+/* Runs the party's before_connect (upgrade) or before_request hook, if it has one. 0: go on, with the headers it set
+ * in *out; 1: the request was answered (refused or answered by the hook, or the hook failed). */
+int edge_run(h2o_req_t *req, const struct st_route_t *r, const config_party_t *party, int upgrade, edge_headers_t *out);
+
+/* ---- fetch.c: rooms calling rooms ---- */
+/* A shard's FETCH: routed to the target room's shard as a REQUEST, or answered at once (400, 404, 503). */
+void fetch_on_request(int shard, const proto_msg_t *msg);
+/* A RESPONSE that answers a fetch goes back to the asking shard: 1 when `msg` was one. */
+int fetch_on_response(int shard, const proto_msg_t *msg);
+void fetch_on_shard_down(int shard);
+void fetch_dispose(void);
 
 /* ---- admin.c ---- */
 void admin_init(uint64_t node_started_ms);

@@ -344,8 +344,13 @@ static void on_frame(link_t *link, const proto_msg_t *m)
         HASH_FIND(hh, router.requests, &m->id, sizeof(m->id), p);
         if (p != NULL && p->shard == shard)
             http_respond_pending(p, m);
+        else
+            fetch_on_response(shard, m);
         break;
     }
+    case PROTO_FETCH:
+        fetch_on_request(shard, m);
+        break;
     case PROTO_ADMIN_REPLY:
         admin_on_reply(shard, m);
         break;
@@ -403,6 +408,7 @@ static void shard_lost(int shard)
         }
     }
     admin_on_shard_down(shard);
+    fetch_on_shard_down(shard);
     migrate_on_shard_down(shard);
 }
 

@@ -36,8 +36,9 @@
 extern "C" {
 #endif
 
-/* The ABI version a party is built against; partyd refuses a party whose abi_version differs. */
-#define PARTY_ABI_VERSION 1
+/* The ABI version a party is built against; partyd refuses a party whose abi_version differs (the layout of party_t
+ * and the meaning of the functions below belong to one version). */
+#define PARTY_ABI_VERSION 2
 
 /* Per-connection state survives hibernation (a later version); it is capped so a room's connections stay cheap. */
 #define PARTY_STATE_MAX 2048
@@ -52,6 +53,8 @@ extern "C" {
 typedef struct st_party_room_t party_room_t;       /* one room: a party plus a room id */
 typedef struct st_party_conn_t party_conn_t;       /* one WebSocket connection in a room */
 typedef struct st_party_request_t party_request_t; /* one HTTP request: to on_request, or the upgrade to on_connect */
+typedef struct st_party_edge_t party_edge_t;       /* a request at the edge: in the router, before it is routed */
+typedef struct st_party_fetch_t party_fetch_t;     /* the answer to a room's request to another room (party_fetch) */
 
 typedef struct st_party_t {
     /* PARTY_ABI_VERSION */
@@ -95,7 +98,33 @@ typedef struct st_party_t {
      * their ids, tags and state stay; on_stop runs; the next message, close, request or alarm runs on_start first.
      * The config's "hibernate" overrides this default. */
     int hibernate;
+
+    /* ---- edge hooks: run in the router process, before a request is routed to its room ----
+     *
+     * They see the request as the client sent it (party_edge_*), and decide: return 0 to let it through, or an HTTP
+     * status (100–599) that the router answers with itself (body and headers from party_edge_respond and
+     * party_edge_response_header; by default a JSON error). Headers added with party_edge_set_header travel with the
+     * request to the room, which sees them in on_connect / on_request like the client's own. This is where a token
+     * is verified once and the user id handed on (README, "Auth at the edge").
+     *
+     * They run on the router's loop, which serves every room of the node: they must not block or take long (no
+     * network or disk I/O). They have no room: no room function may be called from them. Either may be NULL. */
+    /* Before a WebSocket upgrade (a GET with Upgrade: websocket). */
+    int (*before_connect)(party_edge_t *edge);
+    /* Before any other HTTP request to one of the party's rooms. */
+    int (*before_request)(party_edge_t *edge);
 } party_t;
+
+/* A party built as a module (a shared object named by "module" in the config) defines exactly one party_t under this
+ * name, with default visibility:
+ *
+ *     PARTY_EXPORT const party_t partyd_party = {.abi_version = PARTY_ABI_VERSION, .kind = "mine", ...};
+ *
+ * partyd loads it with dlopen when it starts (every symbol resolved then: a missing one is an error at start, never at
+ * the first request) and refuses one whose abi_version is not its own. A module calls the functions of this header,
+ * which the partyd binary exports; it may use any library it links. */
+#define PARTY_MODULE_SYMBOL "partyd_party"
+#define PARTY_EXPORT __attribute__((visibility("default")))
 
 /* ---- the room ---- */
 
@@ -103,6 +132,10 @@ typedef struct st_party_t {
 const char *party_room_id(const party_room_t *room);
 /* The party name the room was reached under (the config's key, e.g. "main"). */
 const char *party_room_party(const party_room_t *room);
+
+/* The value of the party's configured var `name` ("vars" in the config: a string, or an environment variable read when
+ * the node started), or NULL when there is none. Valid for the life of the process. */
+const char *party_var(const party_room_t *room, const char *name);
 
 /* A pointer the party keeps with the room (NULL until set). Free it in on_stop. */
 void *party_room_data(const party_room_t *room);
@@ -224,6 +257,60 @@ int party_response_header(party_request_t *req, const char *name, const char *va
  * after it returns `req` is gone. Only for requests given to on_request (not the upgrade request of on_connect).
  * Returns 0, -EINVAL, -EALREADY. */
 int party_respond(party_request_t *req, int status, const char *content_type, const void *body, size_t len);
+
+/* ---- rooms calling rooms ---- */
+
+/* The answer to party_fetch: valid only during the callback. */
+typedef void (*party_fetch_cb)(party_room_t *room, void *arg, const party_fetch_t *res);
+
+/* Sends an HTTP request to room `room_id` of party `party` — any party of this node, this room included — routed like
+ * a client's request (the target may be on another shard), and calls `cb` with the answer. `path` is the sub-path
+ * after the room, with an optional query ("/score?round=2"; NULL or "" for the room itself); `method` NULL is "GET";
+ * `headers` is NULL or a NULL-terminated list of name, value pairs; the body is copied. The target's on_request sees
+ * the header "x-partyd-from: PARTY/ROOM" naming this room (clients cannot forge it: the router drops it from their
+ * requests); edge hooks do not run for it.
+ *
+ * `cb` runs later, on this room's loop, as a callback of this room (it may use every room function, and answer a
+ * request the room holds). The room stays in memory until every fetch of it was answered. The answer's status is the
+ * target's, or one of partyd's: 400 (bad room id or party name), 404 (no such party), 503 (the target's shard is
+ * down or the room is moving; retry), 504 (no answer within timers.fetch_ms). `cb` always runs exactly once, unless
+ * the room's own shard stops first.
+ *
+ * Like a message, the request leaves only once the writes this callback made are committed (the output gate).
+ * Returns 0, -EINVAL (a bad argument), -EMSGSIZE (the body is over limits.body_bytes). */
+int party_fetch(party_room_t *room, const char *party, const char *room_id, const char *method, const char *path,
+                const char *const *headers, const void *body, size_t len, party_fetch_cb cb, void *arg);
+/* The answer's HTTP status. */
+int party_fetch_status(const party_fetch_t *res);
+/* The first header of the answer with this (case-insensitive) name, or NULL. */
+const char *party_fetch_header(const party_fetch_t *res, const char *name);
+/* The answer's body. */
+const void *party_fetch_body(const party_fetch_t *res, size_t *len);
+
+/* ---- the edge (before_connect, before_request; in the router) ---- */
+
+/* The party name and the room id the request is for (the room id raw, as party_room_id gives it). */
+const char *party_edge_party(const party_edge_t *edge);
+const char *party_edge_room(const party_edge_t *edge);
+/* The request: method, raw path (without the query), query ("" when absent), as party_request_* give them. */
+const char *party_edge_method(const party_edge_t *edge);
+const char *party_edge_path(const party_edge_t *edge);
+const char *party_edge_query(const party_edge_t *edge);
+/* The first query parameter `name`, decoded; as party_request_query_param. */
+long party_edge_query_param(const party_edge_t *edge, const char *name, char *out, size_t cap);
+/* The first request header with this (case-insensitive) name, or NULL. */
+const char *party_edge_header(const party_edge_t *edge, const char *name);
+/* Sets a request header for the room (copied): it replaces every header of that name the client sent, so a room can
+ * trust a header only the hook sets. Returns 0, -EINVAL (bad name or value), -ENOSPC (too many headers). */
+int party_edge_set_header(party_edge_t *edge, const char *name, const char *value);
+/* When the hook answers itself (returns a status): the response body (copied; NULL content type: none) and headers.
+ * Returns 0, -EINVAL. */
+int party_edge_respond(party_edge_t *edge, const char *content_type, const void *body, size_t len);
+int party_edge_response_header(party_edge_t *edge, const char *name, const char *value);
+/* The party's configured var, as party_var. */
+const char *party_edge_var(const party_edge_t *edge, const char *name);
+/* A log line tagged with the party and room. level as party_log. */
+void party_edge_log(const party_edge_t *edge, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- utilities ---- */
 

@@ -197,6 +197,9 @@ static void on_link_frame(link_t *link, const proto_msg_t *msg)
     case PROTO_REQUEST:
         rooms_on_request(msg);
         break;
+    case PROTO_FETCH_REPLY:
+        rooms_on_fetch_reply(msg);
+        break;
     case PROTO_ADMIN:
         shard_admin(msg);
         break;

@@ -58,6 +58,8 @@ void rooms_on_close(const proto_msg_t *msg);
 void rooms_on_request(const proto_msg_t *msg);
 /* The router went away: every connection is gone (their on_close runs with 1006), rooms stay. */
 void rooms_on_router_lost(void);
+/* A room's fetch was answered (FETCH_REPLY): its callback runs. */
+void rooms_on_fetch_reply(const proto_msg_t *msg);
 /* Runs the on_close callbacks that party_conn_close deferred. Called after each frame is handled. */
 void rooms_run_deferred(void);
 /* What the room layer counts (shard/admin.c reports it). */

@@ -52,7 +52,8 @@ export function tmpDir(prefix = 'partyd-test-') {
 
 // Starts a node. Options:
 //   shards (2), config (object written to partyd.json and passed with --config), args (extra flags),
-//   admin (true), env (extra environment), ready (wait for /health 200; true), dir (reuse a temp dir)
+//   admin (true), env (extra environment), ready (wait for /health 200; true), dir (reuse a temp dir),
+//   bin (another partyd binary, e.g. an installed one)
 export async function startNode(opts = {}) {
   const dir = opts.dir ?? tmpDir();
   const args = ['--port', '0', '--data-dir', path.join(dir, 'data'), '--shards', String(opts.shards ?? 2)];
@@ -72,7 +73,7 @@ export async function startNode(opts = {}) {
     LSAN_OPTIONS: `suppressions=${path.join(ROOT, 'tests', 'lsan.supp')}:print_suppressions=0`,
     ...(opts.env ?? {}),
   };
-  const proc = spawn(BIN, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const proc = spawn(opts.bin ?? BIN, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const node = new Node(proc, dir, sanDir);
   live.add(node);
   if (opts.ready === false) return node;

@@ -46,7 +46,7 @@ static void expect_error(const char *json, const char *field)
     config_t c;
     config_init_default(&c);
     char err[512] = "";
-    int r = config_apply_json(&c, json, strlen(json), "t.json", err, sizeof(err));
+    int r = config_apply_json(&c, json, strlen(json), "t.json", NULL, err, sizeof(err));
     if (r != -1 || strstr(err, field) == NULL)
         fail_msg("%s: expected an error naming \"%s\", got %d \"%s\"", json, field, r, err);
     config_dispose(&c);
@@ -73,11 +73,17 @@ static void test_errors(void **state)
     expect_error("{\"admin\":{\"token\":{\"file\":\"x\"}}}", "admin.token");
     expect_error("{\"parties\":{}}", "parties");
     expect_error("{\"parties\":{\"main\":{\"kind\":\"pizza\"}}}", "parties.main.kind");
-    expect_error("{\"parties\":{\"main\":{}}}", "parties.main.kind");
+    expect_error("{\"parties\":{\"main\":{}}}", "parties.main: needs either \"kind\"");
+    expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"module\":\"/x.so\"}}}", "not both");
     expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"hibernate\":1}}}", "parties.main.hibernate");
     expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"color\":1}}}", "parties.main.color");
     expect_error("{\"parties\":{\"a.b\":{\"kind\":\"chat\"}}}", "parties.a.b");
-    expect_error("{\"parties\":{\"mine\":{\"module\":\"./x.so\"}}}", "parties.mine");
+    expect_error("{\"parties\":{\"mine\":{\"module\":\"./no-such-module.so\"}}}",
+                 "parties.mine.module: ./no-such-module.so: No such file");
+    expect_error("{\"parties\":{\"mine\":{\"module\":42}}}", "parties.mine.module: expected the path");
+    expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"vars\":[]}}}", "parties.main.vars: expected an object");
+    expect_error("{\"serve\":42}", "serve: expected the path of a folder");
+    expect_error("{\"timers\":{\"fetch_ms\":5}}", "timers.fetch_ms");
     expect_error("{\"log_level\":\"loud\"}", "log_level");
     expect_error("[1]", "must be a JSON object");
     expect_error("{\"listen\":", "line 1");
@@ -92,7 +98,7 @@ static void test_overlay(void **state)
     char err[256];
     const char *json = "{\"listen\":{\"port\":0},\"shards\":3,\"limits\":{\"message_bytes\":4096},"
                        "\"parties\":{\"echo\":{\"kind\":\"relay\",\"hibernate\":true}},\"admin\":{\"listen\":\"off\"}}";
-    assert_int_equal(config_apply_json(&c, json, strlen(json), "t.json", err, sizeof(err)), 0);
+    assert_int_equal(config_apply_json(&c, json, strlen(json), "t.json", NULL, err, sizeof(err)), 0);
     assert_int_equal(c.port, 0);
     assert_string_equal(c.host, "127.0.0.1"); /* untouched keys keep the default */
     assert_int_equal(c.shards, 3);
@@ -114,11 +120,35 @@ static void test_env_token(void **state)
     char err[256];
     setenv("PARTYD_TEST_TOKEN", "s3cret", 1);
     const char *json = "{\"admin\":{\"listen\":\"[::1]:0\",\"token\":{\"env\":\"PARTYD_TEST_TOKEN\"}}}";
-    assert_int_equal(config_apply_json(&c, json, strlen(json), "t.json", err, sizeof(err)), 0);
+    assert_int_equal(config_apply_json(&c, json, strlen(json), "t.json", NULL, err, sizeof(err)), 0);
     assert_string_equal(c.admin_token, "s3cret");
     assert_string_equal(c.admin_host, "::1");
     char *printed = config_to_json(&c);
     assert_null(strstr(printed, "s3cret")); /* never printed */
+    free(printed);
+    config_dispose(&c);
+}
+
+static void test_vars(void **state)
+{
+    (void)state;
+    config_t c;
+    config_init_default(&c);
+    char err[256];
+    setenv("PARTYD_TEST_VAR", "from-env", 1);
+    unsetenv("PARTYD_TEST_UNSET");
+    const char *json = "{\"parties\":{\"p\":{\"kind\":\"relay\",\"vars\":{\"A\":\"literal\",\"B\":{\"env\":\"PARTYD_TEST_VAR\"},"
+                       "\"C\":{\"env\":\"PARTYD_TEST_UNSET\"}}}}}";
+    assert_int_equal(config_apply_json(&c, json, strlen(json), "t.json", NULL, err, sizeof(err)), 0);
+    const config_party_t *p = config_find_party(&c, "p", 1);
+    assert_non_null(p);
+    assert_string_equal(config_party_var(p, "A"), "literal");
+    assert_string_equal(config_party_var(p, "B"), "from-env");
+    assert_null(config_party_var(p, "C")); /* an unset environment variable: no such var */
+    assert_null(config_party_var(p, "D"));
+    char *printed = config_to_json(&c);
+    assert_null(strstr(printed, "from-env")); /* the environment's values stay there */
+    assert_non_null(strstr(printed, "PARTYD_TEST_VAR"));
     free(printed);
     config_dispose(&c);
 }
@@ -161,7 +191,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default),   cmocka_unit_test(test_errors), cmocka_unit_test(test_overlay),
-        cmocka_unit_test(test_env_token), cmocka_unit_test(test_args),
+        cmocka_unit_test(test_env_token), cmocka_unit_test(test_vars),   cmocka_unit_test(test_args),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -76,6 +76,7 @@ static proto_msg_t sample(proto_type_t type)
         m.code = 4000;
         m.reason = PROTO_STR("replaced");
         break;
+    case PROTO_FETCH:
     case PROTO_REQUEST:
         m.id = 77;
         m.party = PROTO_STR("main");
@@ -87,6 +88,7 @@ static proto_msg_t sample(proto_type_t type)
         m.num_headers = 2;
         m.data = PROTO_STR("{\"content\":\"hi\"}");
         break;
+    case PROTO_FETCH_REPLY:
     case PROTO_RESPONSE:
         m.id = 77;
         m.status = 201;
