@@ -273,8 +273,9 @@ typedef void (*party_fetch_cb)(party_room_t *room, void *arg, const party_fetch_
  * `cb` runs later, on this room's loop, as a callback of this room (it may use every room function, and answer a
  * request the room holds). The room stays in memory until every fetch of it was answered. The answer's status is the
  * target's, or one of partyd's: 400 (bad room id or party name), 404 (no such party), 503 (the target's shard is
- * down or the room is moving; retry), 504 (no answer within timers.fetch_ms). `cb` always runs exactly once, unless
- * the room's own shard stops first.
+ * down or the room is moving; retry), 504 (no answer within timers.fetch_ms). `cb` runs exactly once — unless this
+ * room stops first (its shard stops or restarts, an operator evicts it, it moves to another shard, its start fails):
+ * then it never runs, so free what `arg` holds in on_stop too (for example, keep pending args in the room's data).
  *
  * Like a message, the request leaves only once the writes this callback made are committed (the output gate).
  * Returns 0, -EINVAL (a bad argument), -EMSGSIZE (the body is over limits.body_bytes). */
