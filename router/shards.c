@@ -307,12 +307,12 @@ static void on_frame(link_t *link, const proto_msg_t *m)
         break;
     case PROTO_REJECT:
         if ((conn = conn_of(shard, m->id)) != NULL && conn->pending != NULL && !conn->pending->upgrading) {
-            char why[256];
+            char why[300];
             size_t n = m->data.len < sizeof(why) - 1 ? m->data.len : sizeof(why) - 1;
             memcpy(why, m->data.base, n);
             why[n] = '\0';
-            for (size_t i = 0; i < n; ++i)
-                if (why[i] == '"' || why[i] == '\\' || (unsigned char)why[i] < 0x20)
+            for (size_t i = 0; i < n; ++i) /* a room's text, shown as it is (http_send_error escapes it) but on one line */
+                if ((unsigned char)why[i] < 0x20)
                     why[i] = ' ';
             conn->shard_knows = 0;
             room_remove(conn);

@@ -74,7 +74,7 @@ typedef struct st_party_t {
      * The connection is already in the room (party_room_connections lists it, broadcasts include it) and may be
      * sent to; what it is sent is written right after the 101. Return 0 to accept, or an HTTP status from 400 to
      * 599 to refuse it before the upgrade (the client sees that status; the connection leaves the room without an
-     * on_close). May be NULL: every connection is accepted. */
+     * on_close; party_conn_refusal sets the reason the client reads). May be NULL: every connection is accepted. */
     int (*on_connect)(party_room_t *room, party_conn_t *conn, const party_request_t *req);
     /* A whole message from a connection: text (valid UTF-8, `binary` = 0) or binary. May be NULL. */
     void (*on_message)(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary);
@@ -169,6 +169,10 @@ int party_conn_close(party_conn_t *conn, int code, const char *reason);
 int party_conn_set_state(party_conn_t *conn, const void *data, size_t len);
 /* The state last set, or NULL with *len = 0. Valid until the next set or the connection's on_close returns. */
 const void *party_conn_state(const party_conn_t *conn, size_t *len);
+
+/* In on_connect, before returning a refusal status: the reason the client gets, as the JSON body {"error": reason}
+ * (≤ 256 bytes of UTF-8, copied). Returns 0, -EINVAL, -EBUSY (outside on_connect). */
+int party_conn_refusal(party_conn_t *conn, const char *reason);
 
 /* Tags: up to PARTY_TAGS_MAX strings of 1..PARTY_TAG_MAX bytes, set in on_connect only (copied); they survive
  * hibernation. Returns 0, -EINVAL, -EBUSY (outside on_connect). */

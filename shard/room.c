@@ -138,6 +138,7 @@ static struct {
     party_conn_t *conns_by_cid;
     party_conn_t *deferred; /* closed by the party, on_close pending */
     room_fetch_t *fetches;  /* every room's fetches waiting for an answer, by id */
+    char refusal[257];      /* the reason on_connect gave for refusing (party_conn_refusal) */
     uint64_t next_fetch_id;
     party_room_t *lru, *lru_tail; /* idle rooms, least recently used first */
     party_room_t *gated;          /* rooms that wrote in this pass */
@@ -624,6 +625,7 @@ void rooms_on_open(const proto_msg_t *msg)
     if (room->party->on_connect != NULL) {
         party_request_t *req = request_new(msg);
         room->connecting = conn;
+        rooms.refusal[0] = '\0';
         verdict = room->party->on_connect(room, conn, req);
         room->connecting = NULL;
         request_free(req);
@@ -638,7 +640,7 @@ void rooms_on_open(const proto_msg_t *msg)
                      verdict);
             verdict = 500;
         }
-        emit_reject(conn->cid, verdict, "the room refused the connection");
+        emit_reject(conn->cid, verdict, rooms.refusal[0] != '\0' ? rooms.refusal : "the room refused the connection");
         if ((conn->flags & CONN_CLOSED) == 0) {
             conn_forget(conn);
             conn_unlink(conn);
@@ -1613,6 +1615,17 @@ int party_respond(party_request_t *req, int status, const char *content_type, co
     if (room != NULL)
         room_settle(room);
     return ret == -ENOTCONN ? 0 : ret;
+}
+
+int party_conn_refusal(party_conn_t *conn, const char *reason)
+{
+    if (conn->room->connecting != conn)
+        return -EBUSY;
+    size_t len = reason != NULL ? strlen(reason) : 0;
+    if (reason == NULL || len == 0 || len >= sizeof(rooms.refusal) || !base_utf8_valid(reason, len))
+        return -EINVAL;
+    memcpy(rooms.refusal, reason, len + 1);
+    return 0;
 }
 
 /* ---- party.h: vars ---- */

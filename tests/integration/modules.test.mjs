@@ -122,6 +122,10 @@ test('before_connect: refuses an upgrade before any room sees it, or passes the 
   const denied = await refused(node.wsUrl('/parties/echo/w1'), { headers: { 'x-deny': '1' } });
   assert.equal(denied.status, 403);
   assert.equal(JSON.parse(denied.body).denied, 'echo/w1');
+  // the room refuses, with its own reason (quotes and all) as the JSON error
+  const no = await refused(node.wsUrl(`/parties/echo/w1?${new URLSearchParams({ refuse: 'no entry for "you" \\ ünïcode' })}`));
+  assert.equal(no.status, 403);
+  assert.deepEqual(JSON.parse(no.body), { error: 'no entry for "you" \\ ünïcode' });
   const c = await open(node.wsUrl('/parties/echo/w1?user=bob'), { headers: { 'x-user': 'mallory' } });
   assert.deepEqual(await c.waitJson((m) => m.type === 'hello'), { type: 'hello', user: 'bob' });
   c.send('ping');

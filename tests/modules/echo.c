@@ -4,7 +4,8 @@
  *
  *   request   → 200 {"method","path","query","from","user","edge","var","body","headers":N}
  *               ?hang holds the request without answering (for timeouts); ?status=N answers with that status
- *   WebSocket → on connect sends {"type":"hello","user": x-user header}; echoes every message back
+ *   WebSocket → on connect sends {"type":"hello","user": x-user header}; echoes every message back;
+ *               ?refuse=WHY refuses it with 403 and that reason
  *   edge      → a request with header x-deny: answered at the edge with 403, a JSON body and x-denied-by: echo;
  *               x-edge-status: N returns N from the hook (a bad value tests partyd's guard);
  *               otherwise sets x-user (from ?user=, replacing the client's) and x-edge: ran
@@ -75,6 +76,11 @@ static void on_request(party_room_t *room, party_request_t *req)
 static int on_connect(party_room_t *room, party_conn_t *conn, const party_request_t *req)
 {
     (void)room;
+    char why[300];
+    if (party_request_query_param(req, "refuse", why, sizeof(why)) > 0) {
+        party_conn_refusal(conn, why);
+        return 403;
+    }
     char msg[512], user[300];
     put_json_str(user, sizeof(user), or_empty(party_request_header(req, "x-user")));
     int n = snprintf(msg, sizeof(msg), "{\"type\":\"hello\",\"user\":%s}", user);
