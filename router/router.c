@@ -104,6 +104,13 @@ static void begin_drain(const char *why)
     listener_stop(&rt.main);
     listener_stop(&rt.admin);
     h2o_context_request_shutdown(&router.ctx);
+    /* before the closes, so that the rooms see them as the node stopping, not as their clients leaving */
+    for (int k = 0; k < router.num_shards; ++k) {
+        link_t *link = shards_link((uint16_t)router.ids[k]);
+        proto_msg_t m = {.type = PROTO_ADMIN, .id = ++router.next_rid, .method = PROTO_STR("node-stopping")};
+        if (link != NULL)
+            link_emit(link, &m);
+    }
     for (router_pending_t *p = router.pending, *next; p != NULL; p = next) {
         next = p->next;
         if (p->conn == NULL || p->upgrading)

@@ -1,6 +1,7 @@
 /*
  * admin.c — the operations the router's admin endpoint asks a shard for (PROTO_ADMIN), each a JSON object in and out:
  *
+ *   node-stopping                 the node drains: closes from now on are the node letting go (party_node_stopping)
  *   stats                         counters, storage, latency and wake-time histograms
  *   rooms    {after,party,prefix,limit}   a page of the shard's rooms in storage order
  *   room     {party,room,cursor,limit}    one room: connections, alarm, a page of keys
@@ -109,7 +110,11 @@ void shard_admin(const proto_msg_t *msg)
     proto_str_t party, room;
     json_t *out;
 #define OP(name) (msg->method.len == sizeof(name) - 1 && memcmp(msg->method.base, name, sizeof(name) - 1) == 0)
-    if (OP("stats")) {
+    if (OP("node-stopping")) {
+        /* the router drains: the closes that follow are the node letting its clients go (party_node_stopping) */
+        rooms_node_stopping();
+        reply(msg->id, 200, json_object());
+    } else if (OP("stats")) {
         reply(msg->id, 200, stats());
     } else if (OP("rooms")) {
         reply(msg->id, 200,

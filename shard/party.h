@@ -40,7 +40,7 @@ extern "C" {
  * and the meaning of the functions below belong to one version). */
 #define PARTY_ABI_VERSION 2
 
-/* Per-connection state survives hibernation (a later version); it is capped so a room's connections stay cheap. */
+/* Per-connection state survives hibernation; it is capped so a room's connections stay cheap. */
 #define PARTY_STATE_MAX 2048
 /* Storage caps. */
 #define PARTY_KEY_MAX 2048
@@ -79,7 +79,10 @@ typedef struct st_party_t {
     /* A whole message from a connection: text (valid UTF-8, `binary` = 0) or binary. May be NULL. */
     void (*on_message)(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary);
     /* The connection is gone: the client closed it (`clean` = 1 after a close handshake), it failed, the party closed
-     * it, or a newer connection with the same id replaced it (code 4000). It is no longer in the room. May be NULL. */
+     * it, a newer connection with the same id replaced it (code 4000), or the node stops (code 1001, and
+     * party_node_stopping() is 1). It is no longer in the room. Not called when the room itself is taken down — an
+     * operator evicts or deletes it, or it moves to another shard: its connections are closed with 1012 (clients
+     * reconnect) and on_stop runs. May be NULL. */
     void (*on_close)(party_room_t *room, party_conn_t *conn, int code, const char *reason, size_t reason_len, int clean);
     /* The connection failed (protocol error, message too big, invalid UTF-8, slow consumer, lost peer) and is about to
      * close; `error` says why. on_close follows. May be NULL. */
@@ -164,8 +167,8 @@ int party_send(party_conn_t *conn, const void *data, size_t len, int binary);
  * (≤ 123 bytes of UTF-8; NULL for none). The connection leaves the room at once; its on_close runs after the current
  * callback returns. Returns 0, -EINVAL, -ENOTCONN. */
 int party_conn_close(party_conn_t *conn, int code, const char *reason);
-/* Per-connection state: ≤ PARTY_STATE_MAX bytes, copied. Kept with the connection (and, in a later version, across
- * hibernation). Returns 0, -EMSGSIZE, -ENOTCONN. */
+/* Per-connection state: ≤ PARTY_STATE_MAX bytes, copied. Kept with the connection, also while the room hibernates.
+ * Returns 0, -EMSGSIZE, -ENOTCONN. */
 int party_conn_set_state(party_conn_t *conn, const void *data, size_t len);
 /* The state last set, or NULL with *len = 0. Valid until the next set or the connection's on_close returns. */
 const void *party_conn_state(const party_conn_t *conn, size_t *len);
@@ -323,6 +326,12 @@ void party_edge_log(const party_edge_t *edge, int level, const char *fmt, ...) _
 int party_utf8_valid(const void *data, size_t len);
 /* The number of code points in valid UTF-8 (what JavaScript's [...s].length counts). */
 size_t party_utf8_length(const void *data, size_t len);
+
+/* The largest message party_send and party_broadcast take (limits.message_bytes): larger is -EMSGSIZE. */
+size_t party_message_max(void);
+/* 1 while the node stops (SIGTERM: it drains, and its clients will reconnect to the next one), else 0. In on_close it
+ * tells a client that leaves from one the node lets go: a presence list, say, keeps the user then. */
+int party_node_stopping(void);
 
 /* Wall-clock time in milliseconds since the Unix epoch. */
 uint64_t party_now_ms(void);

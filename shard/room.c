@@ -139,6 +139,7 @@ static struct {
     party_conn_t *deferred; /* closed by the party, on_close pending */
     room_fetch_t *fetches;  /* every room's fetches waiting for an answer, by id */
     char refusal[257];      /* the reason on_connect gave for refusing (party_conn_refusal) */
+    int node_stopping;      /* the router said the node drains (party_node_stopping) */
     uint64_t next_fetch_id;
     party_room_t *lru, *lru_tail; /* idle rooms, least recently used first */
     party_room_t *gated;          /* rooms that wrote in this pass */
@@ -1615,6 +1616,21 @@ int party_respond(party_request_t *req, int status, const char *content_type, co
     if (room != NULL)
         room_settle(room);
     return ret == -ENOTCONN ? 0 : ret;
+}
+
+void rooms_node_stopping(void)
+{
+    rooms.node_stopping = 1;
+}
+
+int party_node_stopping(void)
+{
+    return rooms.node_stopping;
+}
+
+size_t party_message_max(void)
+{
+    return rooms.conf->limits.message_bytes;
 }
 
 int party_conn_refusal(party_conn_t *conn, const char *reason)

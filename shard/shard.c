@@ -272,6 +272,7 @@ static void on_ctl(h2o_socket_t *sock, const char *err)
             fd = -1;
             break;
         case CTL_DRAIN:
+            rooms_node_stopping();
             shard.stop = 1;
             break;
         default:
@@ -290,6 +291,7 @@ static void on_signal(h2o_socket_t *sock, const char *err)
     while (read(h2o_socket_get_fd(sock), &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGTERM) {
             log_info("SIGTERM: shutting down");
+            rooms_node_stopping();
             shard.stop = 1;
         }
     }

@@ -60,6 +60,8 @@ void rooms_on_request(const proto_msg_t *msg);
 void rooms_on_router_lost(void);
 /* A room's fetch was answered (FETCH_REPLY): its callback runs. */
 void rooms_on_fetch_reply(const proto_msg_t *msg);
+/* The node drains: what closes now is the node letting go (party_node_stopping). */
+void rooms_node_stopping(void);
 /* Runs the on_close callbacks that party_conn_close deferred. Called after each frame is handled. */
 void rooms_run_deferred(void);
 /* What the room layer counts (shard/admin.c reports it). */

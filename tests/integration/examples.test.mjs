@@ -1,10 +1,12 @@
 // examples.test.mjs — the example parties of deploy/examples, each loaded as a module ("module" in the config) into a
 // real partyd and driven with the real `ws` and `partysocket` clients:
 //   typed_chat  the typed protocol and its validation, the history in storage (last 100, across an evict, hibernation
-//               and a restart), names in connection state
+//               and a restart), names in connection state, a small limits.message_bytes (a chat that cannot be sent
+//               is not kept; the history shrinks to fit)
 //   collab      presence and cursors in storage: state, join, cursor to the others only, user-left, across an evict,
 //               hibernation and a crash; a newer socket with the same id is no departure
-//   http_state  GET/POST/405/400/413, the broadcast, the state on connect, across an evict and a restart
+//   http_state  GET/POST/405/400/413, the broadcast, the state on connect, across an evict and a restart; a state too
+//               large to send is not stored
 //   auth        the edge hooks: 401 (no token, a bad signature, another user's), the user handed to the room, a
 //               client's own x-user-id replaced, 500 when AUTH_SECRET is missing (logged once per party)
 // The modules are the ones built next to the binary under test (build/ or build-asan/), so the ASan run loads
@@ -287,6 +289,35 @@ test('typed_chat: the last 100 messages, a key each, survive hibernation, an evi
   assert.equal((await d.waitJson((x) => x.type === 'chat', { what: 'chat after restart' })).id, 108);
   assert.equal((await storedKeys(node, 'chat', room)).length, 100);
   await stopClean(node, [d]);
+});
+
+test('typed_chat: under a small limits.message_bytes a chat that cannot be sent is not kept, and the history is the newest that fit', T, async () => {
+  const node = await start({ shards: 1, config: { ...TC(), limits: { message_bytes: 1024 } } });
+  const room = 'tc-limit';
+  const a = await open(tc(node, room, 'a'));
+  await next(a, 0);
+  const name = 'n'.repeat(64);
+  a.send(join(name));
+  for (let i = 1; i <= 20; i++) a.send(chat(`message number ${i} `.padEnd(40, '.')));
+  await a.waitJson((m) => m.type === 'chat' && m.id === 20, { what: 'the 20th chat' });
+  // 950 characters arrive (under 1024 bytes) but cannot go out with the name, id and ts around them
+  const long = chat('x'.repeat(950));
+  assert.ok(Buffer.byteLength(long) < 1024);
+  a.send(long);
+  assert.deepEqual(await next(a, 22), { type: 'error', error: 'chat: too long to send over this node (limits.message_bytes)' });
+  assert.equal((await storedKeys(node, 'chat', room)).length, 20, 'the chat that was not sent was not kept');
+  a.send(chat('after'));
+  assert.equal((await next(a, 23)).id, 21, 'the number was not used up');
+
+  // 21 chats are over 1024 bytes as one history: a new connection gets the newest that fit, oldest first
+  const b = await open(tc(node, room, 'b'));
+  const h = await next(b, 0);
+  assert.equal(h.type, 'history');
+  const ids = h.messages.map((m) => m.id);
+  assert.ok(ids.length >= 1 && ids.length < 21, `${ids.length} messages`);
+  assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => 22 - ids.length + i));
+  assert.ok(Buffer.byteLength(b.messages[0].text) <= 1024);
+  await stopClean(node, [a, b]);
 });
 
 test('typed_chat: partysocket clients join on every open and chat across an evict', T, async () => {
@@ -601,6 +632,35 @@ test('http_state: the state survives an evict and a restart; partysocket and Par
   const c = await open(wsUrl(node, 'state', room, 'c'));
   assert.deepEqual(await next(c, 0), { type: 'state', state: { title: 'Plan', n: 3 } });
   await stopClean(node, [c]);
+});
+
+test('http_state: a state too large for a WebSocket message is refused with 413 and not stored; one stored under a larger limit is still served', T, async () => {
+  const config = (message_bytes) => ({ ...HS, limits: { message_bytes } });
+  let node = await start({ shards: 1, config: config(1024) });
+  const room = 'hs-limit';
+  const a = await open(wsUrl(node, 'state', room, 'a'));
+  assert.deepEqual(await next(a, 0), { type: 'state', state: null });
+  const small = JSON.stringify({ pad: 's'.repeat(900) });
+  assert.equal((await hsPost(node, room, small)).status, 200);
+  assert.equal((await next(a, 1)).pad.length, 900);
+  const large = JSON.stringify({ pad: 'L'.repeat(2000) });
+  const r = await hsPost(node, room, large);
+  assert.equal(r.status, 413);
+  assert.equal(JSON.parse(r.text).error, 'the state is too large to send to the room\'s sockets (limits.message_bytes)');
+  assert.equal(await hsGet(node, room), small, 'the refused state was not stored');
+  await stopClean(node, [a]);
+
+  // stored under the default limit, then served by a node with a smaller one
+  node = await start({ shards: 1, config: HS, dir: node.dir });
+  assert.equal((await hsPost(node, room, large)).status, 200);
+  await stopClean(node);
+  node = await start({ shards: 1, config: config(1024), dir: node.dir });
+  const b = await open(wsUrl(node, 'state', room, 'b'));
+  assert.deepEqual(await next(b, 0), { type: 'error', error: 'the state is too large to send (limits.message_bytes); GET it' });
+  assert.equal(await hsGet(node, room), large);
+  assert.equal((await hsPost(node, room, small)).status, 200);
+  assert.equal((await next(b, 1)).pad.length, 900, 'updates that fit still arrive');
+  await stopClean(node, [b]);
 });
 
 // ---- auth -------------------------------------------------------------------------------------------------------------------

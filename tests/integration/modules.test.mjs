@@ -130,6 +130,14 @@ test('before_connect: refuses an upgrade before any room sees it, or passes the 
   assert.deepEqual(await c.waitJson((m) => m.type === 'hello'), { type: 'hello', user: 'bob' });
   c.send('ping');
   await c.waitMessage((m) => m.text === 'ping');
+  c.send('max');
+  const max = await c.waitMessage((m) => m.text?.startsWith('{"message_max"'));
+  assert.deepEqual(JSON.parse(max.text), { message_max: 1048576 });
+  // a client that leaves is not the node stopping; the drain's closes are
+  const leaver = await open(node.wsUrl('/parties/echo/w1?_pk=leaver'));
+  await leaver.close(1001, 'going away');
+  await waitFor(() => /room echo\/w1: on_close leaver code=1001 clean=1 stopping=0/.test(node.stderr), { what: 'the leaver\'s on_close' });
+  const stayer = await open(node.wsUrl('/parties/echo/w1?_pk=stayer'));
   // partysocket, with the user in its query
   const ps = new PartySocket({ host: node.host, party: 'echo', room: 'w2', query: { user: 'carol' }, WebSocket });
   track(() => ps.close());
@@ -139,6 +147,8 @@ test('before_connect: refuses an upgrade before any room sees it, or passes the 
   assert.deepEqual(JSON.parse(seen[0]), { type: 'hello', user: 'carol' });
   ps.close();
   await stopClean(node, [c]);
+  assert.match(node.stderr, /room echo\/w1: on_close stayer code=1001 clean=\d stopping=1/, 'the drain\'s close says the node stops');
+  assert.equal(stayer.closeCode, 1001);
 });
 
 // ---- rooms calling rooms -----------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@
  *
  *   request   → 200 {"method","path","query","from","user","edge","var","body","headers":N}
  *               ?hang holds the request without answering (for timeouts); ?status=N answers with that status
- *   WebSocket → on connect sends {"type":"hello","user": x-user header}; echoes every message back;
+ *   WebSocket → on connect sends {"type":"hello","user": x-user header}; echoes every message back ("max" gets
+ *               {"message_max": party_message_max()}); on_close logs its code and party_node_stopping();
  *               ?refuse=WHY refuses it with 403 and that reason
  *   edge      → a request with header x-deny: answered at the edge with 403, a JSON body and x-denied-by: echo;
  *               x-edge-status: N returns N from the hook (a bad value tests partyd's guard);
@@ -91,7 +92,20 @@ static int on_connect(party_room_t *room, party_conn_t *conn, const party_reques
 static void on_message(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary)
 {
     (void)room;
+    if (!binary && len == 3 && memcmp(data, "max", 3) == 0) {
+        char msg[64];
+        int n = snprintf(msg, sizeof(msg), "{\"message_max\":%zu}", party_message_max());
+        party_send(conn, msg, (size_t)n, 0);
+        return;
+    }
     party_send(conn, data, len, binary);
+}
+
+static void on_close(party_room_t *room, party_conn_t *conn, int code, const char *reason, size_t reason_len, int clean)
+{
+    (void)reason;
+    (void)reason_len;
+    party_log(room, 2, "on_close %s code=%d clean=%d stopping=%d", party_conn_id(conn), code, clean, party_node_stopping());
 }
 
 static int edge(party_edge_t *e)
@@ -124,6 +138,7 @@ PARTY_EXPORT const party_t partyd_party = {
     .on_request = on_request,
     .on_connect = on_connect,
     .on_message = on_message,
+    .on_close = on_close,
     .before_connect = edge,
     .before_request = edge,
 };
