@@ -3,6 +3,7 @@
  */
 #include "base.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -397,4 +398,24 @@ long base_hex_decode(const char *hex, size_t len, void *out, size_t cap)
         o[i / 2] = (unsigned char)(hi << 4 | lo);
     }
     return (long)(len / 2);
+}
+
+/* ---- HTTP tokens ---- */
+
+int base_http_token_valid(const char *s)
+{
+    if (*s == '\0')
+        return 0;
+    for (; *s != '\0'; ++s)
+        if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-.^_`|~", *s) != NULL))
+            return 0;
+    return 1;
+}
+
+int base_http_value_valid(const char *s)
+{
+    for (; *s != '\0'; ++s)
+        if ((unsigned char)*s < 0x20 && *s != '\t')
+            return 0;
+    return 1;
 }

@@ -90,6 +90,11 @@ size_t base_utf8_count(const void *s, size_t len);
  * -1 when the parameter is absent, -2 when the value needs more than cap - 1 bytes. */
 long base_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
 
+/* HTTP: whether a NUL-terminated string is a token (a header name, a method: RFC 9110 tchar, not empty), and whether
+ * it may be a header value (no control characters but tab: no CR or LF to split a header). */
+int base_http_token_valid(const char *s);
+int base_http_value_valid(const char *s);
+
 /* Lower-case hex of src[0..len) into out (2 * len + 1 bytes, NUL-terminated). */
 void base_hex_encode(const void *src, size_t len, char *out);
 /* Decodes hex (either case) into out[0..cap); the number of bytes, or -1 when the text is not hex of at most cap bytes. */

@@ -6,7 +6,6 @@
  *
  * Everything a hook makes (header copies, its answer) lives in the request's h2o pool: nothing to free.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,24 +34,6 @@ struct st_party_edge_t {
 static const char *pool_str(h2o_req_t *req, const char *s, size_t len)
 {
     return h2o_strdup(&req->pool, s, len).base;
-}
-
-static int token_valid(const char *s)
-{
-    if (*s == '\0')
-        return 0;
-    for (; *s != '\0'; ++s)
-        if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-.^_`|~", *s) != NULL))
-            return 0;
-    return 1;
-}
-
-static int value_valid(const char *s)
-{
-    for (; *s != '\0'; ++s)
-        if ((unsigned char)*s < 0x20 && *s != '\t')
-            return 0;
-    return 1;
 }
 
 int edge_run(h2o_req_t *req, const route_t *r, const config_party_t *party, int upgrade, edge_headers_t *out)
@@ -154,7 +135,7 @@ const char *party_edge_header(const party_edge_t *e, const char *name)
 
 int party_edge_set_header(party_edge_t *e, const char *name, const char *value)
 {
-    if (name == NULL || value == NULL || !token_valid(name) || !value_valid(value))
+    if (name == NULL || value == NULL || !base_http_token_valid(name) || !base_http_value_valid(value))
         return -EINVAL;
     size_t nl = strlen(name);
     if (h2o_lcstris(name, nl, H2O_STRLIT("x-partyd-from")) || h2o_lcstris(name, nl, H2O_STRLIT("host")))
@@ -175,7 +156,7 @@ int party_edge_set_header(party_edge_t *e, const char *name, const char *value)
 
 int party_edge_respond(party_edge_t *e, const char *content_type, const void *body, size_t len)
 {
-    if ((body == NULL && len != 0) || (content_type != NULL && !value_valid(content_type)))
+    if ((body == NULL && len != 0) || (content_type != NULL && !base_http_value_valid(content_type)))
         return -EINVAL;
     e->content_type = content_type != NULL ? pool_str(e->req, content_type, strlen(content_type)) : NULL;
     e->body = h2o_strdup(&e->req->pool, body != NULL ? body : "", len);
@@ -185,7 +166,7 @@ int party_edge_respond(party_edge_t *e, const char *content_type, const void *bo
 
 int party_edge_response_header(party_edge_t *e, const char *name, const char *value)
 {
-    if (name == NULL || value == NULL || !token_valid(name) || !value_valid(value) || e->num_resp == EDGE_SET_MAX)
+    if (name == NULL || value == NULL || !base_http_token_valid(name) || !base_http_value_valid(value) || e->num_resp == EDGE_SET_MAX)
         return -EINVAL;
     h2o_iovec_t lname = h2o_strdup(&e->req->pool, name, strlen(name));
     h2o_strtolower(lname.base, lname.len);

@@ -1555,29 +1555,11 @@ const void *party_request_body(const party_request_t *req, size_t *len)
     return req->body;
 }
 
-static int header_name_valid(const char *s)
-{
-    if (*s == '\0')
-        return 0;
-    for (; *s != '\0'; ++s)
-        if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-.^_`|~", *s) != NULL))
-            return 0;
-    return 1;
-}
-
-static int header_value_valid(const char *s)
-{
-    for (; *s != '\0'; ++s)
-        if ((unsigned char)*s < 0x20 && *s != '\t')
-            return 0;
-    return 1;
-}
-
 int party_response_header(party_request_t *req, const char *name, const char *value)
 {
     if (req->room == NULL || req->responded)
         return -EALREADY;
-    if (!header_name_valid(name) || !header_value_valid(value) || req->num_resp_headers >= PROTO_MAX_HEADERS - 1)
+    if (!base_http_token_valid(name) || !base_http_value_valid(value) || req->num_resp_headers >= PROTO_MAX_HEADERS - 1)
         return -EINVAL;
     req->resp_headers = xrealloc(req->resp_headers, (req->num_resp_headers + 1) * sizeof(*req->resp_headers));
     req->resp_headers[req->num_resp_headers].name = proto_str(xstrdup(name), strlen(name));
@@ -1590,7 +1572,7 @@ int party_respond(party_request_t *req, int status, const char *content_type, co
 {
     if (req->room == NULL || req->responded)
         return -EALREADY;
-    if (status < 100 || status > 599 || (body == NULL && len != 0) || (content_type != NULL && !header_value_valid(content_type)))
+    if (status < 100 || status > 599 || (body == NULL && len != 0) || (content_type != NULL && !base_http_value_valid(content_type)))
         return -EINVAL;
     req->responded = 1;
     proto_header_t headers[PROTO_MAX_HEADERS];
@@ -1683,7 +1665,7 @@ int party_fetch(party_room_t *room, const char *party, const char *room_id, cons
         return -EINVAL;
     if (method == NULL)
         method = "GET";
-    if (strlen(method) > FETCH_METHOD_MAX || !header_name_valid(method))
+    if (strlen(method) > FETCH_METHOD_MAX || !base_http_token_valid(method))
         return -EINVAL;
     if (path == NULL)
         path = "";
@@ -1699,7 +1681,7 @@ int party_fetch(party_room_t *room, const char *party, const char *room_id, cons
     size_t n = 0;
     hdrs[n++] = (proto_header_t){PROTO_STR("x-partyd-from"), proto_str(room->key, room->key_len)};
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i += 2) {
-        if (headers[i + 1] == NULL || !header_name_valid(headers[i]) || !header_value_valid(headers[i + 1]))
+        if (headers[i + 1] == NULL || !base_http_token_valid(headers[i]) || !base_http_value_valid(headers[i + 1]))
             return -EINVAL;
         if (strcasecmp(headers[i], "x-partyd-from") == 0)
             continue;
