@@ -406,8 +406,8 @@ test('too many request headers or too many header bytes get 431', { timeout: TES
 
 // ---- slow consumers -------------------------------------------------------------------------------------------------
 
-test('a client that stops reading is closed with 1008 once its output passes limits.output_bytes; others get everything', { timeout: TEST_TIMEOUT }, async (t) => {
-  const node = await node_(t, { config: { limits: { message_bytes: 4096, output_bytes: 65536 } } });
+for (const [how, env] of [['io_uring', {}], ['writev', { PARTYD_IO_URING: '0' }]]) test(`a client that stops reading is closed with 1008 once its output passes limits.output_bytes; others get everything — ${how}`, { timeout: TEST_TIMEOUT }, async (t) => {
+  const node = await node_(t, { env, config: { limits: { message_bytes: 4096, output_bytes: 65536 } } });
   const slow = await openClient(node.wsUrl('/parties/relay/slow?_pk=slow'));
   const sender = await openClient(node.wsUrl('/parties/relay/slow?_pk=sender'));
   const watcher = await openClient(node.wsUrl('/parties/relay/slow?_pk=watcher'));
