@@ -28,8 +28,7 @@ static int is_tchar(int c)
     return isalnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-/* Whether the comma-separated list v[0..n) holds `token` (case-insensitive, spaces around items ignored). */
-static int list_has(const char *v, size_t n, const char *token)
+int http_list_has(const char *v, size_t n, const char *token)
 {
     size_t tlen = strlen(token);
     size_t i = 0;
@@ -186,8 +185,8 @@ ssize_t http_response_parse(const char *buf, size_t len, int eof, http_response_
             /* the last header's last coding decides, as for a combined list */
             te = list_last_is(v, vlen, "chunked") ? 2 : 1;
         } else if (colon == 10 && strncasecmp(line, "connection", 10) == 0) {
-            close |= list_has(v, vlen, "close");
-            keep_alive |= list_has(v, vlen, "keep-alive");
+            close |= http_list_has(v, vlen, "close");
+            keep_alive |= http_list_has(v, vlen, "keep-alive");
         }
     }
     r.head_len = p;
@@ -222,4 +221,32 @@ ssize_t http_response_parse(const char *buf, size_t len, int eof, http_response_
     }
     *out = r;
     return (ssize_t)p;
+}
+
+const char *http_header_find(const char *head, size_t head_len, const char *name, size_t *value_len)
+{
+    size_t name_len = strlen(name);
+    /* skip the status line; every line after it up to the empty one is "name: value" (the parser checked) */
+    ssize_t nl = line_end(head, 0, head_len);
+    if (nl < 0)
+        return NULL;
+    size_t p = (size_t)nl + 1;
+    while ((nl = line_end(head, p, head_len)) >= 0) {
+        size_t n = line_len(head, p, (size_t)nl);
+        const char *line = head + p;
+        p = (size_t)nl + 1;
+        if (n == 0)
+            break;
+        if (n > name_len && line[name_len] == ':' && strncasecmp(line, name, name_len) == 0) {
+            const char *v = line + name_len + 1;
+            size_t vlen = n - name_len - 1;
+            while (vlen > 0 && (*v == ' ' || *v == '\t'))
+                ++v, --vlen;
+            while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+                --vlen;
+            *value_len = vlen;
+            return v;
+        }
+    }
+    return NULL;
 }

@@ -42,4 +42,15 @@ typedef struct st_http_response_t {
  */
 ssize_t http_response_parse(const char *buf, size_t len, int eof, http_response_t *out);
 
+/*
+ * The value of the first header field called `name` (case-insensitive) in head[0..head_len), the head of a response
+ * http_response_parse accepted (out->head_len bytes), without the whitespace around it; NULL when there is none.
+ * Sets *value_len. The result points into `head`. A field repeated on several lines is not combined: partyload only
+ * looks up fields that occur once (Upgrade, Sec-WebSocket-Accept).
+ */
+const char *http_header_find(const char *head, size_t head_len, const char *name, size_t *value_len);
+
+/* Whether the comma-separated list v[0..n) holds `token` (case-insensitive, spaces around items ignored). */
+int http_list_has(const char *v, size_t n, const char *token);
+
 #endif

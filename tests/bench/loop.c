@@ -277,6 +277,15 @@ int bench_conn_queue(bench_conn_t *conn, const void *data, size_t len)
     return 0;
 }
 
+void *bench_conn_queue_space(bench_conn_t *conn, size_t len)
+{
+    if (conn->state == BENCH_CONN_CLOSED || buf_reserve(&conn->out, len) != 0)
+        return NULL;
+    void *p = conn->out.base + conn->out.len;
+    conn->out.len += len;
+    return p;
+}
+
 void bench_conn_flush(bench_conn_t *conn)
 {
     if (conn->state == BENCH_CONN_OPEN && conn->out.len != 0)

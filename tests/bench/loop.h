@@ -110,6 +110,13 @@ int bench_conn_write(bench_conn_t *conn, const void *data, size_t len);
 /* Like bench_conn_write, but only queues: the bytes go out with the next bench_conn_flush or bench_conn_write
  * (or when on_open returns, for bytes queued before or during on_open). */
 int bench_conn_queue(bench_conn_t *conn, const void *data, size_t len);
+/*
+ * Like bench_conn_queue, for a caller that builds the bytes in place (a masked frame, without a copy): reserves `len`
+ * bytes at the end of the output and returns where they start; the caller fills all of them before it returns to
+ * the loop or calls anything else on the conn. NULL when closed or when the output would pass its max (nothing is
+ * reserved then).
+ */
+void *bench_conn_queue_space(bench_conn_t *conn, size_t len);
 /* Writes what is queued, as far as the socket takes it. A write error closes the connection. */
 void bench_conn_flush(bench_conn_t *conn);
 /* Closes the socket, drops buffered bytes and calls on_close(conn, err). Does nothing on a closed conn. */

@@ -48,22 +48,26 @@ static int read_stat(pid_t pid, pid_t *ppid, unsigned long long *ticks)
     return 0;
 }
 
-static uint64_t read_hwm_kb(pid_t pid)
+/* Reads VmHWM and VmRSS from /proc/PID/status (0 when the process is gone, or for a kernel thread). */
+static void read_mem_kb(pid_t pid, uint64_t *hwm_kb, uint64_t *rss_kb)
 {
     char path[64], line[256];
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    *hwm_kb = *rss_kb = 0;
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return 0;
-    uint64_t kb = 0;
-    while (fgets(line, sizeof(line), f) != NULL) {
+        return;
+    int found = 0;
+    while (found != 2 && fgets(line, sizeof(line), f) != NULL) {
         if (strncmp(line, "VmHWM:", 6) == 0) {
-            kb = strtoull(line + 6, NULL, 10);
-            break;
+            *hwm_kb = strtoull(line + 6, NULL, 10);
+            ++found;
+        } else if (strncmp(line, "VmRSS:", 6) == 0) {
+            *rss_kb = strtoull(line + 6, NULL, 10);
+            ++found;
         }
     }
     fclose(f);
-    return kb;
 }
 
 /* Fills `all` with every process's pid and parent. Returns how many (at most `max`). */
@@ -117,7 +121,10 @@ int procstat_sample(const pid_t *roots, size_t nroots, procstat_t *out)
         if (read_stat(tree[i], &ppid, &ticks) != 0)
             continue; /* exited since the listing */
         ticks_total += ticks;
-        out->hwm_kb += read_hwm_kb(tree[i]);
+        uint64_t hwm, rss;
+        read_mem_kb(tree[i], &hwm, &rss);
+        out->hwm_kb += hwm;
+        out->rss_kb += rss;
         ++out->procs;
     }
     out->cpu_s = (double)ticks_total / (double)(hz > 0 ? hz : 100);

@@ -1,5 +1,5 @@
 /*
- * procstat.h — CPU time and peak memory of a server's processes, read from /proc.
+ * procstat.h — CPU time and memory (peak and current) of a server's processes, read from /proc.
  *
  * partyd is a tree (supervisor, router, shards), so a sample covers the given pids and all their live descendants.
  * It counts utime + stime + cutime + cstime of each: a process's own field covers all its threads (RocksDB's
@@ -16,6 +16,7 @@
 typedef struct st_procstat_t {
     double cpu_s;    /* utime + stime + cutime + cstime, summed */
     uint64_t hwm_kb; /* VmHWM (peak resident set) summed over the processes: an upper bound of the tree's peak */
+    uint64_t rss_kb; /* VmRSS (resident set now) summed: user-space memory only, not the kernel's socket buffers */
     unsigned procs;  /* how many processes were found */
 } procstat_t;
 

@@ -323,5 +323,7 @@ static int writes_run(const bench_opts_t *opts, bench_result_t *res, void (*on_m
 const bench_scenario_t bench_scenario_writes = {
     .name = "writes",
     .summary = "POST /parties/PARTY/rN over keep-alive HTTP/1.1: acknowledged (committed) storage writes per second",
+    .party = "counter",
+    .output = BENCH_OUT_REQUESTS,
     .run = writes_run,
 };
