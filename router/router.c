@@ -238,6 +238,7 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     memset(&rt, 0, sizeof(rt));
     router.conf = conf;
     router.max_frame = config_frame_cap(conf);
+    router.supervisor = getppid();
     int sfd = ctl_child_signals();
     if (sfd == -1)
         return 1;

@@ -91,6 +91,7 @@ typedef struct st_router_t {
     struct st_h2o_hostconf_t *admin_host; /* the admin listener's requests: not counted in http_responses */
     int backing_up;                       /* a backup is being written: the slot table must not change under it */
     int port, admin_port;                 /* as bound (the configuration may say 0: any free port); admin_port 0 when off */
+    pid_t supervisor;                     /* our parent when we started: a shard that goes when it is gone is no restart */
 } router_t;
 
 extern router_t router;

@@ -393,6 +393,9 @@ static void shard_lost(int shard)
         }
         http_fail_pending(p, 503, "the room's shard is restarting");
     }
+    /* the shards stop with the supervisor (they watch it too) and may go before our control socket tells us: then
+     * the node is going away, not restarting a shard, and clients should hear that */
+    int node_gone = router.draining || getppid() != router.supervisor;
     router_room_t *room, *tmp;
     HASH_ITER(hh, router.rooms, room, tmp)
     {
@@ -402,7 +405,10 @@ static void shard_lost(int shard)
         for (size_t i = 0, n = room->count; i < n; ++i) {
             ws_conn_t *c = room->conns;
             c->shard_knows = 0;
-            ws_conn_close(c, 1011, "shard restarting");
+            if (node_gone)
+                ws_conn_close(c, 1001, "node shutting down");
+            else
+                ws_conn_close(c, 1011, "shard restarting");
             if (c->room != NULL)
                 room_remove(c);
         }

@@ -344,7 +344,7 @@ async function drainTest(t, sig) {
 test('SIGTERM drains: every client gets 1001, exit 0, every process gone', { timeout: TEST_TIMEOUT }, (t) => drainTest(t, 'SIGTERM'));
 test('SIGINT drains like SIGTERM', { timeout: TEST_TIMEOUT }, (t) => drainTest(t, 'SIGINT'));
 
-test('the router and shards exit when the supervisor is SIGKILLed', { timeout: TEST_TIMEOUT }, async (t) => {
+test('the router and shards exit when the supervisor is SIGKILLed; clients hear 1001, not a shard restart', { timeout: TEST_TIMEOUT }, async (t) => {
   const node = await node_(t, { shards: 2 });
   const c = await openClient(node.wsUrl('/parties/relay/orphan?_pk=c'));
   const kids = node.children();
@@ -354,7 +354,8 @@ test('the router and shards exit when the supervisor is SIGKILLed', { timeout: T
   process.kill(node.proc.pid, 'SIGKILL');
   await node.exited;
   await waitFor(() => kids.every((k) => gone(k.pid)), { timeout: 10000, what: 'the router and shards to exit' });
-  await c.closed;
+  const { code, reason } = await c.closed;
+  assert.equal(code, 1001, `close ${code} "${reason}": the node is going away, no shard is restarting`);
   await waitFor(async () => {
     try { await fetch(`http://127.0.0.1:${node.port}/health`); return false; } catch { return true; }
   }, { what: 'the port to be closed' });
