@@ -38,13 +38,15 @@ enum {
 #define CLOSE_TIMEOUT_MS 3000
 #define BATCH_MAX 256 /* connections written by one io_uring submission */
 #define BATCH_IOV 16  /* frames per connection in one submission (more: the connection goes round again) */
+#define BATCH_MIN 4   /* fewer dirty connections than this: writev each (a submission costs more than one writev) */
 
 /*
  * Batched writes. On loopback and on virtual machines a syscall costs as much as the TCP work it starts (measured
  * here: writev of 66 bytes to 100 sockets ≈ 4.5 µs each, the same sends as one io_uring submission ≈ 2.1 µs each).
  * A broadcast to a room of N writes to N sockets in the same pass, so the end-of-pass flush hands all of them to the
  * kernel at once: one IORING_OP_SENDMSG per connection with MSG_DONTWAIT (a full socket answers -EAGAIN instead of
- * being parked in the kernel), one io_uring_enter for the whole batch. Where io_uring is unavailable (old kernel,
+ * being parked in the kernel), one io_uring_enter for the whole batch. A pass with fewer than BATCH_MIN connections
+ * to write (an echo, a room of two) uses writev: there one submission costs more than the writes it replaces. Where io_uring is unavailable (old kernel,
  * seccomp, kernel.io_uring_disabled) or PARTYD_IO_URING=0, each connection is written with writev as before.
  */
 typedef struct st_ws_batch_t {
@@ -531,10 +533,19 @@ static void flush_batch(void)
     }
 }
 
+/* At least BATCH_MIN connections wait to be written. */
+static int enough_for_batch(void)
+{
+    unsigned n = 0;
+    for (ws_conn_t *c = ws.dirty; c != NULL && n < BATCH_MIN; c = c->_dirty_next)
+        ++n;
+    return n == BATCH_MIN;
+}
+
 void ws_flush(void)
 {
     while (ws.dirty != NULL) {
-        if (ws.batch != NULL) {
+        if (ws.batch != NULL && enough_for_batch()) {
             flush_batch();
             continue;
         }

@@ -67,19 +67,23 @@ case "$duration" in '' | *[!0-9]* | 0) die "--duration: expected a whole number 
 # @D@ is --duration, @ADMIN@ partyd's admin port. Offered loads (64-byte binary messages, deliveries/s): 1×100 at
 # 2/s per client ≈20k/s; at 10/s ≈100k/s (ANCHOR.md's ceiling for the anchor; here, with partyload on the same 2
 # cores, the anchor saturates at ≈45k/s, queues the rest and loses what is not delivered 2 s after the last send);
-# 100×10 at 2/s ≈18k/s; 1×1000 at 0.02/s ≈20k/s; echo 10k/s over 50 rooms of two.
+# 100×10 at 2/s ≈18k/s; 1×1000 at 0.02/s ≈20k/s; echo 10k/s over 50 rooms of two. The "-80k" and "-36k" runs are
+# the operating points the issue quotes for the anchor (1×100 at 80k/s, 100×10 at 36k/s): CPU per delivery compared
+# there.
 scenario_table() {
     cat <<'EOF'
 broadcast-1x100-mod   both   60  broadcast --rooms 1 --clients 100 --rate 2 --size 64 --duration @D@
 broadcast-1x100-high  both   60  broadcast --rooms 1 --clients 100 --rate 10 --size 64 --duration @D@
+broadcast-1x100-80k   both   60  broadcast --rooms 1 --clients 100 --rate 8 --size 64 --duration @D@
 broadcast-100x10      both   60  broadcast --rooms 100 --clients 10 --rate 2 --size 64 --duration @D@
+broadcast-100x10-36k  both   60  broadcast --rooms 100 --clients 10 --rate 4 --size 64 --duration @D@
 broadcast-1x1000-low  both   60  broadcast --rooms 1 --clients 1000 --rate 0.02 --size 64 --duration @D@
 echo-10k              both   60  echo --connections 100 --rate 10000 --size 64 --duration @D@
 idle-1000             both   60  idle --connections 1000 --rooms 10 --hold @D@
 idle-15000            partyd 120 idle --connections 15000 --rooms 150 --hold @D@
 churn                 both   60  churn --connections 50 --duration @D@
 writes-64             both   30  writes --connections 64 --rooms 1000 --duration @D@
-wake                  partyd 120 wake --admin-port @ADMIN@ --rooms 100 --keys 100 --requests 100
+wake                  partyd 120 wake --admin-port @ADMIN@ --rooms 100 --keys 100 --requests 5000
 EOF
 }
 # why a partyd-only scenario has no anchor figure

@@ -411,6 +411,8 @@ for (const [how, env] of [['io_uring', {}], ['writev', { PARTYD_IO_URING: '0' }]
   const slow = await openClient(node.wsUrl('/parties/relay/slow?_pk=slow'));
   const sender = await openClient(node.wsUrl('/parties/relay/slow?_pk=sender'));
   const watcher = await openClient(node.wsUrl('/parties/relay/slow?_pk=watcher'));
+  // two more readers: with 4 recipients per message the router's batched (io_uring) path writes them
+  const more = [await openClient(node.wsUrl('/parties/relay/slow?_pk=w2')), await openClient(node.wsUrl('/parties/relay/slow?_pk=w3'))];
   slow.ws._socket.pause();
 
   // Flood in small batches (each well under output_bytes, so the reading watcher is never a slow consumer itself)
@@ -421,7 +423,7 @@ for (const [how, env] of [['io_uring', {}], ['writev', { PARTYD_IO_URING: '0' }]
   let dropped = false;
   while (!dropped && sent < maxMessages) {
     for (let k = 0; k < 8; k++) sender.send(payload(sent++));
-    await waitFor(() => watcher.messages.length >= sent, { timeout: 10000, what: `the watcher to get message ${sent - 1}` });
+    await waitFor(() => watcher.messages.length >= sent && more.every((m) => m.messages.length >= sent), { timeout: 10000, what: `the watchers to get message ${sent - 1}` });
     if (sent % 80 === 0) dropped = !(await node.room('relay', 'slow')).ids.includes('slow');
   }
   assert.ok(dropped, `the paused reader was never dropped after ${sent} messages`);
@@ -444,7 +446,10 @@ for (const [how, env] of [['io_uring', {}], ['writev', { PARTYD_IO_URING: '0' }]
   sender.send('after');
   await watcher.waitMessage((m) => m.text === 'after', { what: 'a message after the 1008' });
 
+  await waitFor(() => more.every((m) => m.messages.length >= sent + 1), { what: 'the other readers to get "after"' });
+  for (const m of more) assert.equal(m.messages.length, sent + 1, 'every other reader got everything, once');
   sender.close(); watcher.close();
+  for (const m of more) m.close();
   const { code: exit } = await node.stop();
   assert.equal(exit, 0);
 });

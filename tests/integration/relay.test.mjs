@@ -27,15 +27,17 @@ function sameMessage(got, want) {
   }
 }
 
-// The router writes with one io_uring submission per loop pass, or with writev per connection where io_uring is off:
-// both paths carry the same frames.
+// The router writes with one io_uring submission per loop pass (when at least 4 connections have output), or with
+// writev per connection where io_uring is off: both paths carry the same frames. a's messages go to 4 peers here.
 for (const [how, env] of [['io_uring', {}], ['writev (PARTYD_IO_URING=0)', { PARTYD_IO_URING: '0' }]]) test(`relay: text and binary frames reach every other connection unchanged, never the sender — ${how}`, async () => {
   const node = await start({ env });
   const room = 'fanout';
   const a = await open(wsRoom(node, 'relay', room, 'a'));
   const b = await open(wsRoom(node, 'relay', room, 'b'));
   const c = await open(wsRoom(node, 'relay', room, 'c'));
-  await waitFor(async () => (await node.room('relay', room)).connections === 3, { what: '3 connections' });
+  const d = await open(wsRoom(node, 'relay', room, 'd'));
+  const e = await open(wsRoom(node, 'relay', room, 'e'));
+  await waitFor(async () => (await node.room('relay', room)).connections === 5, { what: '5 connections' });
 
   const bigText = 'héllo ✓ 🎉 relay '.repeat(Math.ceil((200 * 1024) / 22)); // ~200 KB of multi-byte UTF-8
   const sent = [
@@ -52,7 +54,7 @@ for (const [how, env] of [['io_uring', {}], ['writev (PARTYD_IO_URING=0)', { PAR
   assert.ok(Buffer.byteLength(bigText) > 200 * 1024);
   for (const m of sent) a.ws.send(m.binary ? m.data : m.text, { binary: m.binary });
 
-  for (const peer of [b, c]) {
+  for (const peer of [b, c, d, e]) {
     await waitFor(() => peer.messages.length >= sent.length, { what: `${sent.length} messages at a peer` });
     assert.equal(peer.messages.length, sent.length);
     sent.forEach((m, i) => sameMessage(peer.messages[i], m));
@@ -77,7 +79,7 @@ for (const [how, env] of [['io_uring', {}], ['writev (PARTYD_IO_URING=0)', { PAR
   if (env.PARTYD_IO_URING === '0') assert.match(log, /io_uring off/, 'the router says it writes with writev');
   else assert.doesNotMatch(log, /io_uring (off|unavailable)/, 'the router writes with io_uring here');
 
-  await stopClean(node, [a, b, c]);
+  await stopClean(node, [a, b, c, d, e]);
 });
 
 test('relay: a lone connection gets nothing back', async () => {
