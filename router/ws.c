@@ -490,19 +490,26 @@ static void flush_batch(void)
     }
     if (n == 0)
         return;
-    int r;
-    while ((r = io_uring_submit(&b->ring)) == -EINTR)
-        ;
-    if (r < 0) {
-        log_error("ws: io_uring_submit: %s", strerror(-r));
-        abort(); /* the ring holds our SQEs in an unknown state: nothing safe is left to do */
-    }
-    /* every result first (the iovecs stay the kernel's until then), then the callbacks they may cause */
-    for (unsigned got = 0; got < n;) {
+    /* every result first (the iovecs stay the kernel's until then), then the callbacks they may cause. The kernel may
+     * take fewer SQEs than offered (-EAGAIN, -EBUSY, a partial count): submit the rest while collecting, and wait only
+     * once all are in, or the wait could be for a send that was never submitted. */
+    unsigned submitted = 0, got = 0;
+    while (got < n) {
+        int r;
+        if (submitted < n) {
+            r = io_uring_submit(&b->ring);
+            if (r > 0)
+                submitted += (unsigned)r;
+            else if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+                log_error("ws: io_uring_submit: %s", strerror(-r));
+                abort(); /* the ring holds our SQEs in an unknown state: nothing safe is left to do */
+            }
+        }
         struct io_uring_cqe *cqe;
-        if ((r = io_uring_wait_cqe(&b->ring, &cqe)) < 0) {
-            if (r == -EINTR)
-                continue;
+        r = submitted == n ? io_uring_wait_cqe(&b->ring, &cqe) : io_uring_peek_cqe(&b->ring, &cqe);
+        if (r == -EINTR || r == -EAGAIN)
+            continue;
+        if (r < 0) {
             log_error("ws: io_uring_wait_cqe: %s", strerror(-r));
             abort();
         }
