@@ -445,19 +445,26 @@ static void emit_reject(uint64_t cid, int status, const char *why)
     shard_emit(&m);
 }
 
-/* The room cannot run (its start failed, or its writes were lost): its connections are closed with 1011, without
- * callbacks, its requests answered 500, and the room is dropped; its next event starts it afresh from storage. */
-static void room_fail(party_room_t *room, const char *why)
+/* Closes every connection of the room at once, without callbacks: the clients get `code` and `why` and reconnect to
+ * find the room started afresh (from storage). The caller then drops the room. */
+static void room_close_all_now(party_room_t *room, int code, const char *why)
 {
     rooms_run_deferred();
     while (room->conns != NULL) {
         party_conn_t *c = room->conns;
         if ((c->flags & CONN_CLOSED) == 0)
-            emit_close_conn(c->cid, 1011, why);
+            emit_close_conn(c->cid, code, why);
         conn_forget(c);
         conn_unlink(c);
         conn_free(c);
     }
+}
+
+/* The room cannot run (its start failed, or its writes were lost): its connections are closed with 1011, without
+ * callbacks, its requests answered 500, and the room is dropped; its next event starts it afresh from storage. */
+static void room_fail(party_room_t *room, const char *why)
+{
+    room_close_all_now(room, 1011, why);
     while (room->requests != NULL)
         request_answer_internal(room->requests, 500, why);
     room_destroy(room);
@@ -2031,16 +2038,8 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
     HASH_FIND(hh, rooms.by_key, key, key_len, room);
     if (room != NULL) {
         shard_event_begin();
-        rooms_run_deferred();
         /* the clients reconnect and find the room started afresh from storage (or empty, after a delete) */
-        while (room->conns != NULL) {
-            party_conn_t *c = room->conns;
-            if ((c->flags & CONN_CLOSED) == 0)
-                emit_close_conn(c->cid, 1012, "the room was evicted; reconnect");
-            conn_forget(c);
-            conn_unlink(c);
-            conn_free(c);
-        }
+        room_close_all_now(room, 1012, "the room was evicted; reconnect");
         ++rooms.evictions;
         room_destroy(room);
     }
@@ -2129,16 +2128,8 @@ void rooms_slot_evict(uint16_t slot)
 {
     while (rooms.by_slot[slot] != NULL) {
         party_room_t *room = rooms.by_slot[slot];
-        rooms_run_deferred();
         /* the router closed these connections before asking; any left (a race with a new one) reconnect */
-        while (room->conns != NULL) {
-            party_conn_t *c = room->conns;
-            if ((c->flags & CONN_CLOSED) == 0)
-                emit_close_conn(c->cid, 1012, "the room is moving to another shard; reconnect");
-            conn_forget(c);
-            conn_unlink(c);
-            conn_free(c);
-        }
+        room_close_all_now(room, 1012, "the room is moving to another shard; reconnect");
         ++rooms.evictions;
         room_destroy(room);
     }
