@@ -16,8 +16,8 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import PartySocket from 'partysocket';
-import { BIN, WebSocket, waitFor } from './lib.mjs';
-import { cleanupAfterEach, start, open, refused, track, stopClean } from './helpers.mjs';
+import { BIN, waitFor } from './lib.mjs';
+import { cleanupAfterEach, start, open, refused, stopClean, partySocket, closeAll } from './helpers.mjs';
 
 cleanupAfterEach();
 
@@ -59,28 +59,8 @@ function hibernated(node, party, room, conns) {
   }, { what: `${party}/${room} to hibernate with ${conns} connections`, timeout: 15000 });
 }
 
-// A PartySocket that records its events; `onOpen` runs on every open (the place to (re)join).
-function party(node, opts, onOpen) {
-  const s = new PartySocket({ host: node.host, WebSocket, minReconnectionDelay: 50, maxReconnectionDelay: 200, ...opts });
-  const rec = { s, opens: 0, closes: [], messages: [] };
-  s.addEventListener('open', () => {
-    rec.opens++;
-    onOpen?.(s);
-  });
-  s.addEventListener('close', (e) => rec.closes.push(e.code));
-  s.addEventListener('message', (e) => rec.messages.push(e.data));
-  rec.json = () => rec.messages.filter((m) => typeof m === 'string').map((m) => JSON.parse(m));
-  rec.waitJson = (pred, what, from = 0) => waitFor(() => rec.json().slice(from).find(pred), { what, timeout: 5000 });
-  rec.opened = (n = 1) => waitFor(() => rec.opens >= n, { what: `PartySocket ${s.id} open #${n}`, timeout: 10000 });
-  track(() => s.close());
-  return rec;
-}
-async function closeAll(...recs) {
-  for (const r of recs) {
-    r.s.close();
-    await waitFor(() => r.s.readyState === 3, { what: 'PartySocket to close' });
-  }
-}
+// `onOpen` runs on every open (the place to (re)join)
+const party = (node, opts, onOpen) => partySocket(node, opts, { onOpen, openTimeout: 10000 });
 
 function assertTs(ts, t0) {
   assert.ok(Number.isInteger(ts), `ts ${ts} is an integer`);

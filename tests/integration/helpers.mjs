@@ -5,12 +5,15 @@
 //  * open(url): a Client that is open, or a fast failure naming the HTTP refusal. (Client.open never settles when
 //    the upgrade is refused: with an 'unexpected-response' listener, ws leaves the socket to the listener.)
 //  * refused(url): the HTTP response an upgrade was refused with ({status, headers, body}).
+//  * partySocket(node, opts, {onOpen, openTimeout, binaryType}): a real PartySocket that records its events;
+//    closeAll(...recs) closes such sockets and waits for each.
 //  * stopClean(node, clients): closes the clients, stops the node, asserts exit code 0 and that partyd printed no
 //    sanitizer report (UBSan — a separate libubsan under GCC — writes to stderr and ignores log_path, so the
 //    harness's sanitizer directory alone misses it) and had no unplanned process restart.
 import { afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNode, Client, waitFor } from './lib.mjs';
+import PartySocket from 'partysocket';
+import { startNode, Client, waitFor, WebSocket } from './lib.mjs';
 
 const tracked = { nodes: new Set(), clients: new Set(), closers: new Set() };
 
@@ -35,6 +38,36 @@ export function cleanupAfterEach() {
 // Something else to close when a test fails (e.g. a PartySocket, which would otherwise reconnect forever).
 export function track(closer) {
   tracked.closers.add(closer);
+}
+
+// A PartySocket (quick reconnects) that records its events: opens and the URL of each, close codes, errors, messages.
+// `onOpen` runs on every open (the place to (re)join); rec.opened(n) waits up to `openTimeout` ms for the n-th open;
+// rec.waitJson(pred, what, from) for a JSON message after the first `from`.
+export function partySocket(node, opts, { onOpen, openTimeout = 5000, binaryType } = {}) {
+  const s = new PartySocket({ host: node.host, WebSocket, minReconnectionDelay: 50, maxReconnectionDelay: 200, ...opts });
+  if (binaryType) s.binaryType = binaryType;
+  const rec = { s, opens: 0, closes: [], errors: 0, messages: [], urls: [] };
+  s.addEventListener('open', () => {
+    rec.opens++;
+    rec.urls.push(s.url);
+    onOpen?.(s);
+  });
+  s.addEventListener('close', (e) => rec.closes.push(e.code));
+  s.addEventListener('error', () => { rec.errors++; });
+  s.addEventListener('message', (e) => rec.messages.push(e.data));
+  rec.json = () => rec.messages.filter((m) => typeof m === 'string').map((m) => JSON.parse(m));
+  rec.waitJson = (pred, what, from = 0) => waitFor(() => rec.json().slice(from).find(pred), { what, timeout: 5000 });
+  rec.opened = (n = 1) => waitFor(() => rec.opens >= n, { what: `PartySocket ${s.id} open #${n}`, timeout: openTimeout });
+  track(() => s.close());
+  return rec;
+}
+
+// Closes recorded PartySockets and waits until each is closed.
+export async function closeAll(...recs) {
+  for (const r of recs) {
+    r.s.close();
+    await waitFor(() => r.s.readyState === 3, { what: 'PartySocket to close' });
+  }
 }
 
 export async function start(opts) {

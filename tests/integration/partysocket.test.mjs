@@ -3,35 +3,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import PartySocket from 'partysocket';
-import { WebSocket, waitFor } from './lib.mjs';
-import { cleanupAfterEach, start, track, refused, stopClean } from './helpers.mjs';
+import { waitFor } from './lib.mjs';
+import { cleanupAfterEach, start, refused, stopClean, partySocket, closeAll } from './helpers.mjs';
 
 cleanupAfterEach();
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
 
-// A PartySocket that records its events.
-function party(node, opts) {
-  const s = new PartySocket({ host: node.host, WebSocket, minReconnectionDelay: 50, maxReconnectionDelay: 200, ...opts });
-  const rec = { s, opens: 0, closes: [], errors: 0, messages: [], urls: [] };
-  s.binaryType = 'arraybuffer';
-  s.addEventListener('open', () => { rec.opens++; rec.urls.push(s.url); });
-  s.addEventListener('close', (e) => rec.closes.push(e.code));
-  s.addEventListener('error', () => { rec.errors++; });
-  s.addEventListener('message', (e) => rec.messages.push(e.data));
-  rec.json = () => rec.messages.filter((m) => typeof m === 'string').map((m) => JSON.parse(m));
-  rec.waitJson = (pred, what) => waitFor(() => rec.json().find(pred), { what, timeout: 5000 });
-  rec.opened = (n = 1) => waitFor(() => rec.opens >= n, { what: `PartySocket ${s.id} open #${n}`, timeout: 5000 });
-  track(() => s.close());
-  return rec;
-}
-
-async function closeAll(...recs) {
-  for (const r of recs) {
-    r.s.close();
-    await waitFor(() => r.s.readyState === 3, { what: 'PartySocket to close' });
-  }
-}
+const party = (node, opts) => partySocket(node, opts, { binaryType: 'arraybuffer' });
 
 test('partysocket: the default party is main (chat); welcome carries socket.id', async () => {
   const node = await start();
