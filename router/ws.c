@@ -454,16 +454,23 @@ static void on_drained(ws_conn_t *c)
         shutdown(c->_fd, SHUT_WR);
 }
 
+/* Takes the next connection off the dirty list. */
+static ws_conn_t *dirty_pop(void)
+{
+    ws_conn_t *c = ws.dirty;
+    ws.dirty = c->_dirty_next;
+    c->_dirty_next = NULL;
+    c->_flags &= ~F_DIRTY;
+    return c;
+}
+
 /* Takes up to BATCH_MAX dirty plain connections, writes them with one submission, then applies the results. */
 static void flush_batch(void)
 {
     ws_batch_t *b = ws.batch;
     unsigned n = 0;
     while (ws.dirty != NULL && n < BATCH_MAX) {
-        ws_conn_t *c = ws.dirty;
-        ws.dirty = c->_dirty_next;
-        c->_dirty_next = NULL;
-        c->_flags &= ~F_DIRTY;
+        ws_conn_t *c = dirty_pop();
         if (!has_socket(c) || (c->_flags & F_REAP))
             continue;
         if (c->_fd == -1 || c->_qlen == 0) {
@@ -556,10 +563,7 @@ void ws_flush(void)
             flush_batch();
             continue;
         }
-        ws_conn_t *c = ws.dirty;
-        ws.dirty = c->_dirty_next;
-        c->_dirty_next = NULL;
-        c->_flags &= ~F_DIRTY;
+        ws_conn_t *c = dirty_pop();
         if (has_socket(c) && !(c->_flags & F_REAP))
             conn_write(c);
     }
