@@ -53,6 +53,7 @@ typedef struct st_router_pending_t {
     ws_conn_t *conn;
     uint16_t shard;
     uint8_t upgrading;                       /* the 101 is being written */
+    h2o_socket_t *parked;                    /* the client's socket, kept polled while the answer is awaited (http.c) */
     struct st_router_pending_t *prev, *next; /* router.pending */
     char accept[32];                         /* Sec-WebSocket-Accept */
     size_t key_len;
