@@ -83,6 +83,47 @@ static void test_read_your_writes_and_commit(void **state)
     store_close(s);
 }
 
+/* Overwrites of every length, and a put after a delete, read back right, in scans too, and after a reopen that
+ * replays them from the WAL. */
+static void test_overwrites(void **state)
+{
+    (void)state;
+    store_t *s = open_store();
+    char err[256];
+    static const char *const values[] = {"12345", "9", "abcde", "a much longer value than before", "", "xy"};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); ++i) {
+        PUT(s, "k", values[i]);
+        PUT(s, "k2", values[i]);
+        assert_int_equal(store_commit(s, err, sizeof(err)), 0);
+        assert_value(s, "k", values[i]);
+    }
+    store_delete(s, "k2", 2);
+    assert_int_equal(store_commit(s, err, sizeof(err)), 0);
+    PUT(s, "k2", "back");
+    assert_int_equal(store_commit(s, err, sizeof(err)), 0);
+    store_entry_t e[4];
+    long n = store_scan(s, "k", 1, "l", 1, 0, e, 4);
+    assert_int_equal(n, 2);
+    assert_string_equal(e[0].value, "xy");
+    assert_string_equal(e[1].value, "back");
+    store_entries_free(e, (size_t)n);
+    store_close(s);
+    s = open_store();
+    assert_value(s, "k", "xy");
+    assert_value(s, "k2", "back");
+    /* and a thousand counter-like overwrites of one key */
+    char v[32];
+    for (int i = 1; i <= 1000; ++i) {
+        snprintf(v, sizeof(v), "%d", i);
+        PUT(s, "count", v);
+        assert_int_equal(store_commit(s, err, sizeof(err)), 0);
+    }
+    store_close(s);
+    s = open_store();
+    assert_value(s, "count", "1000");
+    store_close(s);
+}
+
 static void test_scan(void **state)
 {
     (void)state;
@@ -181,6 +222,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_read_your_writes_and_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overwrites, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_savepoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_keys_and_big_values, setup, teardown),
