@@ -31,6 +31,7 @@
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 root=$(cd "$here/../.." && pwd)
 duration=10
 only=""
@@ -223,12 +224,6 @@ groups=""  # every process group this script started
 printed=0
 started_at=$(date +%s)
 
-alive() {
-    s=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    case "$s" in Z*) return 1 ;; esac
-    return 0
-}
-
 # group_members PGID: the live (not zombie) processes of a process group
 group_members() {
     for m in $(pgrep -g "$1" 2>/dev/null); do
@@ -311,18 +306,6 @@ cleanup() {
 trap 'final=$?; cleanup' EXIT
 trap 'say "interrupted; stopping"; final=130; cleanup' INT TERM
 
-# wait_for CMD...: polls (up to $start_timeout s) until CMD succeeds; 1 on timeout or when the server died
-wait_for() {
-    i=0
-    while ! "$@" >/dev/null 2>&1; do
-        i=$((i + 1))
-        if [ $i -ge $((start_timeout * 10)) ] || ! alive "$spid"; then
-            return 1
-        fi
-        sleep 0.1
-    done
-}
-
 # check_loopback WHAT: every TCP/UDP listener of the server's process group is on a loopback address
 check_loopback() {
     start_err=""
@@ -374,14 +357,14 @@ EOF
     setsid "$partyd" --config "$d/partyd.json" --data-dir "$d/data" >"$d/stdout" 2>"$d/stderr" </dev/null &
     spid=$!
     started_group || return 1
-    if ! wait_for grep -q 'admin on http://127.0.0.1:' "$d/stdout" || ! grep -q 'listening on http://127.0.0.1:' "$d/stdout"; then
+    if ! wait_for "$start_timeout" "$spid" grep -q 'admin on http://127.0.0.1:' "$d/stdout" || ! grep -q 'listening on http://127.0.0.1:' "$d/stdout"; then
         say "partyd did not start:"
         cat "$d/stdout" "$d/stderr" >&2
         return 1
     fi
-    sport=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$d/stdout" | head -1)
-    sadmin=$(sed -n 's|.*admin on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$d/stdout" | head -1)
-    if ! wait_for curl -sf "http://127.0.0.1:$sport/health"; then
+    sport=$(partyd_port "$d/stdout" 'listening on')
+    sadmin=$(partyd_port "$d/stdout" 'admin on')
+    if ! wait_for "$start_timeout" "$spid" curl -sf "http://127.0.0.1:$sport/health"; then
         say "partyd on port $sport never answered /health with 200:"
         tail -20 "$d/stderr" >&2
         return 1
@@ -404,7 +387,7 @@ start_anchor() {
         --disable-request-cf-fetch --no-hotkeys </dev/null >"$d/stdout" 2>"$d/stderr") &
     spid=$!
     started_group || return 1
-    if ! wait_for curl -sf -o /dev/null "http://127.0.0.1:$sport/parties/relay/x"; then
+    if ! wait_for "$start_timeout" "$spid" curl -sf -o /dev/null "http://127.0.0.1:$sport/parties/relay/x"; then
         say "the anchor (partykit dev, port $sport) never answered GET /parties/relay/x with 200:"
         tail -20 "$d/stdout" >&2
         tail -20 "$d/stderr" >&2

@@ -73,17 +73,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "writes.sh: interrupted; stopping" >&2; exit 130' INT TERM
 
-# Waits (polling, up to 10 s) until "$@" succeeds. Returns 1 on timeout or when partyd died meanwhile.
-wait_for() {
-    i=0
-    while ! "$@" >/dev/null 2>&1; do
-        i=$((i + 1))
-        if [ $i -ge 200 ] || ! kill -0 "$pid" 2>/dev/null; then
-            return 1
-        fi
-        sleep 0.05
-    done
-}
+. "$here/lib.sh"
 
 # start_partyd DURABILITY: a fresh node; sets pid and port.
 start_partyd() {
@@ -93,19 +83,19 @@ start_partyd() {
         "$1" "$shards" >"$dir/partyd.json"
     "$partyd" --config "$dir/partyd.json" --data-dir "$dir/data" >"$dir/stdout" 2>"$dir/stderr" &
     pid=$!
-    if ! wait_for grep -q 'listening on http://127.0.0.1:' "$dir/stdout"; then
+    if ! wait_for 10 "$pid" grep -q 'listening on http://127.0.0.1:' "$dir/stdout"; then
         echo "writes.sh: partyd ($1) did not start:" >&2
         cat "$dir/stdout" "$dir/stderr" >&2
         return 1
     fi
-    if ! wait_for grep -q 'admin on http://127.0.0.1:' "$dir/stdout"; then
+    if ! wait_for 10 "$pid" grep -q 'admin on http://127.0.0.1:' "$dir/stdout"; then
         echo "writes.sh: partyd ($1) printed no admin address:" >&2
         cat "$dir/stdout" "$dir/stderr" >&2
         return 1
     fi
-    port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$dir/stdout" | head -1)
-    admin=$(sed -n 's|.*admin on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$dir/stdout" | head -1)
-    if ! wait_for curl -sf "http://127.0.0.1:$port/health"; then
+    port=$(partyd_port "$dir/stdout" 'listening on')
+    admin=$(partyd_port "$dir/stdout" 'admin on')
+    if ! wait_for 10 "$pid" curl -sf "http://127.0.0.1:$port/health"; then
         echo "writes.sh: partyd ($1) on port $port never answered /health with 200:" >&2
         cat "$dir/stderr" >&2
         return 1

@@ -1,0 +1,30 @@
+# lib.sh — shell functions that writes.sh and sidebyside.sh share; they source it. POSIX sh.
+
+# alive PID: the process exists and is not a zombie (a server that died but was not yet waited for is not alive)
+alive() {
+    _stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    case "$_stat" in Z*) return 1 ;; esac
+    return 0
+}
+
+# wait_for SECONDS PID CMD...: polls every 0.1 s until CMD succeeds; returns 1 after SECONDS, or as soon as PID (the
+# server being waited for) is no longer alive
+wait_for() {
+    _limit=$(($1 * 10))
+    _pid=$2
+    shift 2
+    _i=0
+    while ! "$@" >/dev/null 2>&1; do
+        _i=$((_i + 1))
+        if [ $_i -ge $_limit ] || ! alive "$_pid"; then
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# partyd_port FILE WHAT: the port of partyd's startup line "WHAT http://127.0.0.1:PORT" in FILE (its stdout);
+# WHAT is "listening on" (clients) or "admin on"
+partyd_port() {
+    sed -n "s|.*$2 http://127\.0\.0\.1:\([0-9]*\).*|\1|p" "$1" | head -1
+}
