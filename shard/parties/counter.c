@@ -5,7 +5,10 @@
  *   POST             → count + 1, stored, broadcast {"type":"count","count":N}; 200 {"room","count"}
  *   POST ?alarm=MS   → the room's alarm set MS ms from now (not counted); 200 {"room","count","alarmAt"}
  *   the alarm        → count + 1, stored, broadcast {"type":"alarm","count":N}
- *   WebSocket        → {"type":"count","count":N} on connect and with every change; anything sent gets an error
+ *   WebSocket        → {"type":"count","count":N} on connect and with every change
+ *   "increment"      (a text message) → count + 1, stored, broadcast as for POST (the sender gets it too: it is the
+ *                    acknowledgement, held by the output gate until the write is committed); anything else sent gets
+ *                    {"type":"error"}
  *
  * The count is read from storage by on_start, so an evicted room (or a restarted node) goes on where it was.
  */
@@ -77,9 +80,12 @@ static int counter_on_connect(party_room_t *room, party_conn_t *conn, const part
 
 static void counter_on_message(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary)
 {
-    (void)room, (void)data, (void)len, (void)binary;
-    static const char err[] = "{\"type\":\"error\",\"error\":\"the counter takes no messages; POST to count\"}";
-    party_send(conn, err, sizeof(err) - 1, 0);
+    static const char bad[] = "{\"type\":\"error\",\"error\":\"the counter takes one message: increment\"}";
+    static const char failed[] = "{\"type\":\"error\",\"error\":\"the count could not be stored\"}";
+    if (binary || len != sizeof("increment") - 1 || memcmp(data, "increment", len) != 0)
+        party_send(conn, bad, sizeof(bad) - 1, 0);
+    else if (increment(room, "count") != 0)
+        party_send(conn, failed, sizeof(failed) - 1, 0);
 }
 
 static void counter_on_request(party_room_t *room, party_request_t *req)

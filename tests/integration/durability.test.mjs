@@ -622,3 +622,87 @@ test('a shard SIGKILLed 4 times while clients write loses nothing it acknowledge
 test('with "durability": "relaxed" a SIGKILLed shard (a process crash) loses nothing acknowledged either', { timeout: 90000 }, async () => {
   await killWhileWriting({ kills: 2, config: cfg({ durability: 'relaxed' }) });
 });
+
+// ---- counter increments over WebSocket ----------------------------------------------------------------------------------
+
+// The next {"type":"count"} message of c after index `from`.
+async function nextCount(c, from, what) {
+  const m = await c.waitMessage((m) => !m.binary && JSON.parse(m.text).type === 'count', { from, what });
+  return JSON.parse(m.text).count;
+}
+
+test('counter: "increment" over WebSocket counts, stores and tells every connection; anything else is an error', T, async () => {
+  const node = await start({ config: cfg() });
+  const dir = node.dir;
+  const a = await open(ws(node, 'counter', 'ws-inc', 'a'));
+  const b = await open(ws(node, 'counter', 'ws-inc', 'b'));
+  assert.equal(await nextCount(a, 0, 'a: the count on connect'), 0);
+  assert.equal(await nextCount(b, 0, 'b: the count on connect'), 0);
+  for (let i = 1; i <= 50; i++) {
+    const from = a.messages.length;
+    a.send('increment');
+    assert.equal(await nextCount(a, from, `a: the acknowledgement of increment ${i}`), i);
+  }
+  await waitFor(() => b.json().filter((m) => m.type === 'count').length === 51, { what: 'b to see all 50 counts' });
+  assert.deepEqual(b.json().filter((m) => m.type === 'count').map((m) => m.count), Array.from({ length: 51 }, (_, i) => i));
+  // anything else: an error to the sender only, nothing counted
+  for (const wrong of ['hello', 'increment ', 'INCREMENT', Buffer.from('increment')]) {
+    const from = a.messages.length;
+    a.send(wrong);
+    const err = await a.waitJson((m) => m.type === 'error', { from, what: `the error for ${JSON.stringify(String(wrong))}` });
+    assert.match(err.error, /increment/);
+  }
+  assert.equal((await counter(node, 'ws-inc')).count, 50);
+  assert.equal(b.json().filter((m) => m.type === 'error').length, 0, 'errors go to the sender only');
+  // stored: a new node on the same directory has it
+  await stopClean(node, [a, b]);
+  const again = await start({ config: cfg(), dir });
+  assert.equal((await counter(again, 'ws-inc')).count, 50);
+  await stopClean(again);
+});
+
+test('counter: no acknowledged WebSocket increment is lost when its shard is SIGKILLed', { timeout: 60000 }, async () => {
+  const node = await start({ config: cfg() });
+  const room = 'ws-inc-kill';
+  const acked = [];
+  let stop = false;
+  track(() => { stop = true; });
+  // one client at a time, closed loop, reconnecting after the kill
+  const writer = (async () => {
+    while (!stop) {
+      let c;
+      try {
+        c = await open(ws(node, 'counter', room, `w${acked.length}`));
+      } catch {
+        await sleep(50);
+        continue;
+      }
+      try {
+        await nextCount(c, 0, 'the count on connect');
+      } catch {
+        c.terminate();
+        continue;
+      }
+      while (!stop && c.closeCode === undefined) {
+        const from = c.messages.length;
+        c.send('increment');
+        const got = await Promise.race([nextCount(c, from, 'an acknowledgement').catch(() => null), c.closed.then(() => null)]);
+        if (got === null) break;
+        acked.push(got);
+      }
+      if (c.closeCode === undefined) await c.close();
+    }
+  })();
+  await waitFor(() => acked.length >= 100, { timeout: 20000, what: '100 acknowledged increments' });
+  const { pid } = await node.shardPidOf('counter', room);
+  process.kill(pid, 'SIGKILL');
+  const mark = acked.length;
+  await waitFor(() => acked.length >= mark + 100, { timeout: 30000, what: '100 more after the restart' });
+  stop = true;
+  await writer;
+  const { count } = await counter(node, room);
+  assert.equal(new Set(acked).size, acked.length, 'no count was acknowledged twice');
+  assert.ok(Math.max(...acked) <= count, `an acknowledged count (${Math.max(...acked)}) is above the stored ${count}`);
+  assert.ok(count >= acked.length, `stored ${count} < ${acked.length} acknowledged increments: an acknowledged write was lost`);
+  await stopClean(node, [], { allowRestarts: true });
+});
