@@ -60,7 +60,7 @@ typedef struct st_bench_opts_t {
     int text;         /* send text frames rather than binary */
     int send;         /* churn: one message per connection before it closes */
     double hold_s;    /* idle: how long the connections are held */
-    double drain_s;   /* broadcast, echo: how long to wait for deliveries after the last send */
+    double drain_s;   /* broadcast, echo, increments: how long to wait for deliveries after the last send */
     unsigned keys;    /* wake: keys per room */
     int admin_port;   /* wake: partyd's admin listener (0: none) */
     struct sockaddr_in admin_addr;
@@ -69,7 +69,7 @@ typedef struct st_bench_opts_t {
 
 /* What the WebSocket scenarios count (bench_scenario_t.output has BENCH_OUT_WS). */
 typedef struct st_bench_ws_result_t {
-    int accounted;               /* expected/lost/duplicated/out_of_order are meaningful (broadcast, echo); else null */
+    int accounted;               /* expected/lost/duplicated/out_of_order are meaningful (broadcast, echo, increments); else null */
     unsigned clients_per_room;   /* the most clients a room has */
     uint64_t sent;               /* messages queued to the server */
     uint64_t delivered;          /* distinct messages received (each sender's message counts once per receiver) */
@@ -93,7 +93,7 @@ typedef struct st_bench_result_t {
     uint64_t unfinished;     /* requests still in flight when the run ended (neither answered nor failed) */
     uint64_t connect_errors; /* connection attempts that failed (no request is lost by them) */
     hist_t latency;          /* nanoseconds: send → complete response (writes), send → delivery (broadcast, echo), connect →
-                                101 (churn), GET → complete 200 of a woken room (wake) */
+                                101 (churn), GET → complete 200 of a woken room (wake), increment → its count (increments) */
     bench_ws_result_t ws;
     char first_error[160];
     char fields[1024]; /* scenario-specific JSON members, comma-separated, added with bench_field */
@@ -162,5 +162,6 @@ extern const bench_scenario_t bench_scenario_idle;
 extern const bench_scenario_t bench_scenario_churn;
 extern const bench_scenario_t bench_scenario_wake;
 extern const bench_scenario_t bench_scenario_writes;
+extern const bench_scenario_t bench_scenario_increments;
 
 #endif

@@ -8,6 +8,7 @@
  *   churn      WebSocket connects, upgrades and closes per second (churn.c)
  *   wake       the time an evicted kv room takes to answer (wake.c)
  *   writes     acknowledged storage writes per second through the output gate, over HTTP (writes.c)
+ *   increments the same over WebSocket: "increment" to the counter party, one in flight per client (increments.c)
  * The WebSocket scenarios speak plain RFC 6455 (ws.c: masked client frames, pings answered, the closing handshake)
  * to /parties/PARTY/ROOM, so they run against PartyKit's runtime as well as partyd.
  *
@@ -38,8 +39,8 @@
 #include "ws.h"
 
 static const bench_scenario_t *const bench_scenarios[] = {
-    &bench_scenario_broadcast, &bench_scenario_echo, &bench_scenario_idle,
-    &bench_scenario_churn,     &bench_scenario_wake, &bench_scenario_writes,
+    &bench_scenario_broadcast, &bench_scenario_echo,   &bench_scenario_idle,       &bench_scenario_churn,
+    &bench_scenario_wake,      &bench_scenario_writes, &bench_scenario_increments,
 };
 #define BENCH_NSCENARIOS (sizeof(bench_scenarios) / sizeof(bench_scenarios[0]))
 
@@ -67,7 +68,7 @@ static void usage(FILE *out)
                  "  --port PORT          the server's port (required)\n"
                  "  --host ADDR          the server's address, a loopback IPv4 address (default 127.0.0.1)\n"
                  "  --connections C      concurrent connections (default 64; idle 1000; wake 1 worker; broadcast:\n"
-                 "                       rooms × clients); echo: C/2 rooms of two\n"
+                 "                       rooms × clients); echo: C/2 rooms of two; increments: one room each\n"
                  "  --rooms R            rooms, spread over the connections (default 1000; broadcast 1; idle 100;\n"
                  "                       churn C; wake 100)\n"
                  "  --clients C          broadcast: clients per room (default 10)\n"
@@ -81,10 +82,11 @@ static void usage(FILE *out)
                  "  --hold S             idle: hold the connections S seconds (default 5)\n"
                  "  --keys K             wake: keys per room (default 100)\n"
                  "  --admin-port P       wake: partyd's admin port on the same host (required by wake)\n"
-                 "  --party NAME         the party (default: relay for WebSocket scenarios, kv for wake, counter for writes)\n"
+                 "  --party NAME         the party (default: relay for WebSocket scenarios, kv for wake, counter for writes\n"
+                 "                       and increments)\n"
                  "  --timeout S          a request, connect or upgrade unanswered for S seconds is an error (default 10);\n"
-                 "                       broadcast and echo also wait up to S seconds for deliveries after the last\n"
-                 "                       send (default 2)\n"
+                 "                       broadcast, echo and increments also wait up to S seconds for deliveries\n"
+                 "                       after the last send (default 2)\n"
                  "  --pid PID[,PID...]   report the CPU seconds and peak RSS of these processes and their\n"
                  "                       descendants during the run (the partyd supervisor's pid covers all of it)\n"
                  "  --help               this text\n"
@@ -95,8 +97,10 @@ static void usage(FILE *out)
                  "unfinished, connect_errors, per_s (ok / duration_s); latency is send to complete response.\n"
                  "WebSocket scenarios add clients_per_room, size, rate, sent, delivered, delivered_per_s, expected,\n"
                  "lost, duplicated, out_of_order, connect_s, server_cpu_us_per_delivery; latency is send to delivery\n"
-                 "(churn: connect to 101). idle adds connections_open, server_rss_before_kb, server_rss_after_kb,\n"
-                 "rss_per_conn_bytes (VmRSS), connect_per_s; churn connects, connects_per_s, closes, closes_unanswered;\n"
+                 "(churn: connect to 101; increments: increment to its count). increments: sent = increments,\n"
+                 "delivered = their counts (committed writes), lost = never acknowledged, delivered_per_s = writes/s.\n"
+                 "idle adds connections_open, server_rss_before_kb, server_rss_after_kb, rss_per_conn_bytes (VmRSS),\n"
+                 "connect_per_s; churn connects, connects_per_s, closes, closes_unanswered;\n"
                  "wake wakes, wakes_per_s, keys, seed_s, evict_p50_ms, evict_max_ms (latency: the GET of a woken room).\n"
                  "Exit status: 0 measured, 1 the run failed, 2 bad arguments, 3 no server.\n");
 }

@@ -70,7 +70,8 @@ case "$duration" in '' | *[!0-9]* | 0) die "--duration: expected a whole number 
 # cores, the anchor saturates at ≈45k/s, queues the rest and loses what is not delivered 2 s after the last send);
 # 100×10 at 2/s ≈18k/s; 1×1000 at 0.02/s ≈20k/s; echo 10k/s over 50 rooms of two. The "-80k" and "-36k" runs are
 # the operating points the issue quotes for the anchor (1×100 at 80k/s, 100×10 at 36k/s): CPU per delivery compared
-# there.
+# there. Storage writes acknowledged through the output gate: writes-64 over HTTP POST, increments-64 over WebSocket
+# (64 clients, each alone in a counter room, one "increment" in flight each), the same counter logic on both servers.
 scenario_table() {
     cat <<'EOF'
 broadcast-1x100-mod   both   60  broadcast --rooms 1 --clients 100 --rate 2 --size 64 --duration @D@
@@ -84,6 +85,7 @@ idle-1000             both   60  idle --connections 1000 --rooms 10 --hold @D@
 idle-15000            partyd 120 idle --connections 15000 --rooms 150 --hold @D@
 churn                 both   60  churn --connections 50 --duration @D@
 writes-64             both   30  writes --connections 64 --rooms 1000 --duration @D@
+increments-64         both   30  increments --connections 64 --duration @D@
 wake                  partyd 120 wake --admin-port @ADMIN@ --rooms 100 --keys 100 --requests 5000
 EOF
 }
@@ -430,6 +432,9 @@ const metrics = {
   churn: [["connects/s", "connects_per_s", 1], ["p99 ms (connect to 101)", "p99_ms", 1], ["closes unanswered", "closes_unanswered", 0],
     ["peak RSS KB", "server_rss_kb", 1]],
   writes: [["writes/s", "per_s", 1], ["p99 ms", "p99_ms", 1], ["peak RSS KB", "server_rss_kb", 1]],
+  increments: [["acknowledged writes/s", "delivered_per_s", 1], ["p99 ms", "p99_ms", 1],
+    ["server CPU us/write", "server_cpu_us_per_delivery", 1], ["peak RSS KB", "server_rss_kb", 1], ["lost", "lost", 0],
+    ["duplicated", "duplicated", 0], ["out of order", "out_of_order", 0]],
   wake: [["wakes/s", "wakes_per_s", 1], ["p50 ms", "p50_ms", 1], ["p99 ms", "p99_ms", 1], ["peak RSS KB", "server_rss_kb", 1]],
 };
 const skip = new Set(["run", "server", "kind", "exit", "command", "error", "skipped", "scenario", "duration_s", "client_cpu_s", "server_procs"]);
