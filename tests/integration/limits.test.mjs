@@ -454,6 +454,61 @@ for (const [how, env] of [['io_uring', {}], ['writev', { PARTYD_IO_URING: '0' }]
   assert.equal(exit, 0);
 });
 
+// ---- many connections read at once ----------------------------------------------------------------------------------
+
+// With the router stopped (SIGSTOP), nine connections send; on SIGCONT its first pass finds them all readable and reads
+// them together (one io_uring submission of 4 KiB per connection, or one read each with PARTYD_IO_URING=0).
+for (const [how, env] of [['io_uring', {}], ['writev', { PARTYD_IO_URING: '0' }]]) test(`bytes arriving on many connections at once are read whole: large, fragmented, several per write; an unmasked frame or a hang-up ends only its own connection — ${how}`, { timeout: TEST_TIMEOUT }, async (t) => {
+  const node = await node_(t, { env });
+  const rx = await openClient(node.wsUrl('/parties/relay/many?_pk=rx'));
+  const s = [];
+  for (let i = 0; i < 7; i++) s.push(await rawWs(node, `/parties/relay/many?_pk=s${i}`));
+  const bad = await rawWs(node, '/parties/relay/many?_pk=bad');
+  const gone = await rawWs(node, '/parties/relay/many?_pk=gone');
+  for (const r of [...s, bad, gone]) opened.add(r);
+  await waitFor(async () => (await node.room('relay', 'many')).ids.length === 10, { what: 'all ten in the room' });
+
+  const big = crypto.randomBytes(20000); // five times one batched read's 4 KiB
+  const mid = crypto.randomBytes(3000);
+  const router = node.routerPid();
+  process.kill(router, 'SIGSTOP');
+  try {
+    s[0].write(frame(0x1, 'small'));
+    s[1].write(frame(0x2, big));
+    s[2].write(Buffer.concat([frame(0x1, 'frag', { fin: false }), frame(0x0, 'ment')]));
+    s[3].write(Buffer.concat([frame(0x9, 'are you there'), frame(0x1, 'after a ping')]));
+    s[4].write(Buffer.concat([frame(0x1, 'one'), frame(0x1, 'two'), frame(0x1, 'three')]));
+    s[5].write(Buffer.concat([frame(0x2, mid), frame(0x1, 'after 3000 bytes')]));
+    s[6].write(frame(0x1, 'x'.repeat(4090))); // 4096 bytes with its header: exactly one batched read
+    bad.write(frame(0x1, 'unmasked', { mask: false }));
+    gone.sock.end(frame(0x1, 'sent, then gone'));
+    await new Promise((r) => setTimeout(r, 300));
+  } finally {
+    process.kill(router, 'SIGCONT');
+  }
+
+  const want = ['small', 'fragment', 'after a ping', 'one', 'two', 'three', 'after 3000 bytes', 'x'.repeat(4090), 'sent, then gone'];
+  await waitFor(() => rx.messages.length >= want.length + 2, { what: `rx to get all ${want.length + 2} messages` });
+  const texts = rx.messages.filter((m) => !m.binary).map((m) => m.text);
+  assert.deepEqual([...texts].sort(), [...want].sort(), 'every text message, once');
+  assert.deepEqual(texts.filter((x) => ['one', 'two', 'three'].includes(x)), ['one', 'two', 'three'], 'in order per sender');
+  const bins = rx.messages.filter((m) => m.binary).map((m) => m.data);
+  assert.equal(bins.length, 2);
+  assert.ok(bins.some((b) => b.equals(big)), 'the 20000-byte message arrived whole');
+  assert.ok(bins.some((b) => b.equals(mid)), 'the 3000-byte message arrived whole');
+  await waitFor(() => s[3].frames().some((f) => f.opcode === 0xa && f.payload.toString() === 'are you there'), { what: 'the pong' });
+  await waitFor(() => bad.closeFrame(), { what: "bad's close frame" });
+  assert.equal(bad.closeFrame().code, 1002);
+  await gone.waitClosed();
+  // the others are still open and in the room
+  await waitFor(async () => (await node.room('relay', 'many')).ids.length === 8, { what: 'bad and gone to leave the room' });
+  s[0].write(frame(0x1, 'still here'));
+  await rx.waitMessage((m) => m.text === 'still here', { what: 'a message after the batch' });
+  rx.close();
+  const { code: exit } = await node.stop();
+  assert.equal(exit, 0);
+});
+
 // ---- connections per room -------------------------------------------------------------------------------------------
 
 test('an upgrade beyond limits.connections_per_room gets 503 with Retry-After', { timeout: TEST_TIMEOUT }, async (t) => {
