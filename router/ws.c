@@ -471,7 +471,6 @@ static ws_conn_t *dirty_pop(void)
     return c;
 }
 
-/* Takes up to BATCH_MAX dirty plain connections, writes them with one submission, then applies the results. */
 /* Submits the n SQEs prepared in the ring (data: their index) and collects every result into b->res. Every result
  * first (buffers and iovecs stay the kernel's until then), then the caller runs the callbacks they may cause. The
  * kernel may take fewer SQEs than offered (-EAGAIN, -EBUSY, a partial count): submit the rest while collecting, and
@@ -505,6 +504,7 @@ static void batch_complete(unsigned n)
     }
 }
 
+/* Takes up to BATCH_MAX dirty plain connections, writes them with one submission, then applies the results. */
 static void flush_batch(void)
 {
     ws_batch_t *b = ws.batch;
@@ -659,23 +659,27 @@ static void conn_consume(ws_conn_t *c, uint8_t *data, size_t len)
         conn_fail(c, err.code, err.reason);
 }
 
+/* What one read of the connection into `data` (`cap` bytes) returned, bytes or -errno: the bytes are consumed; EOF
+ * or an error ends the connection. Returns 1 when the read filled `cap` (more may wait in the socket), else 0. */
+static int conn_took(ws_conn_t *c, uint8_t *data, ssize_t r, size_t cap)
+{
+    if (r > 0) {
+        ws.stats.bytes_in += (size_t)r;
+        conn_consume(c, data, (size_t)r);
+        return (size_t)r == cap;
+    }
+    if (r != -EAGAIN && r != -EINTR)
+        conn_finish(c); /* EOF or error: whatever stage the close handshake was at, the socket is done */
+    return 0;
+}
+
 static void conn_readable(ws_conn_t *c)
 {
     /* a few reads per wake-up keeps one busy client from starving the others; epoll is level-triggered */
     for (int i = 0; i < 4 && c->_fd != -1 && !(c->_flags & F_PAUSED); ++i) {
         ssize_t n = read(c->_fd, ws.rbuf, READ_BUF_SIZE);
-        if (n > 0) {
-            ws.stats.bytes_in += (size_t)n;
-            conn_consume(c, ws.rbuf, (size_t)n);
-            if ((size_t)n < READ_BUF_SIZE)
-                return;
-            continue;
-        }
-        if (n == -1 && (errno == EAGAIN || errno == EINTR))
+        if (!conn_took(c, ws.rbuf, n == -1 ? -errno : n, READ_BUF_SIZE))
             return;
-        /* EOF or error: whatever stage the close handshake was at, the socket is done */
-        conn_finish(c);
-        return;
     }
 }
 
@@ -696,14 +700,8 @@ static void read_batch(ws_conn_t **ready, unsigned n)
             continue; /* finished by what an earlier connection's bytes caused */
         /* bytes already read are consumed even if that paused this connection meanwhile (its shard's link is
          * congested): a pause stops the next read, as in conn_readable, and must not lose what was taken */
-        if (res > 0) {
-            ws.stats.bytes_in += (size_t)res;
-            conn_consume(c, b->rslot + (size_t)i * READ_SLOT, (size_t)res);
-            if (res == READ_SLOT && c->_fd != -1)
-                conn_readable(c); /* the slot was full: the rest as a lone readable connection is read */
-        } else if (res != -EAGAIN && res != -EINTR) {
-            conn_finish(c); /* EOF or error: whatever stage the close handshake was at, the socket is done */
-        }
+        if (conn_took(c, b->rslot + (size_t)i * READ_SLOT, res, READ_SLOT) && c->_fd != -1)
+            conn_readable(c); /* the slot was full: the rest as a lone readable connection is read */
     }
 }
 
@@ -781,13 +779,13 @@ static void batch_init(void)
 {
     const char *env = getenv("PARTYD_IO_URING");
     if (env != NULL && strcmp(env, "0") == 0) {
-        log_info("ws: io_uring off (PARTYD_IO_URING=0): one writev per connection");
+        log_info("ws: io_uring off (PARTYD_IO_URING=0): one read and one writev per connection");
         return;
     }
     ws_batch_t *b = xcalloc(1, sizeof(*b));
     int r = io_uring_queue_init(BATCH_MAX, &b->ring, 0);
     if (r < 0) {
-        log_info("ws: io_uring unavailable (%s): one writev per connection", strerror(-r));
+        log_info("ws: io_uring unavailable (%s): one read and one writev per connection", strerror(-r));
         free(b);
         return;
     }
