@@ -94,6 +94,8 @@ typedef struct st_bench_result_t {
     uint64_t connect_errors; /* connection attempts that failed (no request is lost by them) */
     hist_t latency;          /* nanoseconds: send → complete response (writes), send → delivery (broadcast, echo), connect →
                                 101 (churn), GET → complete 200 of a woken room (wake), increment → its count (increments) */
+    hist_t arrival;          /* broadcast, echo: send → the delivery's arrival in the receiver's socket (loop.h rx_ns);
+                                latency less the time partyload's one thread took to get round to reading it */
     bench_ws_result_t ws;
     char first_error[160];
     char fields[1024]; /* scenario-specific JSON members, comma-separated, added with bench_field */

@@ -197,6 +197,9 @@ static void fanout_on_message(fleet_client_t *c, int binary, const uint8_t *data
     if (fo->sending)
         ++w->delivered_in_phase;
     hist_record(&fo->res->latency, now > sent_at ? now - sent_at : 0);
+    uint64_t rx = c->fleet->loop.rx_ns;
+    if (rx != 0)
+        hist_record(&fo->res->arrival, rx > sent_at ? rx - sent_at : 0);
 }
 
 static void fanout_tick(fleet_t *f)
@@ -240,6 +243,7 @@ int bench_fanout_run(const bench_opts_t *opts, bench_result_t *res, void (*on_me
         free(fo);
         return 1;
     }
+    fo->fleet.loop.rx_stamps = 1;
     fo->senders = bench_xcalloc(n, sizeof(*fo->senders));
     fo->tracks = bench_xcalloc((size_t)n * plan->senders, sizeof(*fo->tracks));
     fo->payload = bench_xcalloc(1, opts->size);

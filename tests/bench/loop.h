@@ -29,7 +29,16 @@ struct st_bench_loop_t {
     int epfd;
     int stop;        /* set by a callback to make bench_loop_run return at the end of the pass */
     uint64_t now_ns; /* CLOCK_MONOTONIC, refreshed before each event is dispatched */
-    uint64_t _pass;  /* counts epoll_wait calls; a connection closed in pass N is skipped for the rest of it */
+    /*
+     * Set before connecting: sockets opened from then on have the kernel stamp their incoming bytes (SO_TIMESTAMPNS),
+     * and rx_ns is, during on_read, when the newest bytes of that read reached the socket (CLOCK_MONOTONIC; 0 when
+     * the kernel gave no stamp). On loopback that is the moment the server's write put them on the wire: unlike
+     * now_ns it leaves out how long this one thread took to get round to reading the socket.
+     */
+    int rx_stamps;
+    uint64_t rx_ns;
+    uint64_t _pass;               /* counts epoll_wait calls; a connection closed in pass N is skipped for the rest of it */
+    int64_t _mono_minus_real_ns; /* the kernel stamps with CLOCK_REALTIME */
 };
 
 typedef enum en_bench_conn_state_t {

@@ -97,7 +97,9 @@ static void usage(FILE *out)
                  "unfinished, connect_errors, per_s (ok / duration_s); latency is send to complete response.\n"
                  "WebSocket scenarios add clients_per_room, size, rate, sent, delivered, delivered_per_s, expected,\n"
                  "lost, duplicated, out_of_order, connect_s, server_cpu_us_per_delivery; latency is send to delivery\n"
-                 "(churn: connect to 101; increments: increment to its count). increments: sent = increments,\n"
+                 "(churn: connect to 101; increments: increment to its count). broadcast and echo add arrival_p50_ms,\n"
+                 "arrival_p99_ms, arrival_max_ms: send to the kernel's stamp of the delivery reaching the receiver's\n"
+                 "socket, i.e. latency less partyload's own delay in reading it. increments: sent = increments,\n"
                  "delivered = their counts (committed writes), lost = never acknowledged, delivered_per_s = writes/s.\n"
                  "idle adds connections_open, server_rss_before_kb, server_rss_after_kb, rss_per_conn_bytes (VmRSS),\n"
                  "connect_per_s; churn connects, connects_per_s, closes, closes_unanswered;\n"
@@ -497,6 +499,7 @@ int main(int argc, char **argv)
     }
 
     hist_init(&result.latency);
+    hist_init(&result.arrival);
     getrusage(RUSAGE_SELF, &self_before); /* in case the run fails before its measured phase */
     int status = scenario->run(&opts, &result, on_measure_start);
     if (status != 0 && status != 1)
@@ -544,6 +547,9 @@ int main(int argc, char **argv)
                ms(hist_percentile(&res->latency, 99)), ms(hist_percentile(&res->latency, 100)));
     else
         printf(",\"p50_ms\":null,\"p99_ms\":null,\"max_ms\":null,"); /* nothing timed (idle), not "0 ms" */
+    if (res->arrival.count != 0)
+        printf("\"arrival_p50_ms\":%.3f,\"arrival_p99_ms\":%.3f,\"arrival_max_ms\":%.3f,", ms(hist_percentile(&res->arrival, 50)),
+               ms(hist_percentile(&res->arrival, 99)), ms(hist_percentile(&res->arrival, 100)));
     printf("\"client_cpu_s\":%.2f,", rusage_cpu_s(&self_after) - rusage_cpu_s(&self_before));
     if (server_after_ok)
         printf("\"server_cpu_s\":%.2f,\"server_rss_kb\":%llu,\"server_procs\":%u}\n", server_after.cpu_s - server_before.cpu_s,

@@ -649,11 +649,84 @@ static void test_connection(void **state)
     free(stream);
 }
 
+/* rx_stamps: what a message reports is when its bytes reached the socket, not when partyload read them */
+static uint64_t stamp_rx, stamp_now;
+
+static void s_on_open(bws_conn_t *ws)
+{
+    (void)ws;
+}
+
+static void s_on_message(bws_conn_t *ws, int binary, const uint8_t *data, size_t len)
+{
+    (void)binary, (void)data, (void)len;
+    stamp_rx = ws->conn.loop->rx_ns;
+    stamp_now = ws->conn.loop->now_ns;
+    ws->conn.loop->stop = 1;
+}
+
+static void s_on_close(bws_conn_t *ws, int code, const char *reason, const char *err)
+{
+    (void)code, (void)reason, (void)err;
+    ws->conn.loop->stop = 1;
+}
+
+static const bws_cb_t s_cb = {s_on_open, s_on_message, s_on_close};
+
+static void test_arrival_stamps(void **state)
+{
+    (void)state;
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    bench_loop_t loop;
+    assert_int_equal(bench_loop_init(&loop), 0);
+    loop.rx_stamps = 1;
+    bws_ctx_t ctx;
+    bws_ctx_init(&ctx);
+    ctx.addr = addr;
+    snprintf(ctx.host, sizeof(ctx.host), "127.0.0.1:%d", ntohs(addr.sin_port));
+    bws_conn_t ws;
+    bws_conn_init(&ws, &loop, &ctx, &s_cb, 1 << 16);
+    memset(&run, 0, sizeof(run));
+    int fd = handshake(&loop, &ctx, &ws, l, 1, NULL, 0);
+    run.deadline = bench_loop_now(&loop) + 200000000u;
+    loop.stop = 0;
+    bench_loop_run(&loop, 1000000, t_tick, &ws); /* reads the 101 */
+    assert_int_equal(ws.state, BWS_OPEN);
+
+    for (int i = 0; i < 3; ++i) {
+        uint8_t frame[16];
+        size_t n = server_frame(frame, 0x82, "stamped", 7);
+        uint64_t before = bench_loop_now(&loop);
+        assert_int_equal(write(fd, frame, n), (ssize_t)n);
+        uint64_t after = bench_loop_now(&loop);
+        usleep(20000); /* the message waits in the socket, as behind 999 others */
+        stamp_rx = stamp_now = 0;
+        run.deadline = bench_loop_now(&loop) + 2000000000u;
+        loop.stop = 0;
+        assert_int_equal(bench_loop_run(&loop, 1000000, t_tick, &ws), 0);
+        /* on loopback the bytes reach the socket inside write(); 1 ms of slack for the clock conversion */
+        assert_true(stamp_rx != 0);
+        assert_true(stamp_rx + 1000000 >= before);
+        assert_true(stamp_rx <= after + 1000000);
+        assert_true(stamp_now >= stamp_rx + 15000000);
+    }
+    close(fd);
+    run.deadline = bench_loop_now(&loop) + 2000000000u;
+    loop.stop = 0;
+    bench_loop_run(&loop, 1000000, t_tick, &ws);
+    assert_int_equal(ws.state, BWS_CLOSED);
+    bws_conn_dispose(&ws);
+    bench_loop_dispose(&loop);
+    close(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_split),     cmocka_unit_test(test_rfc_examples), cmocka_unit_test(test_mask),
         cmocka_unit_test(test_protocol_errors), cmocka_unit_test(test_accept),       cmocka_unit_test(test_connection),
+        cmocka_unit_test(test_arrival_stamps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
