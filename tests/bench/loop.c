@@ -244,7 +244,11 @@ int bench_loop_run(bench_loop_t *loop, uint64_t interval_ns, bench_tick_cb tick,
                 conn_flush(conn);
         }
         if (bench_loop_now(loop) >= next_tick) {
-            next_tick = loop->now_ns + interval_ns;
+            /* on a fixed grid, not `now + interval`: that drifts by each pass's length, and ticks came 1.1–1.5 ms
+             * apart; after a stall the grid starts again from now rather than firing the missed ticks in a row */
+            next_tick += interval_ns;
+            if (next_tick <= loop->now_ns)
+                next_tick = loop->now_ns + interval_ns;
             if (tick != NULL)
                 tick(loop, data);
         }

@@ -93,7 +93,9 @@ void bench_loop_dispose(bench_loop_t *loop);
 /* CLOCK_MONOTONIC in nanoseconds; also stores it in loop->now_ns. */
 uint64_t bench_loop_now(bench_loop_t *loop);
 /*
- * Runs until a callback sets loop->stop. `tick` (may be NULL) is called at least every `interval_ns`.
+ * Runs until a callback sets loop->stop. `tick` (may be NULL) is called once per `interval_ns`,
+ * on a fixed grid from the start, at the end of the pass in which its time came; after a stall the grid restarts
+ * from then rather than calling it for every tick missed.
  * Returns 0, or -errno when epoll_wait fails.
  */
 int bench_loop_run(bench_loop_t *loop, uint64_t interval_ns, bench_tick_cb tick, void *data);

@@ -423,7 +423,8 @@ const fs = require("fs");
 const all = fs.readFileSync(process.argv[2], "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
 const recs = all.filter((r) => r.run);
 const anchorSkipped = all.some((r) => r.meta && r.meta.anchor === "skipped");
-const load = [["delivered/s", "delivered_per_s", 1], ["p99 ms", "p99_ms", 1], ["server CPU us/delivery", "server_cpu_us_per_delivery", 1],
+const load = [["delivered/s", "delivered_per_s", 1], ["p99 ms", "p99_ms", 1], ["p99 ms to arrival", "arrival_p99_ms", 1],
+  ["server CPU us/delivery", "server_cpu_us_per_delivery", 1],
   ["peak RSS KB", "server_rss_kb", 1], ["lost", "lost", 0], ["duplicated", "duplicated", 0], ["out of order", "out_of_order", 0]];
 const metrics = {
   broadcast: load, echo: load,
