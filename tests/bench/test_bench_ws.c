@@ -479,6 +479,18 @@ static int listener(struct sockaddr_in *addr)
     return l;
 }
 
+/* A fresh loop, and a client context pointing at a new listener (returned) on a free loopback port. */
+static int client_setup(bench_loop_t *loop, bws_ctx_t *ctx)
+{
+    struct sockaddr_in addr;
+    int l = listener(&addr);
+    assert_int_equal(bench_loop_init(loop), 0);
+    bws_ctx_init(ctx);
+    ctx->addr = addr;
+    snprintf(ctx->host, sizeof(ctx->host), "127.0.0.1:%d", ntohs(addr.sin_port));
+    return l;
+}
+
 /* Connects a client, accepts it, reads its upgrade request and answers it (with `accept_ok` 0: a wrong accept). */
 static int handshake(bench_loop_t *loop, bws_ctx_t *ctx, bws_conn_t *ws, int l, int accept_ok, const uint8_t *after,
                      size_t after_len)
@@ -536,14 +548,9 @@ static int handshake(bench_loop_t *loop, bws_ctx_t *ctx, bws_conn_t *ws, int l, 
 static void test_connection(void **state)
 {
     (void)state;
-    struct sockaddr_in addr;
-    int l = listener(&addr);
     bench_loop_t loop;
-    assert_int_equal(bench_loop_init(&loop), 0);
     bws_ctx_t ctx;
-    bws_ctx_init(&ctx);
-    ctx.addr = addr;
-    snprintf(ctx.host, sizeof(ctx.host), "127.0.0.1:%d", ntohs(addr.sin_port));
+    int l = client_setup(&loop, &ctx);
     bws_conn_t ws;
     bws_conn_init(&ws, &loop, &ctx, &t_cb, 1 << 20);
 
@@ -676,15 +683,10 @@ static const bws_cb_t s_cb = {s_on_open, s_on_message, s_on_close};
 static void test_arrival_stamps(void **state)
 {
     (void)state;
-    struct sockaddr_in addr;
-    int l = listener(&addr);
     bench_loop_t loop;
-    assert_int_equal(bench_loop_init(&loop), 0);
-    loop.rx_stamps = 1;
     bws_ctx_t ctx;
-    bws_ctx_init(&ctx);
-    ctx.addr = addr;
-    snprintf(ctx.host, sizeof(ctx.host), "127.0.0.1:%d", ntohs(addr.sin_port));
+    int l = client_setup(&loop, &ctx);
+    loop.rx_stamps = 1;
     bws_conn_t ws;
     bws_conn_init(&ws, &loop, &ctx, &s_cb, 1 << 16);
     memset(&run, 0, sizeof(run));
