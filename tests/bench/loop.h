@@ -37,8 +37,9 @@ struct st_bench_loop_t {
      */
     int rx_stamps;
     uint64_t rx_ns;
-    uint64_t _pass;               /* counts epoll_wait calls; a connection closed in pass N is skipped for the rest of it */
+    uint64_t _pass;              /* counts epoll_wait calls; a connection closed in pass N is skipped for the rest of it */
     int64_t _mono_minus_real_ns; /* the kernel stamps with CLOCK_REALTIME */
+    int _ms_timeouts;            /* epoll_pwait2 is missing: epoll_wait, whole milliseconds */
 };
 
 typedef enum en_bench_conn_state_t {
