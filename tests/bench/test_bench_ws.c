@@ -14,7 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -723,12 +728,54 @@ static void test_arrival_stamps(void **state)
     close(l);
 }
 
+/* Without epoll_pwait2 (a seccomp filter answers ENOSYS, as an old kernel would) the loop still ticks. */
+static int ticks_seen;
+
+static void count_tick(bench_loop_t *loop, void *data)
+{
+    (void)data;
+    if (++ticks_seen == 20)
+        loop->stop = 1;
+}
+
+static int ticks_without_pwait2(void)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_epoll_pwait2, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof(filter) / sizeof(filter[0]), .filter = filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        return 2;
+    bench_loop_t loop;
+    if (bench_loop_init(&loop) != 0)
+        return 3;
+    int r = bench_loop_run(&loop, 1000000, count_tick, NULL);
+    return r == 0 && ticks_seen == 20 && loop._ms_timeouts ? 0 : 1;
+}
+
+static void test_ticks_without_pwait2(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid != -1);
+    if (pid == 0)
+        _exit(ticks_without_pwait2());
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_split),     cmocka_unit_test(test_rfc_examples), cmocka_unit_test(test_mask),
-        cmocka_unit_test(test_protocol_errors), cmocka_unit_test(test_accept),       cmocka_unit_test(test_connection),
-        cmocka_unit_test(test_arrival_stamps),
+        cmocka_unit_test(test_every_split),    cmocka_unit_test(test_rfc_examples),
+        cmocka_unit_test(test_mask),           cmocka_unit_test(test_protocol_errors),
+        cmocka_unit_test(test_accept),         cmocka_unit_test(test_connection),
+        cmocka_unit_test(test_arrival_stamps), cmocka_unit_test(test_ticks_without_pwait2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
