@@ -36,9 +36,9 @@ enum {
 #define MAX_IOV 64
 #define CID_INDEX_BITS 24
 #define CLOSE_TIMEOUT_MS 3000
-#define BATCH_MAX 256 /* connections written by one io_uring submission */
-#define BATCH_IOV 16  /* frames per connection in one submission (more: the connection goes round again) */
-#define BATCH_MIN 4   /* fewer dirty connections than this: writev each (a submission costs more than one writev) */
+#define BATCH_MAX 256  /* connections written by one io_uring submission */
+#define BATCH_IOV 16   /* frames per connection in one submission (more: the connection goes round again) */
+#define BATCH_MIN 4    /* fewer dirty connections than this: writev each (a submission costs more than one writev) */
 #define READ_SLOT 4096 /* bytes one batched recv takes from a connection; a full slot is followed by plain reads */
 
 /*
@@ -124,6 +124,12 @@ static uint64_t now(void)
 static int has_socket(const ws_conn_t *c)
 {
     return c->_fd != -1 || c->_sock != NULL;
+}
+
+/* A plain connection still served: not closed or condemned by a callback that ran earlier in this batch or pass. */
+static int fd_live(const ws_conn_t *c)
+{
+    return c->_fd != -1 && !(c->_flags & F_REAP);
 }
 
 static void on_tls_read(h2o_socket_t *sock, const char *err);
@@ -541,7 +547,7 @@ static void flush_batch(void)
     for (unsigned i = 0; i < n; ++i) {
         ws_conn_t *c = b->conn[i];
         int res = b->res[i];
-        if (c->_fd == -1 || (c->_flags & F_REAP))
+        if (!fd_live(c))
             continue; /* finished by a callback of an earlier result */
         if (res >= 0) {
             queue_advance(c, (size_t)res);
@@ -696,7 +702,7 @@ static void read_batch(ws_conn_t **ready, unsigned n)
     for (unsigned i = 0; i < n; ++i) {
         ws_conn_t *c = ready[i];
         int res = b->res[i];
-        if (c->_fd == -1 || (c->_flags & F_REAP))
+        if (!fd_live(c))
             continue; /* finished by what an earlier connection's bytes caused */
         /* bytes already read are consumed even if that paused this connection meanwhile (its shard's link is
          * congested): a pause stops the next read, as in conn_readable, and must not lose what was taken */
@@ -714,7 +720,7 @@ static void on_epoll_ready(h2o_socket_t *sock, const char *err)
     int n = epoll_wait(ws.epfd, evs, BATCH_MAX, 0);
     for (int i = 0; i < n; ++i) {
         ws_conn_t *c = evs[i].data.ptr;
-        if (c->_fd == -1 || (c->_flags & (F_REAP | F_PAUSED)) || !(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        if (!fd_live(c) || (c->_flags & F_PAUSED) || !(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
             continue;
         ready[nready++] = c;
     }
@@ -722,12 +728,12 @@ static void on_epoll_ready(h2o_socket_t *sock, const char *err)
         read_batch(ready, nready);
     } else {
         for (unsigned i = 0; i < nready; ++i)
-            if (ready[i]->_fd != -1 && !(ready[i]->_flags & F_REAP))
+            if (fd_live(ready[i]))
                 conn_readable(ready[i]);
     }
     for (int i = 0; i < n; ++i) {
         ws_conn_t *c = evs[i].data.ptr;
-        if (c->_fd != -1 && !(c->_flags & F_REAP) && (evs[i].events & EPOLLOUT) && (c->_flags & F_WANT_WRITE))
+        if (fd_live(c) && (evs[i].events & EPOLLOUT) && (c->_flags & F_WANT_WRITE))
             conn_write(c);
     }
 }
