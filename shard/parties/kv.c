@@ -191,32 +191,31 @@ static int string_arg(const json_t *v, const char **s, size_t *len)
     return 0;
 }
 
-/* Reads a batch of keys (a JSON array of at most PARTY_BATCH_MAX strings) into kvs. Returns how many, or -1 after
- * answering 400 (`bad` says what the field must be). */
-static long keys_arg(party_request_t *req, const json_t *keys, party_kv_t *kvs, const char *bad)
+/* Reads a batch of keys (a JSON array of at most PARTY_BATCH_MAX strings) into kvs and how many into *n. Returns 0, or
+ * -1 after answering 400 (`bad` says what the field must be). */
+static int keys_arg(party_request_t *req, const json_t *keys, party_kv_t *kvs, size_t *n, const char *bad)
 {
-    size_t n = json_array_size(keys);
-    if (n > PARTY_BATCH_MAX) {
+    *n = json_array_size(keys);
+    if (*n > PARTY_BATCH_MAX) {
         error(req, 400, "a batch has at most 128 keys");
         return -1;
     }
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t i = 0; i < *n; ++i) {
         memset(&kvs[i], 0, sizeof(kvs[i]));
         if (string_arg(json_array_get(keys, i), (const char **)&kvs[i].key, &kvs[i].key_len) != 0) {
             error(req, 400, bad);
             return -1;
         }
     }
-    return (long)n;
+    return 0;
 }
 
 static void do_get_many(party_room_t *room, party_request_t *req, const json_t *keys)
 {
     party_kv_t kvs[PARTY_BATCH_MAX];
-    long got = keys_arg(req, keys, kvs, "\"get\" is an array of strings");
-    if (got < 0)
+    size_t n;
+    if (keys_arg(req, keys, kvs, &n, "\"get\" is an array of strings") != 0)
         return;
-    size_t n = (size_t)got;
     if (storage_error(req, party_storage_get_many(room, kvs, n)))
         return;
     json_t *values = json_object();
@@ -259,10 +258,9 @@ static void do_put_many(party_room_t *room, party_request_t *req, json_t *map)
 static void do_delete_many(party_room_t *room, party_request_t *req, const json_t *keys)
 {
     party_kv_t kvs[PARTY_BATCH_MAX];
-    long got = keys_arg(req, keys, kvs, "\"delete\" is an array of strings");
-    if (got < 0)
+    size_t n;
+    if (keys_arg(req, keys, kvs, &n, "\"delete\" is an array of strings") != 0)
         return;
-    size_t n = (size_t)got;
     int r = party_storage_delete_many(room, kvs, n);
     if (r < 0) {
         storage_error(req, r);
