@@ -280,14 +280,8 @@ int bench_fanout_run(const bench_opts_t *opts, bench_result_t *res, void (*on_me
             fprintf(stderr, "partyload: every connection was lost during the run (%s)\n", res->first_error);
             status = 1;
         }
-        if (status == 0 && fo->fleet.open != 0) {
-            /* drained even after a ^C (it is short, and ends when all arrived), or what is in flight would look lost;
-             * a second ^C cuts it short */
-            int interrupted = bench_interrupted;
-            bench_interrupted = 0;
-            fleet_run(&fo->fleet, end + (uint64_t)(opts->drain_s * 1e9), fanout_tick);
-            bench_interrupted = bench_interrupted || interrupted;
-        }
+        if (status == 0 && fo->fleet.open != 0)
+            fleet_drain(&fo->fleet, end + (uint64_t)(opts->drain_s * 1e9), fanout_tick);
         bench_measure_stop();
     }
     fleet_close_all(&fo->fleet);

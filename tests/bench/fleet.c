@@ -147,6 +147,14 @@ int fleet_run(fleet_t *f, uint64_t until_ns, void (*tick)(fleet_t *f))
     return 0;
 }
 
+void fleet_drain(fleet_t *f, uint64_t until_ns, void (*tick)(fleet_t *f))
+{
+    int interrupted = bench_interrupted;
+    bench_interrupted = 0;
+    fleet_run(f, until_ns, tick);
+    bench_interrupted = bench_interrupted || interrupted;
+}
+
 static void connect_tick(fleet_t *f)
 {
     if (f->_next == f->n && f->_pending == 0)

@@ -78,6 +78,12 @@ unsigned fleet_connect_all(fleet_t *f);
  * NULL) is called every FLEET_TICK_NS. Returns 0, or 1 when epoll failed.
  */
 int fleet_run(fleet_t *f, uint64_t until_ns, void (*tick)(fleet_t *f));
+/*
+ * fleet_run for the wait after the last send, for what is still in flight: it runs even after a ^C (it is short, and
+ * ends when everything arrived), or what is in flight would look lost; a second ^C cuts it short. The interruption
+ * stays reported either way.
+ */
+void fleet_drain(fleet_t *f, uint64_t until_ns, void (*tick)(fleet_t *f));
 /* Closes every client with 1000 and waits for the replies, up to ctx.close_timeout_ns (1 s), then drops the rest. */
 void fleet_close_all(fleet_t *f);
 /* Frees everything; the clients must be closed (fleet_close_all). */

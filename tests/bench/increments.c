@@ -278,14 +278,8 @@ static int incr_run(const bench_opts_t *opts, bench_result_t *res, void (*on_mea
             fprintf(stderr, "partyload: every connection was lost during the run (%s)\n", res->first_error);
             status = 1;
         }
-        if (status == 0 && ic->inflight != 0) {
-            /* drained even after a ^C (it is short, and ends when all arrived), or what is in flight would look lost;
-             * a second ^C cuts it short */
-            int interrupted = bench_interrupted;
-            bench_interrupted = 0;
-            fleet_run(f, end + (uint64_t)(opts->drain_s * 1e9), drain_tick);
-            bench_interrupted = bench_interrupted || interrupted;
-        }
+        if (status == 0 && ic->inflight != 0)
+            fleet_drain(f, end + (uint64_t)(opts->drain_s * 1e9), drain_tick);
         res->ws.expected = res->ws.sent;
         bench_measure_stop();
     }

@@ -470,6 +470,17 @@ static double ms(uint64_t ns)
     return (double)ns / 1e6;
 }
 
+/* "PREFIXp50_ms":…,"PREFIXp99_ms":…,"PREFIXmax_ms":…, — null each when nothing was timed (idle), not "0 ms" */
+static void print_percentiles(const char *prefix, const hist_t *h)
+{
+    if (h->count == 0) {
+        printf("\"%sp50_ms\":null,\"%sp99_ms\":null,\"%smax_ms\":null,", prefix, prefix, prefix);
+        return;
+    }
+    printf("\"%sp50_ms\":%.3f,\"%sp99_ms\":%.3f,\"%smax_ms\":%.3f,", prefix, ms(hist_percentile(h, 50)), prefix,
+           ms(hist_percentile(h, 99)), prefix, ms(hist_percentile(h, 100)));
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
@@ -542,14 +553,10 @@ int main(int argc, char **argv)
         printf("%s,", res->fields);
     printf("\"errors\":%llu,\"first_error\":", (unsigned long long)res->errors);
     print_json_string(res->first_error);
-    if (res->latency.count != 0)
-        printf(",\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,", ms(hist_percentile(&res->latency, 50)),
-               ms(hist_percentile(&res->latency, 99)), ms(hist_percentile(&res->latency, 100)));
-    else
-        printf(",\"p50_ms\":null,\"p99_ms\":null,\"max_ms\":null,"); /* nothing timed (idle), not "0 ms" */
+    putchar(',');
+    print_percentiles("", &res->latency);
     if (res->arrival.count != 0)
-        printf("\"arrival_p50_ms\":%.3f,\"arrival_p99_ms\":%.3f,\"arrival_max_ms\":%.3f,", ms(hist_percentile(&res->arrival, 50)),
-               ms(hist_percentile(&res->arrival, 99)), ms(hist_percentile(&res->arrival, 100)));
+        print_percentiles("arrival_", &res->arrival);
     printf("\"client_cpu_s\":%.2f,", rusage_cpu_s(&self_after) - rusage_cpu_s(&self_before));
     if (server_after_ok)
         printf("\"server_cpu_s\":%.2f,\"server_rss_kb\":%llu,\"server_procs\":%u}\n", server_after.cpu_s - server_before.cpu_s,
