@@ -52,6 +52,13 @@ class Conn {
   }
 }
 
+// A Conn once its TCP connection is up.
+async function connect(port) {
+  const c = new Conn(port);
+  await c.connected;
+  return c;
+}
+
 const post = (room) => `POST /parties/counter/${room} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n`;
 const get = (room) => `GET /parties/counter/${room} HTTP/1.1\r\nHost: t\r\n\r\n`;
 
@@ -83,8 +90,7 @@ async function assertRouterQuiet(node, what) {
 
 test('keepalive: 300 requests one after the other on one connection are answered in order', async () => {
   const node = await start();
-  const c = new Conn(node.port);
-  await c.connected;
+  const c = await connect(node.port);
   for (let i = 1; i <= 300; ++i) {
     c.write(post('ka-seq'));
     const r = await c.waitResponses(i, `POST ${i}`);
@@ -99,8 +105,7 @@ test('keepalive: requests pipelined while the first waits for its shard are answ
   const node = await start();
   const room = 'ka-pipe';
   const pid = await stopShardOf(node, room);
-  const c = new Conn(node.port);
-  await c.connected;
+  const c = await connect(node.port);
   c.write(post(room));
   await sleep(200); // the router forwarded it and waits
   c.write(post(room) + get(room)); // arrives while the first is unanswered
@@ -123,8 +128,7 @@ test('keepalive: a client that half-closes after its request still gets the answ
   const node = await start();
   const room = 'ka-half';
   const pid = await stopShardOf(node, room);
-  const c = new Conn(node.port);
-  await c.connected;
+  const c = await connect(node.port);
   c.write(post(room));
   await sleep(200);
   c.sock.end(); // FIN: nothing more to send, still reading
@@ -143,13 +147,11 @@ test('keepalive: a client that hangs up while its request waits loses nothing al
   const pid = await stopShardOf(node, room);
   const gone = [];
   for (let i = 0; i < 5; ++i) {
-    const c = new Conn(node.port);
-    await c.connected;
+    const c = await connect(node.port);
     c.write(post(room));
     gone.push(c);
   }
-  const stays = new Conn(node.port);
-  await stays.connected;
+  const stays = await connect(node.port);
   stays.write(post(room));
   await sleep(200);
   for (const c of gone) c.sock.destroy();
