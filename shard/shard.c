@@ -62,6 +62,8 @@ static struct {
     idvec_t pass_arrivals; /* when this pass's client events arrived, for the latency histogram */
     base_hist_t latency;
     unsigned failed_commits; /* in a row */
+    pid_t supervisor;
+    int orphaned; /* stopping because the supervisor's end of the control socket closed */
     int stop;
     int status;
 } shard;
@@ -258,6 +260,7 @@ static void on_ctl(h2o_socket_t *sock, const char *err)
         if (r <= 0) {
             if (!shard.stop)
                 log_info("supervisor went away; shutting down");
+            shard.orphaned = 1;
             shard.stop = 1;
             h2o_socket_read_stop(sock);
             return;
@@ -297,6 +300,17 @@ static void on_signal(h2o_socket_t *sock, const char *err)
     }
 }
 
+/* A dying supervisor closes its files before the kernel hands its children to a new parent, and the shard can be
+ * woken by the first and be gone before the second. The router tells "the node is going away" (1001 to clients)
+ * from "a shard crashed" (1011) by its own parent having changed when our link closes, so the link stays open until
+ * we see that change too: the kernel reparents all the supervisor's children at once. Bounded, since a control
+ * socket can also close while the supervisor lives on. */
+static void await_reparenting(void)
+{
+    for (int i = 0; i < 1000 && getppid() == shard.supervisor; ++i)
+        usleep(1000);
+}
+
 int shard_main(const config_t *conf, int index, int ctl_fd)
 {
     log_set_role("shard", index);
@@ -305,6 +319,7 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     shard.conf = conf;
     shard.index = index;
     shard.max_frame = config_frame_cap(conf);
+    shard.supervisor = getppid();
     int sfd = ctl_child_signals();
     if (sfd == -1)
         return 1;
@@ -339,6 +354,8 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     shard_event_begin();
     rooms_dispose();
     commit_pass();
+    if (shard.orphaned)
+        await_reparenting();
     if (shard.link != NULL) {
         link_flush(shard.link);
         link_close(shard.link);
