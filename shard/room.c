@@ -564,36 +564,45 @@ static party_conn_t *conn_by_cid(uint64_t cid)
 
 static void conn_close_now(party_conn_t *conn, int code, const char *reason, int clean, const char *error);
 
+/* The room a client's connection or request (OPEN, REQUEST) is for, entered and started. NULL, with the HTTP status
+ * and the reason to answer, when the room is moving to another shard, its name is bad, its party unknown, or it cannot
+ * start. */
+static party_room_t *room_for_client(const proto_msg_t *msg, int *status, const char **why)
+{
+    if (rooms.frozen[slots_of_room(msg->party.base, msg->party.len, msg->room.base, msg->room.len)]) {
+        *status = 503;
+        *why = "the room is moving to another shard";
+        return NULL;
+    }
+    party_room_t *room = room_get(msg->party, msg->room, status, why);
+    if (room == NULL)
+        return NULL;
+    room_enter(room);
+    if ((*status = room_wake(room, why)) != 0) {
+        if (room->conns == NULL)
+            room_destroy(room);
+        return NULL;
+    }
+    return room;
+}
+
 void rooms_on_open(const proto_msg_t *msg)
 {
     shard_event_begin();
-    int status;
-    const char *why;
-    if (rooms.frozen[slots_of_room(msg->party.base, msg->party.len, msg->room.base, msg->room.len)]) {
-        emit_reject(msg->id, 503, "the room is moving to another shard");
-        return;
-    }
-    party_room_t *room = room_get(msg->party, msg->room, &status, &why);
-    if (room == NULL) {
-        emit_reject(msg->id, status, why);
-        return;
-    }
     if (msg->conn_id.len == 0 || msg->conn_id.len > 128 || memchr(msg->conn_id.base, '\0', msg->conn_id.len) != NULL) {
         emit_reject(msg->id, 400, "bad connection id");
-        room_leave(room);
         return;
     }
     if (conn_by_cid(msg->id) != NULL) {
         log_error("router reused connection number %llu; refusing the new connection", (unsigned long long)msg->id);
         emit_reject(msg->id, 500, "duplicate connection number");
-        room_leave(room);
         return;
     }
-    room_enter(room);
-    if ((status = room_wake(room, &why)) != 0) {
+    int status;
+    const char *why;
+    party_room_t *room = room_for_client(msg, &status, &why);
+    if (room == NULL) {
         emit_reject(msg->id, status, why);
-        if (room->conns == NULL)
-            room_destroy(room);
         return;
     }
 
@@ -743,20 +752,9 @@ void rooms_on_request(const proto_msg_t *msg)
     shard_event_begin();
     int status;
     const char *why;
-    if (rooms.frozen[slots_of_room(msg->party.base, msg->party.len, msg->room.base, msg->room.len)]) {
-        respond_simple(msg->id, 503, "the room is moving to another shard");
-        return;
-    }
-    party_room_t *room = room_get(msg->party, msg->room, &status, &why);
+    party_room_t *room = room_for_client(msg, &status, &why);
     if (room == NULL) {
         respond_simple(msg->id, status, why);
-        return;
-    }
-    room_enter(room);
-    if ((status = room_wake(room, &why)) != 0) {
-        respond_simple(msg->id, status, why);
-        if (room->conns == NULL)
-            room_destroy(room);
         return;
     }
     if (room->party->on_request == NULL) {
@@ -1579,7 +1577,8 @@ int party_respond(party_request_t *req, int status, const char *content_type, co
 {
     if (req->room == NULL || req->responded)
         return -EALREADY;
-    if (status < 100 || status > 599 || (body == NULL && len != 0) || (content_type != NULL && !base_http_value_valid(content_type)))
+    if (status < 100 || status > 599 || (body == NULL && len != 0) ||
+        (content_type != NULL && !base_http_value_valid(content_type)))
         return -EINVAL;
     req->responded = 1;
     proto_header_t headers[PROTO_MAX_HEADERS];
