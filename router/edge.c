@@ -166,7 +166,8 @@ int party_edge_respond(party_edge_t *e, const char *content_type, const void *bo
 
 int party_edge_response_header(party_edge_t *e, const char *name, const char *value)
 {
-    if (name == NULL || value == NULL || !base_http_token_valid(name) || !base_http_value_valid(value) || e->num_resp == EDGE_SET_MAX)
+    if (name == NULL || value == NULL || !base_http_token_valid(name) || !base_http_value_valid(value) ||
+        e->num_resp == EDGE_SET_MAX)
         return -EINVAL;
     h2o_iovec_t lname = h2o_strdup(&e->req->pool, name, strlen(name));
     h2o_strtolower(lname.base, lname.len);

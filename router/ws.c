@@ -47,8 +47,9 @@ enum {
  * A broadcast to a room of N writes to N sockets in the same pass, so the end-of-pass flush hands all of them to the
  * kernel at once: one IORING_OP_SENDMSG per connection with MSG_DONTWAIT (a full socket answers -EAGAIN instead of
  * being parked in the kernel), one io_uring_enter for the whole batch. A pass with fewer than BATCH_MIN connections
- * to write (an echo, a room of two) uses writev: there one submission costs more than the writes it replaces. Where io_uring is unavailable (old kernel,
- * seccomp, kernel.io_uring_disabled) or PARTYD_IO_URING=0, each connection is written with writev as before.
+ * to write (an echo, a room of two) uses writev: there one submission costs more than the writes it replaces. Where
+ * io_uring is unavailable (old kernel, seccomp, kernel.io_uring_disabled) or PARTYD_IO_URING=0, each connection is
+ * written with writev as before.
  *
  * Reads are batched the same way: when one epoll_wait reports BATCH_MIN or more readable connections (many clients
  * sending at once: 50 echo pairs at 10k msgs/s read ≈ 12 connections per pass, one `read` each, 62 % of the router's
