@@ -155,6 +155,7 @@ static struct {
     } reported;                         /* the figures of the last activity log line */
     party_room_t *by_slot[SLOTS_COUNT]; /* rooms in memory, per slot: what a slot move must evict */
     uint8_t frozen[SLOTS_COUNT];        /* slots being moved away: no event may run in their rooms */
+    uint64_t alarms_from;               /* no alarm index entry is earlier (wall ms): see fire_due_alarms */
 } rooms;
 
 /* ---- lifecycle ---- */
@@ -895,6 +896,7 @@ void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const ui
             emit_reject(held_cids[i], 500, "the room's storage failed");
         }
     }
+    rooms.alarms_from = 0; /* the pass's deletes of due alarms' index entries are lost too */
     while (rooms.gated != NULL) {
         party_room_t *room = rooms.gated;
         rooms.gated = room->gated_next;
@@ -1167,6 +1169,15 @@ static size_t alarm_index_key(const party_room_t *room, uint64_t at, unsigned ch
     return 10 + room->prefix_len;
 }
 
+/* Every alarm index entry is written here, so that rooms.alarms_from stays at or below the earliest one. */
+static void alarm_index_put(const unsigned char *idx, size_t idx_len, const uint8_t *tries)
+{
+    uint64_t at = store_get_u64(idx + 2);
+    if (at < rooms.alarms_from)
+        rooms.alarms_from = at;
+    store_put(rooms.store, idx, idx_len, tries, 1);
+}
+
 static void alarm_write(party_room_t *room, uint64_t at, uint8_t tries)
 {
     unsigned char key[PREFIX_MAX + 1], idx[10 + PREFIX_MAX];
@@ -1179,7 +1190,7 @@ static void alarm_write(party_room_t *room, uint64_t at, uint8_t tries)
         store_put_u64(v, at);
         v[8] = tries;
         store_put(rooms.store, key, room->prefix_len + 1, v, sizeof(v));
-        store_put(rooms.store, idx, alarm_index_key(room, at, idx), &tries, 1);
+        alarm_index_put(idx, alarm_index_key(room, at, idx), &tries);
     } else {
         store_delete(rooms.store, key, room->prefix_len + 1);
     }
@@ -1211,8 +1222,9 @@ int party_alarm_delete(party_room_t *room)
     return 0;
 }
 
-/* Runs the due alarm whose index key is key[0..len). */
-static void fire_alarm(const unsigned char *idx, size_t idx_len)
+/* Runs the due alarm whose index key is key[0..len). Returns 1 when it left the entry in place (its room is moving
+ * away), else 0. */
+static int fire_alarm(const unsigned char *idx, size_t idx_len)
 {
     const unsigned char *prefix = idx + 10;
     size_t prefix_len = idx_len - 10;
@@ -1221,12 +1233,12 @@ static void fire_alarm(const unsigned char *idx, size_t idx_len)
     const char *key = (const char *)prefix + 4;
     const char *sep = key_len != 0 ? memchr(key, '/', key_len) : NULL;
     if (prefix_len >= 2 && rooms.frozen[prefix[0] << 8 | prefix[1]])
-        return; /* the room is moving: its new shard fires it */
+        return 1; /* the room is moving: its new shard fires it */
     /* this index entry is done with, whatever happens next (a retry writes a new one) */
     store_delete(rooms.store, idx, idx_len);
     if (key_len + 4 != prefix_len || sep == NULL) {
         log_error("alarm index: a malformed entry; dropped it");
-        return;
+        return 0;
     }
     shard_event_begin();
     int status;
@@ -1235,13 +1247,13 @@ static void fire_alarm(const unsigned char *idx, size_t idx_len)
     party_room_t *room = room_get(party, id, &status, &why);
     if (room == NULL) {
         log_warn("alarm for %.*s: %s; dropped it", (int)key_len, key, why);
-        return;
+        return 0;
     }
     room_enter(room);
     if (room->alarm_at != at) {
         /* a stale entry (the alarm moved, or is gone): nothing to fire */
         room_leave(room);
-        return;
+        return 0;
     }
     uint8_t tries = room->alarm_tries;
     /* cleared before the callback (which may set the next one); committed with whatever the callback writes */
@@ -1262,20 +1274,73 @@ static void fire_alarm(const unsigned char *idx, size_t idx_len)
     }
     rooms_run_deferred();
     room_leave(room);
+    return 0;
 }
 
-static void fire_due_alarms(void)
+/* The index key that sorts before every entry due at `at` or later. */
+static void alarm_index_bound(unsigned char out[10], uint64_t at)
 {
-    unsigned char lo[2] = {0xff, 0xff}, hi[10];
-    hi[0] = hi[1] = 0xff;
-    store_put_u64(hi + 2, base_now_wall_ms() + 1);
+    out[0] = out[1] = 0xff;
+    store_put_u64(out + 2, at);
+}
+
+/* When an index entry (as scanned) is due; `otherwise` for a malformed one too short to say. */
+static uint64_t alarm_index_at(const store_entry_t *e, uint64_t otherwise)
+{
+    return e->key_len >= 10 ? store_get_u64((const unsigned char *)e->key + 2) : otherwise;
+}
+
+/* The time of the earliest index entry due at `from` or later: UINT64_MAX when there is none, `from` itself when
+ * storage cannot say (the next tick asks again). */
+static uint64_t alarm_index_first(uint64_t from)
+{
+    unsigned char lo[10];
+    alarm_index_bound(lo, from);
+    store_entry_t e;
+    long n = store_scan_keys(rooms.store, lo, sizeof(lo), NULL, 0, &e, 1);
+    if (n < 0)
+        return from;
+    if (n == 0)
+        return UINT64_MAX;
+    uint64_t at = alarm_index_at(&e, from);
+    store_entries_free(&e, 1);
+    return at;
+}
+
+/* Every tick. The scan starts at rooms.alarms_from, not at the start of the index: each alarm that fires or moves
+ * deletes its entry, and a scan from the start stepped over all those tombstones until a compaction removed them
+ * (after 150k alarms a shard spent 20 ms of every 50 ms tick there). Until the earliest entry is due no scan runs.
+ * alarms_from only goes up here, to what this scan proved; alarm_index_put lowers it, a failed commit resets it. */
+static int fire_due_alarms(void)
+{
+    uint64_t now = base_now_wall_ms();
+    uint64_t from = rooms.alarms_from;
+    if (from > now)
+        return 0;
+    unsigned char lo[10], hi[10];
+    alarm_index_bound(lo, from);
+    alarm_index_bound(hi, now + 1);
     store_entry_t due[ALARMS_PER_TICK];
-    long n = store_scan(rooms.store, lo, 2, hi, 10, 0, due, ALARMS_PER_TICK);
-    for (long i = 0; i < n; ++i)
-        if (due[i].key_len > 10)
-            fire_alarm((unsigned char *)due[i].key, due[i].key_len);
+    long n = store_scan(rooms.store, lo, sizeof(lo), hi, sizeof(hi), 0, due, ALARMS_PER_TICK);
+    if (n < 0)
+        return 0;
+    rooms.alarms_from = UINT64_MAX; /* every entry before `hi` is in due[] (or further, if n hit the cap) */
+    uint64_t left = UINT64_MAX;     /* the earliest entry left in place */
+    for (long i = 0; i < n; ++i) {
+        const unsigned char *k = (const unsigned char *)due[i].key;
+        if (due[i].key_len > 10 && fire_alarm(k, due[i].key_len) && left == UINT64_MAX)
+            left = store_get_u64(k + 2);
+    }
+    /* at the cap more may be due: the next tick goes on from the last one (others due then may follow it) */
+    uint64_t next = n == ALARMS_PER_TICK ? alarm_index_at(&due[n - 1], from) : alarm_index_first(now + 1);
+    if (left < next)
+        next = left;
+    if (next < rooms.alarms_from) /* the callbacks may have set earlier ones */
+        rooms.alarms_from = next;
     if (n > 0)
         store_entries_free(due, (size_t)n);
+    /* more are due; not when entries were left in place, which the next call would find first again */
+    return n == ALARMS_PER_TICK && left == UINT64_MAX;
 }
 
 /* ---- the sweep ---- */
@@ -1301,13 +1366,14 @@ static void evict_idle(void)
     }
 }
 
-void rooms_tick(void)
+int rooms_tick(void)
 {
-    fire_due_alarms();
+    int more = fire_due_alarms();
     evict_idle();
     uint64_t now = base_now_mono_ms();
     if (now - rooms.reported.at_ms >= ACTIVITY_LOG_MS)
         log_activity(now);
+    return more;
 }
 
 /* ---- party.h: rooms ---- */
@@ -2222,7 +2288,7 @@ int rooms_slot_import(uint16_t slot, proto_str_t data, int first)
         size_t plen;
         if (key_tag(k.base, k.len, &plen) == TAG_ALARM && v.len == 9) {
             unsigned char idx[10 + PREFIX_MAX];
-            store_put(rooms.store, idx, index_key_of(k.base, plen, v.base, idx), v.base + 8, 1);
+            alarm_index_put(idx, index_key_of(k.base, plen, v.base, idx), (const uint8_t *)v.base + 8);
         }
     }
     return r == 0 ? 0 : -EINVAL;

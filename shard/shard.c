@@ -47,7 +47,8 @@ static struct {
     link_t *link; /* to the router; NULL while there is none */
     size_t max_frame;
     store_t *store;
-    h2o_timeout_t tick;
+    h2o_timeout_t tick; /* every TICK_MS */
+    h2o_timeout_t soon; /* the next pass: a tick found more alarms due than it fires */
     h2o_timeout_entry_t tick_entry;
     /* the output gate (see shard.h) */
     uint64_t pass;
@@ -168,8 +169,10 @@ static void commit_pass(void)
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     (void)entry;
-    rooms_tick();
-    h2o_timeout_link(shard.loop, &shard.tick, &shard.tick_entry);
+    /* a tick fires a bounded batch of alarms (room.c, ALARMS_PER_TICK) to stay short; a backlog is worked off pass by
+     * pass, between other events, not one batch per TICK_MS */
+    int more = rooms_tick();
+    h2o_timeout_link(shard.loop, more ? &shard.soon : &shard.tick, &shard.tick_entry);
 }
 
 /* ---- the router link ---- */
@@ -334,6 +337,7 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
 
     shard.loop = h2o_evloop_create();
     h2o_timeout_init(shard.loop, &shard.tick, TICK_MS);
+    h2o_timeout_init(shard.loop, &shard.soon, 0);
     shard.tick_entry.cb = on_tick;
     h2o_timeout_link(shard.loop, &shard.tick, &shard.tick_entry);
     shard.ctl = h2o_evloop_socket_create(shard.loop, ctl_fd, H2O_SOCKET_FLAG_DONT_READ);
@@ -362,6 +366,7 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     }
     h2o_timeout_unlink(&shard.tick_entry);
     h2o_timeout_dispose(shard.loop, &shard.tick);
+    h2o_timeout_dispose(shard.loop, &shard.soon);
     store_close(shard.store);
     base_buf_dispose(&shard.held);
     free(shard.event_rids.ids);

@@ -107,8 +107,9 @@ struct json_t *rooms_admin_room(proto_str_t party, proto_str_t room, const void 
  * every key and the alarm go too. Returns the number of keys deleted (0 without delete_data), or -ENOENT for an
  * unknown party, -EIO. */
 long rooms_admin_evict(proto_str_t party, proto_str_t room, int delete_data);
-/* Periodic work: alarms that are due, and a slice of the eviction sweep. */
-void rooms_tick(void);
+/* Periodic work: alarms that are due, and a slice of the eviction sweep. Returns 1 when more alarms were due than
+ * one call fires (call again soon), else 0. */
+int rooms_tick(void);
 /* After the end-of-pass commit: every gated room's writes are durable now. */
 void rooms_on_committed(void);
 /* The commit failed: the held frames are gone. Every room that wrote in this pass is reset (its connections closed

@@ -110,6 +110,45 @@ test('adding a shard under live traffic: writes keep their counts, moved rooms r
   assert.equal(code, 0);
 });
 
+test('alarms move with their rooms: set before a shard is added, each fires once, on the room\'s new shard', T, async (t) => {
+  const node = await startNode({ shards: 2 });
+  t.after(() => { try { process.kill(-node.proc.pid, 'SIGKILL'); } catch {} });
+  const rooms = Array.from({ length: 24 }, (_, i) => `alarm-move-${i}`);
+  const before = {};
+  const setAt = Date.now();
+  for (const r of rooms) {
+    const res = await node.json(`/parties/counter/${r}?alarm=4000`, { method: 'POST' });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.count, 0);
+    before[r] = (await node.room('counter', r)).shard;
+  }
+  const added = await node.admin('/admin/shards', { method: 'POST' });
+  assert.equal(added.status, 200, JSON.stringify(added.body));
+  // the new shard has been running (and looking for due alarms) before the moved rooms' alarms reached it
+  assert.ok(Date.now() < setAt + 4000, `the move finished before the alarms were due (${Date.now() - setAt} ms)`);
+  let moved = 0;
+  for (const r of rooms) {
+    const now = (await node.room('counter', r)).shard;
+    if (now !== before[r]) {
+      assert.equal(now, 2, `room ${r} moved to the new shard`);
+      moved++;
+    }
+  }
+  assert.ok(moved > 0, 'some rooms moved to the new shard');
+
+  await waitFor(async () => {
+    for (const r of rooms) {
+      const { body } = await node.json(`/parties/counter/${r}`);
+      if (body.alarmAt !== null) return false;
+    }
+    return true;
+  }, { timeout: 15000, interval: 200, what: 'every alarm to fire, moved or not' });
+  await sleep(500);
+  for (const r of rooms) assert.equal(await getCount(node, r), 1, `${r}: its alarm fired once`);
+  const { code } = await node.stop();
+  assert.equal(code, 0);
+});
+
 test('draining a shard under live traffic: its rooms move to the others, it stops, its data directory goes', T, async (t) => {
   const node = await startNode({ shards: 3 });
   t.after(() => { try { process.kill(-node.proc.pid, 'SIGKILL'); } catch {} });
