@@ -47,8 +47,9 @@ command -v curl >/dev/null || { echo "alarms.sh: needs curl" >&2; exit 2; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/partyd-alarms.XXXXXX")
 pid=""
 probes=0
+# shellcheck disable=SC2317 # called from the traps
 cleanup() {
-    [ $probes = 1 ] && perf probe -q -d 'probe_partyd:rooms_tick*' 2>/dev/null
+    [ "$probes" = 1 ] && perf probe -q -d 'probe_partyd:rooms_tick*' 2>/dev/null
     if [ -n "$pid" ]; then
         kill -TERM "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
@@ -58,6 +59,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "alarms.sh: interrupted; stopping" >&2; exit 130' INT TERM
 
+# shellcheck source=tests/bench/lib.sh
 . "$here/lib.sh"
 
 printf '{"shards": 2, "listen": {"host": "127.0.0.1", "port": 0}, "admin": {"listen": "127.0.0.1:0"}, "log_level": "warn"}\n' >"$tmp/partyd.json"
