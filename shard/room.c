@@ -40,6 +40,7 @@
 #define ALARM_TRIES 6
 #define LIST_CHUNK 128
 #define ALARMS_PER_TICK 64
+#define ALARM_RECHECK_MS 50 /* when due alarms could not be fired now (storage error, their room moving away) */
 #define EVICTIONS_PER_TICK 256
 /* Evictions and wakes are logged in aggregate, at most this often (and once at shutdown): one line a minute per shard
  * however busy, nothing when nothing happened. */
@@ -156,6 +157,7 @@ static struct {
     party_room_t *by_slot[SLOTS_COUNT]; /* rooms in memory, per slot: what a slot move must evict */
     uint8_t frozen[SLOTS_COUNT];        /* slots being moved away: no event may run in their rooms */
     uint64_t alarms_from;               /* no alarm index entry is earlier (wall ms): see fire_due_alarms */
+    int alarms_checking;                /* fire_due_alarms is running */
 } rooms;
 
 /* ---- lifecycle ---- */
@@ -166,6 +168,7 @@ void rooms_init(const config_t *conf, store_t *store)
     rooms.conf = conf;
     rooms.reported.at_ms = base_now_mono_ms();
     rooms.store = store;
+    shard_alarms_wake_at(0); /* alarms_from is 0: look through the whole index once */
 }
 
 static void conn_free(party_conn_t *conn)
@@ -896,7 +899,9 @@ void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const ui
             emit_reject(held_cids[i], 500, "the room's storage failed");
         }
     }
-    rooms.alarms_from = 0; /* the pass's deletes of due alarms' index entries are lost too */
+    /* the pass's deletes of due alarms' index entries are lost too: look through the whole index again */
+    rooms.alarms_from = 0;
+    shard_alarms_wake_at(0);
     while (rooms.gated != NULL) {
         party_room_t *room = rooms.gated;
         rooms.gated = room->gated_next;
@@ -1169,12 +1174,16 @@ static size_t alarm_index_key(const party_room_t *room, uint64_t at, unsigned ch
     return 10 + room->prefix_len;
 }
 
-/* Every alarm index entry is written here, so that rooms.alarms_from stays at or below the earliest one. */
+/* Every alarm index entry is written here, so that rooms.alarms_from stays at or below the earliest one; the shard
+ * is asked to wake then (during a check, fire_due_alarms asks once at its end). */
 static void alarm_index_put(const unsigned char *idx, size_t idx_len, const uint8_t *tries)
 {
     uint64_t at = store_get_u64(idx + 2);
-    if (at < rooms.alarms_from)
+    if (at < rooms.alarms_from) {
         rooms.alarms_from = at;
+        if (!rooms.alarms_checking)
+            shard_alarms_wake_at(at);
+    }
     store_put(rooms.store, idx, idx_len, tries, 1);
 }
 
@@ -1277,6 +1286,11 @@ static int fire_alarm(const unsigned char *idx, size_t idx_len)
     return 0;
 }
 
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
 /* The index key that sorts before every entry due at `at` or later. */
 static void alarm_index_bound(unsigned char out[10], uint64_t at)
 {
@@ -1290,57 +1304,77 @@ static uint64_t alarm_index_at(const store_entry_t *e, uint64_t otherwise)
     return e->key_len >= 10 ? store_get_u64((const unsigned char *)e->key + 2) : otherwise;
 }
 
-/* The time of the earliest index entry due at `from` or later: UINT64_MAX when there is none, `from` itself when
- * storage cannot say (the next tick asks again). */
-static uint64_t alarm_index_first(uint64_t from)
+/* The time of the earliest index entry due at `from` or later: UINT64_MAX when there is none. -EIO when storage
+ * cannot say. */
+static int alarm_index_first(uint64_t from, uint64_t *at)
 {
     unsigned char lo[10];
     alarm_index_bound(lo, from);
     store_entry_t e;
     long n = store_scan_keys(rooms.store, lo, sizeof(lo), NULL, 0, &e, 1);
     if (n < 0)
-        return from;
-    if (n == 0)
-        return UINT64_MAX;
-    uint64_t at = alarm_index_at(&e, from);
-    store_entries_free(&e, 1);
-    return at;
+        return -EIO;
+    *at = n == 0 ? UINT64_MAX : alarm_index_at(&e, from);
+    if (n > 0)
+        store_entries_free(&e, 1);
+    return 0;
 }
 
-/* Every tick. The scan starts at rooms.alarms_from, not at the start of the index: each alarm that fires or moves
- * deletes its entry, and a scan from the start stepped over all those tombstones until a compaction removed them
- * (after 150k alarms a shard spent 20 ms of every 50 ms tick there). Until the earliest entry is due no scan runs.
- * alarms_from only goes up here, to what this scan proved; alarm_index_put lowers it, a failed commit resets it. */
-static int fire_due_alarms(void)
+/* When the shard wakes for alarms (shard_alarms_wake_at) and on every tick. The scan starts at rooms.alarms_from, not
+ * at the start of the index: each alarm that fires or moves deletes its entry, and a scan from the start stepped over
+ * all those tombstones until a compaction removed them (after 150k alarms a shard spent 28 ms of every 50 ms tick
+ * there). Until the earliest entry is due no scan runs. alarms_from only goes up here, to what this scan proved;
+ * alarm_index_put lowers it, a failed commit resets it. At most ALARMS_PER_TICK fire in one call, which keeps it short;
+ * the shard is then woken again at once, so a backlog is worked off pass by pass, between other events. */
+void rooms_fire_alarms(void)
 {
     uint64_t now = base_now_wall_ms();
     uint64_t from = rooms.alarms_from;
     if (from > now)
-        return 0;
+        return;
     unsigned char lo[10], hi[10];
     alarm_index_bound(lo, from);
     alarm_index_bound(hi, now + 1);
     store_entry_t due[ALARMS_PER_TICK];
     long n = store_scan(rooms.store, lo, sizeof(lo), hi, sizeof(hi), 0, due, ALARMS_PER_TICK);
-    if (n < 0)
-        return 0;
+    if (n < 0) {
+        shard_alarms_wake_at(now + ALARM_RECHECK_MS);
+        return;
+    }
     rooms.alarms_from = UINT64_MAX; /* every entry before `hi` is in due[] (or further, if n hit the cap) */
-    uint64_t left = UINT64_MAX;     /* the earliest entry left in place */
+    rooms.alarms_checking = 1;
+    uint64_t left = UINT64_MAX; /* the earliest entry left in place */
     for (long i = 0; i < n; ++i) {
         const unsigned char *k = (const unsigned char *)due[i].key;
         if (due[i].key_len > 10 && fire_alarm(k, due[i].key_len) && left == UINT64_MAX)
             left = store_get_u64(k + 2);
     }
-    /* at the cap more may be due: the next tick goes on from the last one (others due then may follow it) */
-    uint64_t next = n == ALARMS_PER_TICK ? alarm_index_at(&due[n - 1], from) : alarm_index_first(now + 1);
-    if (left < next)
-        next = left;
-    if (next < rooms.alarms_from) /* the callbacks may have set earlier ones */
-        rooms.alarms_from = next;
+    rooms.alarms_checking = 0;
+    /* where the next call starts (next) and when it runs (wake): at the earliest alarm the callbacks set, */
+    uint64_t next = rooms.alarms_from, wake = rooms.alarms_from, at;
+    if (n == ALARMS_PER_TICK) {
+        /* at once from the last one fired, at the cap (more may be due then, after it), */
+        at = alarm_index_at(&due[n - 1], from);
+        next = min_u64(next, at);
+        wake = min_u64(wake, at);
+    } else if (alarm_index_first(now + 1, &at) == 0) {
+        /* else at the earliest one left, */
+        next = min_u64(next, at);
+        wake = min_u64(wake, at);
+    } else {
+        /* or, when storage could not say, from here in a while; */
+        next = min_u64(next, now + 1);
+        wake = min_u64(wake, now + ALARM_RECHECK_MS);
+    }
+    if (left != UINT64_MAX) {
+        /* and those left in place (their rooms are moving away) in a while too, not in a loop */
+        next = min_u64(next, left);
+        wake = min_u64(wake, now + ALARM_RECHECK_MS);
+    }
+    rooms.alarms_from = next;
+    shard_alarms_wake_at(wake);
     if (n > 0)
         store_entries_free(due, (size_t)n);
-    /* more are due; not when entries were left in place, which the next call would find first again */
-    return n == ALARMS_PER_TICK && left == UINT64_MAX;
 }
 
 /* ---- the sweep ---- */
@@ -1366,14 +1400,13 @@ static void evict_idle(void)
     }
 }
 
-int rooms_tick(void)
+void rooms_tick(void)
 {
-    int more = fire_due_alarms();
+    rooms_fire_alarms(); /* as well: where the shard has no timer to wake it, and after a storage error */
     evict_idle();
     uint64_t now = base_now_mono_ms();
     if (now - rooms.reported.at_ms >= ACTIVITY_LOG_MS)
         log_activity(now);
-    return more;
 }
 
 /* ---- party.h: rooms ---- */

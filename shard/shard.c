@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <h2o/socket.h>
@@ -47,9 +48,9 @@ static struct {
     link_t *link; /* to the router; NULL while there is none */
     size_t max_frame;
     store_t *store;
-    h2o_timeout_t tick; /* every TICK_MS */
-    h2o_timeout_t soon; /* the next pass: a tick found more alarms due than it fires */
+    h2o_timeout_t tick;
     h2o_timeout_entry_t tick_entry;
+    h2o_socket_t *alarm_timer; /* a timerfd at the earliest alarm's due time (NULL: the ticks alone look) */
     /* the output gate (see shard.h) */
     uint64_t pass;
     size_t event_mark;  /* bytes queued on the link when the current event began */
@@ -169,10 +170,46 @@ static void commit_pass(void)
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     (void)entry;
-    /* a tick fires a bounded batch of alarms (room.c, ALARMS_PER_TICK) to stay short; a backlog is worked off pass by
-     * pass, between other events, not one batch per TICK_MS */
-    int more = rooms_tick();
-    h2o_timeout_link(shard.loop, more ? &shard.soon : &shard.tick, &shard.tick_entry);
+    rooms_tick();
+    h2o_timeout_link(shard.loop, &shard.tick, &shard.tick_entry);
+}
+
+/* ---- the alarm timer ---- */
+
+static void on_alarm_timer(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    uint64_t expirations;
+    while (read(h2o_socket_get_fd(sock), &expirations, sizeof(expirations)) == (ssize_t)sizeof(expirations))
+        ;
+    rooms_fire_alarms();
+}
+
+/* An absolute CLOCK_REALTIME timer, since alarms are wall-clock times: it fires on time when the clock is set too. */
+static void alarm_timer_open(void)
+{
+    int fd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd == -1) {
+        log_warn("timerfd_create: %s; alarms are looked for every %d ms only", strerror(errno), TICK_MS);
+        return;
+    }
+    shard.alarm_timer = h2o_evloop_socket_create(shard.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    h2o_socket_read_start(shard.alarm_timer, on_alarm_timer);
+}
+
+void shard_alarms_wake_at(uint64_t wall_ms)
+{
+    if (shard.alarm_timer == NULL)
+        return;
+    struct itimerspec its = {0};
+    if (wall_ms == 0) {
+        its.it_value.tv_nsec = 1; /* long past: at once (all zeros would disarm it) */
+    } else if (wall_ms != UINT64_MAX) {
+        its.it_value.tv_sec = (time_t)(wall_ms / 1000);
+        its.it_value.tv_nsec = (long)(wall_ms % 1000) * 1000000;
+    }
+    if (timerfd_settime(h2o_socket_get_fd(shard.alarm_timer), TFD_TIMER_ABSTIME, &its, NULL) != 0)
+        log_warn("timerfd_settime: %s; alarms are looked for every %d ms only", strerror(errno), TICK_MS);
 }
 
 /* ---- the router link ---- */
@@ -337,13 +374,13 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
 
     shard.loop = h2o_evloop_create();
     h2o_timeout_init(shard.loop, &shard.tick, TICK_MS);
-    h2o_timeout_init(shard.loop, &shard.soon, 0);
     shard.tick_entry.cb = on_tick;
     h2o_timeout_link(shard.loop, &shard.tick, &shard.tick_entry);
     shard.ctl = h2o_evloop_socket_create(shard.loop, ctl_fd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(shard.ctl, on_ctl);
     shard.sig = h2o_evloop_socket_create(shard.loop, sfd, H2O_SOCKET_FLAG_DONT_READ);
     h2o_socket_read_start(shard.sig, on_signal);
+    alarm_timer_open();
     rooms_init(conf, shard.store);
     log_info("started (storage %s, durability %s)", path, conf->durability);
 
@@ -366,7 +403,6 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     }
     h2o_timeout_unlink(&shard.tick_entry);
     h2o_timeout_dispose(shard.loop, &shard.tick);
-    h2o_timeout_dispose(shard.loop, &shard.soon);
     store_close(shard.store);
     base_buf_dispose(&shard.held);
     free(shard.event_rids.ids);
@@ -376,6 +412,8 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     free(shard.pass_arrivals.ids);
     h2o_socket_close(shard.ctl);
     h2o_socket_close(shard.sig);
+    if (shard.alarm_timer != NULL)
+        h2o_socket_close(shard.alarm_timer);
     h2o_evloop_run(shard.loop, 0); /* lets h2o free the closed sockets */
     h2o_evloop_destroy(shard.loop);
     log_info("stopped");

@@ -36,6 +36,9 @@ const config_t *shard_config(void);
  * its frames never overtake each other. */
 void shard_event_begin(void);
 void shard_gate_event(void);
+/* room.c: call rooms_fire_alarms at `wall_ms` (CLOCK_REALTIME ms; at once when that has passed; UINT64_MAX: no alarm
+ * is pending). Each call replaces the last. */
+void shard_alarms_wake_at(uint64_t wall_ms);
 /* Increases by one every loop pass (rooms use it to know whether they wrote in this pass). */
 uint64_t shard_pass(void);
 /* This shard's number, its storage, and the histogram of event latency: from a frame's arrival to the release of
@@ -107,9 +110,10 @@ struct json_t *rooms_admin_room(proto_str_t party, proto_str_t room, const void 
  * every key and the alarm go too. Returns the number of keys deleted (0 without delete_data), or -ENOENT for an
  * unknown party, -EIO. */
 long rooms_admin_evict(proto_str_t party, proto_str_t room, int delete_data);
-/* Periodic work: alarms that are due, and a slice of the eviction sweep. Returns 1 when more alarms were due than
- * one call fires (call again soon), else 0. */
-int rooms_tick(void);
+/* Periodic work (every 50 ms): alarms that are due, and a slice of the eviction sweep. */
+void rooms_tick(void);
+/* Fires the alarms that are due (a bounded batch), then says when to call it next through shard_alarms_wake_at. */
+void rooms_fire_alarms(void);
 /* After the end-of-pass commit: every gated room's writes are durable now. */
 void rooms_on_committed(void);
 /* The commit failed: the held frames are gone. Every room that wrote in this pass is reset (its connections closed

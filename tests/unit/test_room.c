@@ -68,6 +68,13 @@ const config_t *shard_config(void)
     return &conf;
 }
 
+static uint64_t wake_at = UINT64_MAX; /* what room.c last asked for */
+
+void shard_alarms_wake_at(uint64_t wall_ms)
+{
+    wake_at = wall_ms;
+}
+
 /* ---- a party made for the tests ---- */
 
 static struct {
@@ -233,6 +240,38 @@ static void test_alarm_retries_double_then_succeed(void **state)
     assert_int_equal(seen.alarms, 3); /* done: no more */
 }
 
+/* room.c tells the shard when to wake for alarms (shard_alarms_wake_at): at once after a start, never while none is
+ * pending, at the earliest one's time when one is set, and again at once after a failed commit. */
+static void test_alarm_wakes_the_shard_when_due(void **state)
+{
+    (void)state;
+    assert_true(wake_at == 0); /* rooms_init: look through the index once */
+    rooms_fire_alarms();
+    assert_true(wake_at == UINT64_MAX); /* nothing stored: nothing to wake for */
+
+    uint64_t before = base_now_wall_ms();
+    request(1, "PUT", "w1"); /* its alarm 1 ms ahead */
+    uint64_t after = base_now_wall_ms();
+    end_pass();
+    assert_true(wake_at >= before + 1 && wake_at <= after + 1);
+    uint64_t first = wake_at;
+    request(2, "PUT", "w2"); /* a later alarm does not move the wake-up */
+    end_pass();
+    assert_true(wake_at == first);
+
+    sleep_ms(5);
+    rooms_fire_alarms();
+    end_pass();
+    assert_int_equal(seen.alarms, 2); /* both were due */
+    assert_true(wake_at == UINT64_MAX);
+
+    request(3, "PUT", "w3");
+    char err[256];
+    store_commit(store, err, sizeof(err));
+    rooms_on_commit_failed(NULL, 0, NULL, 0);
+    assert_true(wake_at == 0);
+}
+
 static void test_alarm_given_up_after_six_tries(void **state)
 {
     (void)state;
@@ -325,6 +364,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_alarm_retries_double_then_succeed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alarm_wakes_the_shard_when_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_given_up_after_six_tries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_survives_eviction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_resets_the_room, setup, teardown),
