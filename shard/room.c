@@ -156,8 +156,8 @@ static struct {
     } reported;                         /* the figures of the last activity log line */
     party_room_t *by_slot[SLOTS_COUNT]; /* rooms in memory, per slot: what a slot move must evict */
     uint8_t frozen[SLOTS_COUNT];        /* slots being moved away: no event may run in their rooms */
-    uint64_t alarms_from;               /* no alarm index entry is earlier (wall ms): see fire_due_alarms */
-    int alarms_checking;                /* fire_due_alarms is running */
+    uint64_t alarms_from;               /* no alarm index entry is earlier (wall ms): see rooms_fire_alarms */
+    int alarms_checking;                /* rooms_fire_alarms is running */
 } rooms;
 
 /* ---- lifecycle ---- */
@@ -1165,17 +1165,28 @@ int party_storage_transaction(party_room_t *room, int (*fn)(party_room_t *room, 
 
 /* ---- party.h: the alarm ---- */
 
+/* The index key that sorts before every entry due at `at` or later. */
+static void alarm_index_bound(unsigned char out[10], uint64_t at)
+{
+    out[0] = out[1] = 0xff;
+    store_put_u64(out + 2, at);
+}
+
+/* The index entry of an alarm at `at` for the room whose key prefix is prefix[0..prefix_len). */
+static size_t alarm_index_entry(const void *prefix, size_t prefix_len, uint64_t at, unsigned char *out)
+{
+    alarm_index_bound(out, at);
+    memcpy(out + 10, prefix, prefix_len);
+    return 10 + prefix_len;
+}
+
 static size_t alarm_index_key(const party_room_t *room, uint64_t at, unsigned char *out)
 {
-    out[0] = 0xff;
-    out[1] = 0xff;
-    store_put_u64(out + 2, at);
-    memcpy(out + 10, room->prefix, room->prefix_len);
-    return 10 + room->prefix_len;
+    return alarm_index_entry(room->prefix, room->prefix_len, at, out);
 }
 
 /* Every alarm index entry is written here, so that rooms.alarms_from stays at or below the earliest one; the shard
- * is asked to wake then (during a check, fire_due_alarms asks once at its end). */
+ * is asked to wake then (during a check, rooms_fire_alarms asks once at its end). */
 static void alarm_index_put(const unsigned char *idx, size_t idx_len, const uint8_t *tries)
 {
     uint64_t at = store_get_u64(idx + 2);
@@ -1291,13 +1302,6 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
     return a < b ? a : b;
 }
 
-/* The index key that sorts before every entry due at `at` or later. */
-static void alarm_index_bound(unsigned char out[10], uint64_t at)
-{
-    out[0] = out[1] = 0xff;
-    store_put_u64(out + 2, at);
-}
-
 /* When an index entry (as scanned) is due; `otherwise` for a malformed one too short to say. */
 static uint64_t alarm_index_at(const store_entry_t *e, uint64_t otherwise)
 {
@@ -1344,35 +1348,25 @@ void rooms_fire_alarms(void)
     rooms.alarms_from = UINT64_MAX; /* every entry before `hi` is in due[] (or further, if n hit the cap) */
     rooms.alarms_checking = 1;
     uint64_t left = UINT64_MAX; /* the earliest entry left in place */
-    for (long i = 0; i < n; ++i) {
-        const unsigned char *k = (const unsigned char *)due[i].key;
-        if (due[i].key_len > 10 && fire_alarm(k, due[i].key_len) && left == UINT64_MAX)
-            left = store_get_u64(k + 2);
-    }
+    for (long i = 0; i < n; ++i)
+        if (due[i].key_len > 10 && fire_alarm((const unsigned char *)due[i].key, due[i].key_len) && left == UINT64_MAX)
+            left = alarm_index_at(&due[i], from);
     rooms.alarms_checking = 0;
-    /* where the next call starts (next) and when it runs (wake): at the earliest alarm the callbacks set, */
-    uint64_t next = rooms.alarms_from, wake = rooms.alarms_from, at;
+    /* The next call scans from, and the shard wakes for it at, the earliest of: an alarm the callbacks set (`set`); at
+     * the cap, the last one fired (more may be due then, after it: at once); else the earliest entry left (`at`), or,
+     * when storage cannot say, from here in a while; and those left in place (their rooms are moving away), in a while
+     * too, not in a loop. */
+    uint64_t set = rooms.alarms_from, later = now + ALARM_RECHECK_MS, at, at_wake;
     if (n == ALARMS_PER_TICK) {
-        /* at once from the last one fired, at the cap (more may be due then, after it), */
-        at = alarm_index_at(&due[n - 1], from);
-        next = min_u64(next, at);
-        wake = min_u64(wake, at);
+        at = at_wake = alarm_index_at(&due[n - 1], from);
     } else if (alarm_index_first(now + 1, &at) == 0) {
-        /* else at the earliest one left, */
-        next = min_u64(next, at);
-        wake = min_u64(wake, at);
+        at_wake = at;
     } else {
-        /* or, when storage could not say, from here in a while; */
-        next = min_u64(next, now + 1);
-        wake = min_u64(wake, now + ALARM_RECHECK_MS);
+        at = now + 1;
+        at_wake = later;
     }
-    if (left != UINT64_MAX) {
-        /* and those left in place (their rooms are moving away) in a while too, not in a loop */
-        next = min_u64(next, left);
-        wake = min_u64(wake, now + ALARM_RECHECK_MS);
-    }
-    rooms.alarms_from = next;
-    shard_alarms_wake_at(wake);
+    rooms.alarms_from = min_u64(set, min_u64(at, left));
+    shard_alarms_wake_at(min_u64(set, min_u64(at_wake, left != UINT64_MAX ? later : UINT64_MAX)));
     if (n > 0)
         store_entries_free(due, (size_t)n);
 }
@@ -2155,10 +2149,7 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
     if (store_get(rooms.store, ak, prefix_len + 1, &v, &vl) == 0) {
         if (vl == 9) {
             unsigned char idx[10 + PREFIX_MAX];
-            idx[0] = idx[1] = 0xff;
-            memcpy(idx + 2, v, 8);
-            memcpy(idx + 10, prefix, prefix_len);
-            store_delete(rooms.store, idx, 10 + prefix_len);
+            store_delete(rooms.store, idx, alarm_index_entry(prefix, prefix_len, store_get_u64((unsigned char *)v), idx));
         }
         free(v);
     }
@@ -2216,10 +2207,7 @@ static int key_tag(const char *key, size_t len, size_t *prefix_len)
 /* The alarm index entry that an 'a' key (its storage key and 9-byte value) stands for. */
 static size_t index_key_of(const char *key, size_t prefix_len, const char *value, unsigned char *out)
 {
-    out[0] = out[1] = 0xff;
-    memcpy(out + 2, value, 8);
-    memcpy(out + 10, key, prefix_len);
-    return 10 + prefix_len;
+    return alarm_index_entry(key, prefix_len, store_get_u64((const unsigned char *)value), out);
 }
 
 void rooms_slot_evict(uint16_t slot)
