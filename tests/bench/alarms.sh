@@ -68,13 +68,7 @@ trap 'echo "alarms.sh: interrupted; stopping" >&2; exit 130' INT TERM
 printf '{"shards": 2, "listen": {"host": "127.0.0.1", "port": 0}, "admin": {"listen": "127.0.0.1:0"}, "log_level": "warn"}\n' >"$tmp/partyd.json"
 "$partyd" --config "$tmp/partyd.json" --data-dir "$tmp/data" >"$tmp/stdout" 2>"$tmp/stderr" &
 pid=$!
-if ! wait_for 10 "$pid" grep -q 'listening on http://127.0.0.1:' "$tmp/stdout"; then
-    echo "alarms.sh: partyd did not start:" >&2
-    cat "$tmp/stdout" "$tmp/stderr" >&2
-    exit 2
-fi
-port=$(partyd_port "$tmp/stdout" 'listening on')
-wait_for 10 "$pid" curl -sf "http://127.0.0.1:$port/health" || { echo "alarms.sh: no /health" >&2; exit 2; }
+partyd_ready 10 "$pid" "$tmp" alarms.sh || exit 2
 shards=$(pgrep -d, -P "$pid" partyd-shard)
 [ -n "$shards" ] || { echo "alarms.sh: found no shard processes under $pid" >&2; exit 2; }
 

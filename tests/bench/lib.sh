@@ -1,4 +1,5 @@
-# lib.sh — shell functions that writes.sh and sidebyside.sh share; they source it. POSIX sh.
+# lib.sh — shell functions that writes.sh, alarms.sh and sidebyside.sh share; they source it. POSIX sh.
+# shellcheck shell=sh
 
 # alive PID: the process exists and is not a zombie (a server that died but was not yet waited for is not alive)
 alive() {
@@ -27,4 +28,24 @@ wait_for() {
 # WHAT is "listening on" (clients) or "admin on"
 partyd_port() {
     sed -n "s|.*$2 http://127\.0\.0\.1:\([0-9]*\).*|\1|p" "$1" | head -1
+}
+
+# partyd_ready SECONDS PID DIR WHO: waits until the partyd PID (its output in DIR/stdout and DIR/stderr) has printed
+# its client and admin addresses and answers /health with 200, then sets port and admin. Otherwise says why on
+# stderr, prefixed with WHO, with what partyd printed, and returns 1.
+# shellcheck disable=SC2034 # port and admin are for the caller
+partyd_ready() {
+    if ! wait_for "$1" "$2" grep -q 'listening on http://127.0.0.1:' "$3/stdout" ||
+        ! wait_for "$1" "$2" grep -q 'admin on http://127.0.0.1:' "$3/stdout"; then
+        echo "$4: partyd did not start (no client or admin address):" >&2
+        cat "$3/stdout" "$3/stderr" >&2
+        return 1
+    fi
+    port=$(partyd_port "$3/stdout" 'listening on')
+    admin=$(partyd_port "$3/stdout" 'admin on')
+    if ! wait_for "$1" "$2" curl -sf "http://127.0.0.1:$port/health"; then
+        echo "$4: partyd on port $port never answered /health with 200:" >&2
+        tail -20 "$3/stderr" >&2
+        return 1
+    fi
 }

@@ -31,6 +31,7 @@
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tests/bench/lib.sh
 . "$here/lib.sh"
 root=$(cd "$here/../.." && pwd)
 duration=10
@@ -359,18 +360,9 @@ EOF
     setsid "$partyd" --config "$d/partyd.json" --data-dir "$d/data" >"$d/stdout" 2>"$d/stderr" </dev/null &
     spid=$!
     started_group || return 1
-    if ! wait_for "$start_timeout" "$spid" grep -q 'admin on http://127.0.0.1:' "$d/stdout" || ! grep -q 'listening on http://127.0.0.1:' "$d/stdout"; then
-        say "partyd did not start:"
-        cat "$d/stdout" "$d/stderr" >&2
-        return 1
-    fi
-    sport=$(partyd_port "$d/stdout" 'listening on')
-    sadmin=$(partyd_port "$d/stdout" 'admin on')
-    if ! wait_for "$start_timeout" "$spid" curl -sf "http://127.0.0.1:$sport/health"; then
-        say "partyd on port $sport never answered /health with 200:"
-        tail -20 "$d/stderr" >&2
-        return 1
-    fi
+    partyd_ready "$start_timeout" "$spid" "$d" sidebyside.sh || return 1
+    sport=$port
+    sadmin=$admin
     check_loopback partyd
 }
 

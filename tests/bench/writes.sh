@@ -73,6 +73,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "writes.sh: interrupted; stopping" >&2; exit 130' INT TERM
 
+# shellcheck source=tests/bench/lib.sh
 . "$here/lib.sh"
 
 # start_partyd DURABILITY: a fresh node; sets pid and port.
@@ -83,23 +84,7 @@ start_partyd() {
         "$1" "$shards" >"$dir/partyd.json"
     "$partyd" --config "$dir/partyd.json" --data-dir "$dir/data" >"$dir/stdout" 2>"$dir/stderr" &
     pid=$!
-    if ! wait_for 10 "$pid" grep -q 'listening on http://127.0.0.1:' "$dir/stdout"; then
-        echo "writes.sh: partyd ($1) did not start:" >&2
-        cat "$dir/stdout" "$dir/stderr" >&2
-        return 1
-    fi
-    if ! wait_for 10 "$pid" grep -q 'admin on http://127.0.0.1:' "$dir/stdout"; then
-        echo "writes.sh: partyd ($1) printed no admin address:" >&2
-        cat "$dir/stdout" "$dir/stderr" >&2
-        return 1
-    fi
-    port=$(partyd_port "$dir/stdout" 'listening on')
-    admin=$(partyd_port "$dir/stdout" 'admin on')
-    if ! wait_for 10 "$pid" curl -sf "http://127.0.0.1:$port/health"; then
-        echo "writes.sh: partyd ($1) on port $port never answered /health with 200:" >&2
-        cat "$dir/stderr" >&2
-        return 1
-    fi
+    partyd_ready 10 "$pid" "$dir" "writes.sh ($1)"
 }
 
 stop_partyd() {
