@@ -68,7 +68,8 @@ export async function startNode(opts = {}) {
   fs.mkdirSync(sanDir, { recursive: true });
   const env = {
     ...process.env,
-    ASAN_OPTIONS: `log_path=${sanDir}/asan:detect_leaks=1:abort_on_error=0`,
+    // verify_asan_link_order=0: a test may LD_PRELOAD a library of its own (tests/preload/) ahead of ASan's runtime
+    ASAN_OPTIONS: `log_path=${sanDir}/asan:detect_leaks=1:abort_on_error=0:verify_asan_link_order=0`,
     UBSAN_OPTIONS: `log_path=${sanDir}/ubsan:print_stacktrace=1:halt_on_error=1`,
     LSAN_OPTIONS: `suppressions=${path.join(ROOT, 'tests', 'lsan.supp')}:print_suppressions=0`,
     ...(opts.env ?? {}),
