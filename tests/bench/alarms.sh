@@ -43,9 +43,10 @@ for v in "$rounds" "$sets" "$rooms"; do
     case "$v" in '' | *[!0-9]* | 0) echo "alarms.sh: expected a positive number, got $v" >&2; exit 2 ;; esac
 done
 partyd="$build/partyd"
-[ -x "$partyd" ] || { echo "alarms.sh: $partyd is missing; build first: ninja -C $build" >&2; exit 2; }
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
+need_built alarms.sh "$build" "$partyd"
 command -v perf >/dev/null || { echo "alarms.sh: needs perf (apt-get install linux-perf)" >&2; exit 2; }
-command -v curl >/dev/null || { echo "alarms.sh: needs curl" >&2; exit 2; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/partyd-alarms.XXXXXX")
 pid=""
@@ -61,9 +62,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo "alarms.sh: interrupted; stopping" >&2; exit 130' INT TERM
-
-# shellcheck source=tests/bench/lib.sh
-. "$here/lib.sh"
 
 printf '{"shards": 2, "listen": {"host": "127.0.0.1", "port": 0}, "admin": {"listen": "127.0.0.1:0"}, "log_level": "warn"}\n' >"$tmp/partyd.json"
 "$partyd" --config "$tmp/partyd.json" --data-dir "$tmp/data" >"$tmp/stdout" 2>"$tmp/stderr" &

@@ -1,4 +1,4 @@
-# lib.sh — shell functions that writes.sh, alarms.sh and sidebyside.sh share; they source it. POSIX sh.
+# lib.sh — shell functions that writes.sh, alarms.sh, mixed.sh and sidebyside.sh share; they source it. POSIX sh.
 # shellcheck shell=sh
 
 # alive PID: the process exists and is not a zombie (a server that died but was not yet waited for is not alive)
@@ -48,4 +48,24 @@ partyd_ready() {
         tail -20 "$3/stderr" >&2
         return 1
     fi
+}
+
+# need_built WHO BUILD FILE...: every FILE is an executable and curl is installed; otherwise says what is missing on
+# stderr, prefixed with WHO, and exits 2 (FILEs are built in BUILD)
+need_built() {
+    _who=$1
+    _build=$2
+    shift 2
+    for _f in "$@"; do
+        if [ ! -x "$_f" ]; then
+            echo "$_who: $_f is missing; build first: ninja -C $_build" >&2
+            exit 2
+        fi
+    done
+    command -v curl >/dev/null || { echo "$_who: needs curl" >&2; exit 2; }
+}
+
+# json_field NAME JSON: the number in field NAME of a one-line JSON object (partyload's), or nothing
+json_field() {
+    printf '%s\n' "$2" | sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"
 }

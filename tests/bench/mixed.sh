@@ -41,13 +41,9 @@ done
 
 partyd="$build/partyd"
 partyload="$build/tests/bench/partyload"
-for b in "$partyd" "$partyload"; do
-    if [ ! -x "$b" ]; then
-        echo "mixed.sh: $b is missing; build first: ninja -C $build" >&2
-        exit 2
-    fi
-done
-command -v curl >/dev/null || { echo "mixed.sh: needs curl" >&2; exit 2; }
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
+need_built mixed.sh "$build" "$partyd" "$partyload"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/partyd-mixed.XXXXXX")
 pid=""
@@ -67,8 +63,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "mixed.sh: interrupted; stopping" >&2; exit 130' INT TERM
 
-# shellcheck source=tests/bench/lib.sh
-. "$here/lib.sh"
 
 printf '{"durability": "sync", "shards": 2, "listen": {"host": "127.0.0.1", "port": 0}, "admin": {"listen": "127.0.0.1:0"}, "log_level": "warn"}\n' \
     >"$tmp/partyd.json"
@@ -76,10 +70,6 @@ printf '{"durability": "sync", "shards": 2, "listen": {"host": "127.0.0.1", "por
 pid=$!
 partyd_ready 10 "$pid" "$tmp" mixed.sh || exit 1
 
-# field NAME JSON: a number field of a JSON line
-field() {
-    printf '%s\n' "$2" | sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"
-}
 
 failed=0
 for phase in alone with_writes; do
@@ -93,7 +83,7 @@ for phase in alone with_writes; do
     if [ -n "$wpid" ]; then
         wait "$wpid"
         wpid=""
-        writes_per_s=$(field per_s "$(cat "$tmp/writes")")
+        writes_per_s=$(json_field per_s "$(cat "$tmp/writes")")
         [ -n "$writes_per_s" ] || { echo "mixed.sh: partyload writes printed nothing" >&2; failed=1; writes_per_s=0; }
     fi
     if [ -z "$line" ]; then
@@ -102,7 +92,7 @@ for phase in alone with_writes; do
         continue
     fi
     printf '%s\n' "$line" | sed "s/^{/{\"phase\":\"$phase\",\"writes_per_s\":$writes_per_s,/"
-    eval "p50_$phase=$(field p50_ms "$line") p99_$phase=$(field p99_ms "$line")"
+    eval "p50_$phase=$(json_field p50_ms "$line") p99_$phase=$(json_field p99_ms "$line")"
 done
 
 kill -TERM "$pid"

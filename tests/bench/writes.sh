@@ -46,13 +46,9 @@ case "$rooms" in '' | *[!0-9]*) echo "writes.sh: --rooms: expected a number, got
 
 partyd="$build/partyd"
 partyload="$build/tests/bench/partyload"
-for b in "$partyd" "$partyload"; do
-    if [ ! -x "$b" ]; then
-        echo "writes.sh: $b is missing; build first: ninja -C $build" >&2
-        exit 2
-    fi
-done
-command -v curl >/dev/null || { echo "writes.sh: needs curl" >&2; exit 2; }
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
+need_built writes.sh "$build" "$partyd" "$partyload"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/partyd-bench.XXXXXX")
 pid=""
@@ -73,8 +69,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "writes.sh: interrupted; stopping" >&2; exit 130' INT TERM
 
-# shellcheck source=tests/bench/lib.sh
-. "$here/lib.sh"
 
 # start_partyd DURABILITY: a fresh node; sets pid and port.
 start_partyd() {
@@ -104,10 +98,6 @@ commits() {
     curl -sf "http://127.0.0.1:$admin/admin/shards" | grep -o '"commits":[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }'
 }
 
-# field NAME JSON: a number field of a JSON line
-field() {
-    printf '%s\n' "$2" | sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"
-}
 
 failed=0
 for durability in sync relaxed; do
@@ -127,14 +117,14 @@ for durability in sync relaxed; do
     else
         [ $status = 0 ] || failed=1
         n=$(($(commits) - commits_before))
-        wpc=$(awk -v w="$(field ok "$line")" -v c="$n" 'BEGIN { printf "%.1f", (c > 0 ? w / c : 0) }')
+        wpc=$(awk -v w="$(json_field ok "$line")" -v c="$n" 'BEGIN { printf "%.1f", (c > 0 ? w / c : 0) }')
         printf '%s\n' "$line" |
             sed "s/^{/{\"durability\":\"$durability\",\"shards\":$shards,/; s/}\$/,\"shard_commits\":$n,\"writes_per_commit\":$wpc}/"
-        eval "per_s_$durability=$(field per_s "$line")"
+        eval "per_s_$durability=$(json_field per_s "$line")"
         if [ $check = 1 ]; then
             # every acknowledged write is in storage, and nothing was stored that was not sent
-            ok=$(field ok "$line")
-            sent=$(field requests "$line")
+            ok=$(json_field ok "$line")
+            sent=$(json_field requests "$line")
             stored=$(curl -s "http://127.0.0.1:$port/parties/counter/r[0-$((rooms - 1))]" |
                 grep -o '"count":[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }')
             if [ "$stored" -lt "$ok" ] || [ "$stored" -gt "$sent" ]; then
