@@ -93,13 +93,32 @@ static struct {
     ws_batch_t *batch; /* NULL: writev per connection */
 } ws;
 
-/* ---- frames ---- */
+/* ---- frames ----
+ * Frames of up to FRAME_SMALL bytes (most messages) are allocated with that room and kept on a free list when
+ * released, at most FRAME_POOL_MAX of them, so that a message costs no allocation on the way through the router. */
+
+#define FRAME_SMALL 248 /* header included: a 256-byte allocation */
+#define FRAME_POOL_MAX 4096
+
+static struct {
+    ws_frame_t *free; /* linked through their data */
+    size_t n;
+} frame_pool;
 
 ws_frame_t *ws_frame_new(int opcode, const void *payload, size_t len)
 {
     uint8_t hdr[10];
     size_t h = wsframe_header(hdr, opcode, len);
-    ws_frame_t *f = xmalloc(sizeof(*f) + h + len);
+    ws_frame_t *f;
+    if (h + len > FRAME_SMALL) {
+        f = xmalloc(sizeof(*f) + h + len);
+    } else if (frame_pool.free != NULL) {
+        f = frame_pool.free;
+        memcpy(&frame_pool.free, f->data, sizeof(frame_pool.free));
+        --frame_pool.n;
+    } else {
+        f = xmalloc(sizeof(*f) + FRAME_SMALL);
+    }
     f->refcnt = 1;
     f->len = (uint32_t)(h + len);
     memcpy(f->data, hdr, h);
@@ -110,8 +129,25 @@ ws_frame_t *ws_frame_new(int opcode, const void *payload, size_t len)
 
 void ws_frame_release(ws_frame_t *f)
 {
-    if (--f->refcnt == 0)
+    if (--f->refcnt != 0)
+        return;
+    if (f->len <= FRAME_SMALL && frame_pool.n < FRAME_POOL_MAX) {
+        memcpy(f->data, &frame_pool.free, sizeof(frame_pool.free));
+        frame_pool.free = f;
+        ++frame_pool.n;
+    } else {
         free(f);
+    }
+}
+
+static void frame_pool_dispose(void)
+{
+    while (frame_pool.free != NULL) {
+        ws_frame_t *f = frame_pool.free;
+        memcpy(&frame_pool.free, f->data, sizeof(frame_pool.free));
+        free(f);
+    }
+    frame_pool.n = 0;
 }
 
 /* ---- records ---- */
@@ -852,6 +888,7 @@ void ws_dispose(void)
     free(ws.rbuf);
     free(ws.slots);
     free(ws.free_idx);
+    frame_pool_dispose();
 }
 
 void ws_conn_attach(ws_conn_t *c, int fd, uint8_t *leftover, size_t len)
