@@ -1185,6 +1185,12 @@ static size_t alarm_index_key(const party_room_t *room, uint64_t at, unsigned ch
     return alarm_index_entry(room->prefix, room->prefix_len, at, out);
 }
 
+/* The alarm index entry that an 'a' key (its storage key and 9-byte value) stands for. */
+static size_t index_key_of(const char *key, size_t prefix_len, const char *value, unsigned char *out)
+{
+    return alarm_index_entry(key, prefix_len, store_get_u64((const unsigned char *)value), out);
+}
+
 /* Every alarm index entry is written here, so that rooms.alarms_from stays at or below the earliest one; the shard
  * is asked to wake then (during a check, rooms_fire_alarms asks once at its end). */
 static void alarm_index_put(const unsigned char *idx, size_t idx_len, const uint8_t *tries)
@@ -2149,7 +2155,7 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
     if (store_get(rooms.store, ak, prefix_len + 1, &v, &vl) == 0) {
         if (vl == 9) {
             unsigned char idx[10 + PREFIX_MAX];
-            store_delete(rooms.store, idx, alarm_index_entry(prefix, prefix_len, store_get_u64((unsigned char *)v), idx));
+            store_delete(rooms.store, idx, index_key_of((const char *)ak, prefix_len, v, idx));
         }
         free(v);
     }
@@ -2202,12 +2208,6 @@ static int key_tag(const char *key, size_t len, size_t *prefix_len)
         return 0;
     *prefix_len = 4 + klen;
     return (unsigned char)key[4 + klen];
-}
-
-/* The alarm index entry that an 'a' key (its storage key and 9-byte value) stands for. */
-static size_t index_key_of(const char *key, size_t prefix_len, const char *value, unsigned char *out)
-{
-    return alarm_index_entry(key, prefix_len, store_get_u64((const unsigned char *)value), out);
 }
 
 void rooms_slot_evict(uint16_t slot)
