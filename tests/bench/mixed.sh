@@ -63,13 +63,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "mixed.sh: interrupted; stopping" >&2; exit 130' INT TERM
 
-
 printf '{"durability": "sync", "shards": 2, "listen": {"host": "127.0.0.1", "port": 0}, "admin": {"listen": "127.0.0.1:0"}, "log_level": "warn"}\n' \
     >"$tmp/partyd.json"
 "$partyd" --config "$tmp/partyd.json" --data-dir "$tmp/data" >"$tmp/stdout" 2>"$tmp/stderr" &
 pid=$!
 partyd_ready 10 "$pid" "$tmp" mixed.sh || exit 1
-
 
 failed=0
 for phase in alone with_writes; do

@@ -69,7 +69,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "writes.sh: interrupted; stopping" >&2; exit 130' INT TERM
 
-
 # start_partyd DURABILITY: a fresh node; sets pid and port.
 start_partyd() {
     dir="$tmp/$1"
@@ -97,7 +96,6 @@ stop_partyd() {
 commits() {
     curl -sf "http://127.0.0.1:$admin/admin/shards" | grep -o '"commits":[0-9]*' | awk -F: '{ s += $2 } END { print s + 0 }'
 }
-
 
 failed=0
 for durability in sync relaxed; do
