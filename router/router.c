@@ -284,8 +284,9 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     log_info("started");
 
     while (!drained()) {
-        h2o_evloop_run(router.loop, router.draining ? 50 : INT32_MAX);
-        /* end of the pass: every socket's output in one writev, every link's frames in one write */
+        h2o_evloop_run(router.loop, ws_has_output() ? 0 : router.draining ? 50 : INT32_MAX);
+        /* end of the pass: sockets' output (coalesced per socket, a slice of a big fan-out), every link's frames in
+         * one write */
         ws_flush();
         shards_flush();
     }
@@ -308,7 +309,8 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     }
     admin_dispose();
     fetch_dispose();
-    ws_flush();
+    while (ws_has_output())
+        ws_flush();
     shards_flush();
     /* let the shards hear every CLOSE before the links go, so rooms see 1001 rather than a lost router */
     uint64_t until = h2o_now(router.loop) + 500;

@@ -40,6 +40,8 @@ enum {
 #define BATCH_IOV 16   /* frames per connection in one submission (more: the connection goes round again) */
 #define BATCH_MIN 4    /* fewer dirty connections than this: writev each (a submission costs more than one writev) */
 #define READ_SLOT 4096 /* bytes one batched recv takes from a connection; a full slot is followed by plain reads */
+/* connections written per loop pass; the rest wait for the next pass (ws_flush) */
+#define PASS_WRITES BATCH_MAX
 
 /*
  * Batched writes. On loopback and on virtual machines a syscall costs as much as the TCP work it starts (measured
@@ -82,7 +84,7 @@ static struct {
     uint64_t seq;
     size_t count;
     /* lists */
-    ws_conn_t *dirty;
+    ws_conn_t *dirty, *dirty_tail; /* first in, first written */
     ws_conn_t *reap;
     ws_conn_t *all; /* every record, for the sweep */
     ws_conn_t *sweep_cursor;
@@ -308,8 +310,12 @@ static void mark_dirty(ws_conn_t *c)
     if ((c->_flags & (F_DIRTY | F_WANT_WRITE | F_REAP)) != 0 || !has_socket(c))
         return;
     c->_flags |= F_DIRTY;
-    c->_dirty_next = ws.dirty;
-    ws.dirty = c;
+    c->_dirty_next = NULL;
+    if (ws.dirty_tail != NULL)
+        ws.dirty_tail->_dirty_next = c;
+    else
+        ws.dirty = c;
+    ws.dirty_tail = c;
 }
 
 static void queue_push(ws_conn_t *c, ws_frame_t *f)
@@ -515,6 +521,8 @@ static ws_conn_t *dirty_pop(void)
 {
     ws_conn_t *c = ws.dirty;
     ws.dirty = c->_dirty_next;
+    if (ws.dirty == NULL)
+        ws.dirty_tail = NULL;
     c->_dirty_next = NULL;
     c->_flags &= ~F_DIRTY;
     return c;
@@ -553,13 +561,15 @@ static void batch_complete(unsigned n)
     }
 }
 
-/* Takes up to BATCH_MAX dirty plain connections, writes them with one submission, then applies the results. */
-static void flush_batch(void)
+/* Takes up to BATCH_MAX dirty plain connections, writes them with one submission, then applies the results. Returns
+ * how many connections it took off the list. */
+static unsigned flush_batch(void)
 {
     ws_batch_t *b = ws.batch;
-    unsigned n = 0;
+    unsigned n = 0, taken = 0;
     while (ws.dirty != NULL && n < BATCH_MAX) {
         ws_conn_t *c = dirty_pop();
+        ++taken;
         if (!has_socket(c) || (c->_flags & F_REAP))
             continue;
         if (c->_fd == -1 || c->_qlen == 0) {
@@ -585,7 +595,7 @@ static void flush_batch(void)
         ++n;
     }
     if (n == 0)
-        return;
+        return taken;
     batch_complete(n);
     for (unsigned i = 0; i < n; ++i) {
         ws_conn_t *c = b->conn[i];
@@ -608,6 +618,7 @@ static void flush_batch(void)
             conn_finish(c); /* EPIPE, ECONNRESET: the peer is gone */
         }
     }
+    return taken;
 }
 
 /* At least BATCH_MIN connections wait to be written. */
@@ -619,22 +630,39 @@ static int enough_for_batch(void)
     return n == BATCH_MIN;
 }
 
+/* A pass writes at most PASS_WRITES connections. Sending one message to 999 sockets takes ≈ 5 ms here (≈ 4.8 µs a
+ * send); written in one pass, a message that comes in meanwhile waits for the whole fan-out and then for its own,
+ * and every other room waits too. Between slices the loop reads what came in: a connection still waiting gets the
+ * new message in the same send as the old (its queue holds both), one already written goes to the back of the line. */
 void ws_flush(void)
 {
-    while (ws.dirty != NULL) {
+    unsigned written = 0;
+    while (ws.dirty != NULL && written < PASS_WRITES) {
         if (ws.batch != NULL && enough_for_batch()) {
-            flush_batch();
+            written += flush_batch();
             continue;
         }
         ws_conn_t *c = dirty_pop();
+        ++written;
         if (has_socket(c) && !(c->_flags & F_REAP))
             conn_write(c);
     }
-    while (ws.reap != NULL) {
-        ws_conn_t *c = ws.reap;
-        ws.reap = c->_reap_next;
+    /* a record still in the dirty list stays until a later pass takes it off */
+    ws_conn_t **link = &ws.reap;
+    while (*link != NULL) {
+        ws_conn_t *c = *link;
+        if (c->_flags & F_DIRTY) {
+            link = &c->_reap_next;
+            continue;
+        }
+        *link = c->_reap_next;
         conn_free(c);
     }
+}
+
+int ws_has_output(void)
+{
+    return ws.dirty != NULL;
 }
 
 /* ---- reading ---- */
@@ -870,7 +898,8 @@ void ws_init(h2o_evloop_t *loop, const ws_config_t *conf, const ws_callbacks_t *
 
 void ws_dispose(void)
 {
-    ws.dirty = NULL;
+    while (ws.dirty != NULL)
+        dirty_pop();
     for (ws_conn_t *c = ws.all; c != NULL; c = c->_all_next) {
         c->_flags |= F_REPORTED;
         schedule_reap(c);
