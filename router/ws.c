@@ -41,7 +41,7 @@ enum {
 #define BATCH_MIN 4    /* fewer dirty connections than this: writev each (a submission costs more than one writev) */
 #define READ_SLOT 4096 /* bytes one batched recv takes from a connection; a full slot is followed by plain reads */
 /* connections written per loop pass; the rest wait for the next pass (ws_flush) */
-#define PASS_WRITES BATCH_MAX
+#define PASS_WRITES 128
 
 /*
  * Batched writes. On loopback and on virtual machines a syscall costs as much as the TCP work it starts (measured
@@ -58,6 +58,11 @@ enum {
  * syscall time), one IORING_OP_RECV per connection into its slot of `rslot`, one submission. A slot that comes back
  * full may leave more in the socket: that connection then goes on with plain reads, as a single readable one does.
  */
+/* Connections waiting to be written, first in first out, linked through _dirty_next (F_DIRTY: in one of them). */
+typedef struct st_conn_list_t {
+    ws_conn_t *head, *tail;
+} conn_list_t;
+
 typedef struct st_ws_batch_t {
     struct io_uring ring;
     struct msghdr msg[BATCH_MAX];
@@ -84,7 +89,8 @@ static struct {
     uint64_t seq;
     size_t count;
     /* lists */
-    ws_conn_t *dirty, *dirty_tail; /* first in, first written */
+    conn_list_t dirty;   /* given output during this pass */
+    conn_list_t backlog; /* left unwritten by an earlier pass */
     ws_conn_t *reap;
     ws_conn_t *all; /* every record, for the sweep */
     ws_conn_t *sweep_cursor;
@@ -311,11 +317,11 @@ static void mark_dirty(ws_conn_t *c)
         return;
     c->_flags |= F_DIRTY;
     c->_dirty_next = NULL;
-    if (ws.dirty_tail != NULL)
-        ws.dirty_tail->_dirty_next = c;
+    if (ws.dirty.tail != NULL)
+        ws.dirty.tail->_dirty_next = c;
     else
-        ws.dirty = c;
-    ws.dirty_tail = c;
+        ws.dirty.head = c;
+    ws.dirty.tail = c;
 }
 
 static void queue_push(ws_conn_t *c, ws_frame_t *f)
@@ -517,12 +523,12 @@ static void on_drained(ws_conn_t *c)
 }
 
 /* Takes the next connection off the dirty list. */
-static ws_conn_t *dirty_pop(void)
+static ws_conn_t *dirty_pop(conn_list_t *l)
 {
-    ws_conn_t *c = ws.dirty;
-    ws.dirty = c->_dirty_next;
-    if (ws.dirty == NULL)
-        ws.dirty_tail = NULL;
+    ws_conn_t *c = l->head;
+    l->head = c->_dirty_next;
+    if (l->head == NULL)
+        l->tail = NULL;
     c->_dirty_next = NULL;
     c->_flags &= ~F_DIRTY;
     return c;
@@ -563,12 +569,12 @@ static void batch_complete(unsigned n)
 
 /* Takes up to BATCH_MAX dirty plain connections, writes them with one submission, then applies the results. Returns
  * how many connections it took off the list. */
-static unsigned flush_batch(void)
+static unsigned flush_batch(conn_list_t *l, unsigned max)
 {
     ws_batch_t *b = ws.batch;
     unsigned n = 0, taken = 0;
-    while (ws.dirty != NULL && n < BATCH_MAX) {
-        ws_conn_t *c = dirty_pop();
+    while (l->head != NULL && n < BATCH_MAX && taken < max) {
+        ws_conn_t *c = dirty_pop(l);
         ++taken;
         if (!has_socket(c) || (c->_flags & F_REAP))
             continue;
@@ -622,32 +628,53 @@ static unsigned flush_batch(void)
 }
 
 /* At least BATCH_MIN connections wait to be written. */
-static int enough_for_batch(void)
+static int enough_for_batch(const conn_list_t *l)
 {
     unsigned n = 0;
-    for (ws_conn_t *c = ws.dirty; c != NULL && n < BATCH_MIN; c = c->_dirty_next)
+    for (ws_conn_t *c = l->head; c != NULL && n < BATCH_MIN; c = c->_dirty_next)
         ++n;
     return n == BATCH_MIN;
 }
 
-/* A pass writes at most PASS_WRITES connections. Sending one message to 999 sockets takes ≈ 5 ms here (≈ 4.8 µs a
- * send); written in one pass, a message that comes in meanwhile waits for the whole fan-out and then for its own,
- * and every other room waits too. Between slices the loop reads what came in: a connection still waiting gets the
- * new message in the same send as the old (its queue holds both), one already written goes to the back of the line. */
-void ws_flush(void)
+/* Writes up to `max` connections from the front of `l`; returns how many it took off. */
+static unsigned write_from(conn_list_t *l, unsigned max)
 {
     unsigned written = 0;
-    while (ws.dirty != NULL && written < PASS_WRITES) {
-        if (ws.batch != NULL && enough_for_batch()) {
-            written += flush_batch();
+    while (l->head != NULL && written < max) {
+        if (ws.batch != NULL && enough_for_batch(l)) {
+            written += flush_batch(l, max - written);
             continue;
         }
-        ws_conn_t *c = dirty_pop();
+        ws_conn_t *c = dirty_pop(l);
         ++written;
         if (has_socket(c) && !(c->_flags & F_REAP))
             conn_write(c);
     }
-    /* a record still in the dirty list stays until a later pass takes it off */
+    return written;
+}
+
+/* A pass writes at most PASS_WRITES connections. Sending one message to 999 sockets takes ≈ 5 ms here (≈ 4.8 µs a
+ * send); written in one pass, a message that comes in meanwhile waits for the whole fan-out and then for its own,
+ * and every other room waits too. So a big fan-out is written in slices, and between them the loop reads what came
+ * in: a connection still waiting gets the new message in the same send as the old (its queue holds both).
+ * What the slices leave is the backlog. A pass writes the connections given output in it first (half the budget
+ * while there is a backlog: a small room's answer waits one slice, not the rest of a big room's fan-out), then the
+ * backlog, oldest first, then more of the pass's own if the budget allows; whatever is left joins the backlog. The
+ * backlog gets at least half of every pass, so it drains under any load. */
+void ws_flush(void)
+{
+    unsigned written = write_from(&ws.dirty, ws.backlog.head != NULL ? PASS_WRITES / 2 : PASS_WRITES);
+    written += write_from(&ws.backlog, PASS_WRITES - written);
+    written += write_from(&ws.dirty, PASS_WRITES - written);
+    if (ws.dirty.head != NULL) {
+        if (ws.backlog.tail != NULL)
+            ws.backlog.tail->_dirty_next = ws.dirty.head;
+        else
+            ws.backlog.head = ws.dirty.head;
+        ws.backlog.tail = ws.dirty.tail;
+        ws.dirty.head = ws.dirty.tail = NULL;
+    }
+    /* a record still in a list stays until a later pass takes it off */
     ws_conn_t **link = &ws.reap;
     while (*link != NULL) {
         ws_conn_t *c = *link;
@@ -662,7 +689,7 @@ void ws_flush(void)
 
 int ws_has_output(void)
 {
-    return ws.dirty != NULL;
+    return ws.dirty.head != NULL || ws.backlog.head != NULL;
 }
 
 /* ---- reading ---- */
@@ -898,8 +925,10 @@ void ws_init(h2o_evloop_t *loop, const ws_config_t *conf, const ws_callbacks_t *
 
 void ws_dispose(void)
 {
-    while (ws.dirty != NULL)
-        dirty_pop();
+    while (ws.dirty.head != NULL)
+        dirty_pop(&ws.dirty);
+    while (ws.backlog.head != NULL)
+        dirty_pop(&ws.backlog);
     for (ws_conn_t *c = ws.all; c != NULL; c = c->_all_next) {
         c->_flags |= F_REPORTED;
         schedule_reap(c);

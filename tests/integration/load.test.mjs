@@ -60,7 +60,7 @@ for (const [how, env] of [['io_uring', {}], ['writev', { PARTYD_IO_URING: '0' }]
     const big = await partyload(['broadcast', ...where(node), '--rooms', '1', '--clients', '40', '--rate', '50', '--duration', '2']);
     exactDelivery(big, '1 room × 40');
     assert.equal(big.json.expected, big.json.sent * 39, 'the relay leaves out only the sender');
-    // a room bigger than one pass writes (256 connections): its fan-out is spread over passes, and a message that
+    // a room bigger than one pass writes (128 connections): its fan-out is spread over passes, and a message that
     // comes in meanwhile shares a send with the one before it on the connections still waiting
     const huge = await partyload(['broadcast', ...where(node), '--rooms', '1', '--clients', '600', '--rate', '0.1', '--duration', '3']);
     exactDelivery(huge, '1 room × 600');

@@ -82,11 +82,11 @@ for (const [how, env] of [['io_uring', {}], ['writev (PARTYD_IO_URING=0)', { PAR
   await stopClean(node, [a, b, c, d, e]);
 });
 
-// A loop pass writes at most 256 connections; a room bigger than that is written over several passes, and its
-// connections wait their turn in the router's write list. Clients that leave meanwhile (a close, a reset) must not
-// disturb the others, and their records must outlive their place in that list: with 700 in the room the list holds
-// more than two passes' worth, so a client that leaves is often still in it at the end of the pass (freeing such a
-// record at once made this test fail in 3 of 6 runs under ASan).
+// A loop pass writes at most 128 connections; a room bigger than that is written over several passes, and its
+// connections wait their turn in the router's write lists. Clients that leave meanwhile (a close, a reset) must not
+// disturb the others, and their records must outlive their place in those lists: with 700 in the room they hold
+// several passes' worth, so a client that leaves is often still in one at the end of the pass (freeing such a
+// record at once made this test fail in 5 of 6 runs under ASan).
 for (const [how, env] of [['io_uring', {}], ['writev (PARTYD_IO_URING=0)', { PARTYD_IO_URING: '0' }]]) test(`relay: a room of 700 keeps every message in order while clients leave during its fan-out — ${how}`, { timeout: 120000 }, async () => {
   const node = await start({ env });
   const room = 'crowd';
