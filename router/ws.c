@@ -43,6 +43,11 @@ enum {
 /* connections written per loop pass; the rest wait for the next pass (ws_flush) */
 #define PASS_WRITES 128
 
+/* Connections waiting to be written, first in first out, linked through _dirty_next (F_DIRTY: in one of them). */
+typedef struct st_conn_list_t {
+    ws_conn_t *head, *tail;
+} conn_list_t;
+
 /*
  * Batched writes. On loopback and on virtual machines a syscall costs as much as the TCP work it starts (measured
  * here: writev of 66 bytes to 100 sockets ≈ 4.5 µs each, the same sends as one io_uring submission ≈ 2.1 µs each).
@@ -58,11 +63,6 @@ enum {
  * syscall time), one IORING_OP_RECV per connection into its slot of `rslot`, one submission. A slot that comes back
  * full may leave more in the socket: that connection then goes on with plain reads, as a single readable one does.
  */
-/* Connections waiting to be written, first in first out, linked through _dirty_next (F_DIRTY: in one of them). */
-typedef struct st_conn_list_t {
-    ws_conn_t *head, *tail;
-} conn_list_t;
-
 typedef struct st_ws_batch_t {
     struct io_uring ring;
     struct msghdr msg[BATCH_MAX];
@@ -522,7 +522,7 @@ static void on_drained(ws_conn_t *c)
         shutdown(c->_fd, SHUT_WR);
 }
 
-/* Takes the next connection off the dirty list. */
+/* Takes the next connection off a write list. */
 static ws_conn_t *dirty_pop(conn_list_t *l)
 {
     ws_conn_t *c = l->head;
@@ -567,8 +567,8 @@ static void batch_complete(unsigned n)
     }
 }
 
-/* Takes up to BATCH_MAX dirty plain connections, writes them with one submission, then applies the results. Returns
- * how many connections it took off the list. */
+/* Takes up to BATCH_MAX (and at most `max`) connections off `l`, writes the plain ones with one submission, then
+ * applies the results. Returns how many connections it took off. */
 static unsigned flush_batch(conn_list_t *l, unsigned max)
 {
     ws_batch_t *b = ws.batch;

@@ -6,7 +6,7 @@
  *  - one 64 KiB read buffer shared by every connection of the loop (a connection holds input only while a message
  *    spans reads);
  *  - output as a queue of references to refcounted frames: a broadcast is encoded once and shared by all recipients;
- *  - writes coalesced per connection and flushed at the end of a loop pass, a batch of connections per pass
+ *  - writes coalesced per connection and flushed at the end of a loop pass, at most 128 connections per pass
  *    (ws_flush);
  *  - an output cap: a client that stops reading is closed with 1008 and the others go on;
  *  - pings to idle connections, and an incremental sweep (a slice per tick) that drops those that stop answering.
@@ -110,8 +110,8 @@ void ws_conn_resume(ws_conn_t *conn);
 /* Whether the connection can still be sent to (not closing). */
 int ws_conn_is_open(const ws_conn_t *conn);
 
-/* End of a loop pass: writes the queued frames of the connections first in line (at most a batch of them per pass:
- * a big room's fan-out is spread over passes, so that the loop reads in between), frees closed records. */
+/* End of a loop pass: writes the queued frames of the connections first in line (at most 128 per pass: a big room's
+ * fan-out is spread over passes, so that the loop reads in between), frees closed records. */
 void ws_flush(void);
 /* Connections still wait to be written: the next pass must not sleep. */
 int ws_has_output(void);
