@@ -28,8 +28,11 @@ function sameMessage(got, want) {
 }
 
 // The router writes with one io_uring submission per loop pass (when at least 4 connections have output), or with
-// writev per connection where io_uring is off: both paths carry the same frames. a's messages go to 4 peers here.
-for (const [how, env] of [['io_uring', {}], ['writev (PARTYD_IO_URING=0)', { PARTYD_IO_URING: '0' }]]) test(`relay: text and binary frames reach every other connection unchanged, never the sender — ${how}`, async () => {
+// writev per connection where io_uring is off: both paths carry the same frames, and the tests below go through both.
+const WRITE_PATHS = [['io_uring', {}], ['writev (PARTYD_IO_URING=0)', { PARTYD_IO_URING: '0' }]];
+
+// a's messages go to 4 peers here.
+for (const [how, env] of WRITE_PATHS) test(`relay: text and binary frames reach every other connection unchanged, never the sender — ${how}`, async () => {
   const node = await start({ env });
   const room = 'fanout';
   const a = await open(wsRoom(node, 'relay', room, 'a'));
@@ -87,7 +90,7 @@ for (const [how, env] of [['io_uring', {}], ['writev (PARTYD_IO_URING=0)', { PAR
 // disturb the others, and their records must outlive their place in those lists: with 700 in the room they hold
 // several passes' worth, so a client that leaves is often still in one at the end of the pass (freeing such a
 // record at once made this test fail in 5 of 6 runs under ASan).
-for (const [how, env] of [['io_uring', {}], ['writev (PARTYD_IO_URING=0)', { PARTYD_IO_URING: '0' }]]) test(`relay: a room of 700 keeps every message in order while clients leave during its fan-out — ${how}`, { timeout: 120000 }, async () => {
+for (const [how, env] of WRITE_PATHS) test(`relay: a room of 700 keeps every message in order while clients leave during its fan-out — ${how}`, { timeout: 120000 }, async () => {
   const node = await start({ env });
   const room = 'crowd';
   const clients = await Promise.all(Array.from({ length: 700 }, (_, i) => open(wsRoom(node, 'relay', room, `c${i}`))));
