@@ -57,16 +57,16 @@ need_built mixed.sh "$build" "$partyd" "$partyload"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/partyd-mixed.XXXXXX")
 pid=""
-wpid=""
+bpid=""
 # shellcheck disable=SC2317 # called from the traps
 cleanup() {
-    for p in "$wpid" "$pid"; do
+    for p in "$bpid" "$pid"; do
         if [ -n "$p" ]; then
             kill -TERM "$p" 2>/dev/null
             wait "$p" 2>/dev/null
         fi
     done
-    wpid=""
+    bpid=""
     pid=""
     rm -rf "$tmp"
 }
@@ -85,20 +85,21 @@ for phase in alone "with_$beside"; do
     beside_per_s=0
     if [ "$phase" = with_writes ]; then
         "$partyload" writes --port "$port" --connections "$writers" --duration "$((duration + 2))" >"$tmp/beside" &
-        wpid=$!
-        sleep 1
+        per_s_field=per_s
     elif [ "$phase" = with_broadcast ]; then
         "$partyload" broadcast --port "$port" --rooms 1 --clients "$clients" --rate "$(awk -v n="$clients" 'BEGIN { print 20 / n }')" \
             --duration "$((duration + 2))" >"$tmp/beside" &
-        wpid=$!
+        per_s_field=delivered_per_s
+    fi
+    if [ "$phase" != alone ]; then
+        bpid=$!
         sleep 1
     fi
     line=$("$partyload" echo --port "$port" --party echo --connections "$connections" --rate "$rate" --duration "$duration" --pid "$pid")
-    if [ -n "$wpid" ]; then
-        wait "$wpid"
-        wpid=""
-        beside_per_s=$(json_field per_s "$(cat "$tmp/beside")")
-        [ -n "$beside_per_s" ] || beside_per_s=$(json_field delivered_per_s "$(cat "$tmp/beside")")
+    if [ -n "$bpid" ]; then
+        wait "$bpid"
+        bpid=""
+        beside_per_s=$(json_field "$per_s_field" "$(cat "$tmp/beside")")
         [ -n "$beside_per_s" ] || { echo "mixed.sh: partyload $beside printed nothing" >&2; failed=1; beside_per_s=0; }
     fi
     if [ -z "$line" ]; then
