@@ -1,4 +1,5 @@
-// readme.test.mjs — what README.md promises about the configuration is what the binary does.
+// readme.test.mjs — what README.md and docs/ promise about the configuration, the metrics and the admin endpoint is
+// what the binary does.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -7,11 +8,31 @@ import os from 'node:os';
 import path from 'node:path';
 import { BIN, ROOT, tmpDir } from './lib.mjs';
 
-function readmeDefault() {
-  const text = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+function defaultBlock(file) {
+  const text = fs.readFileSync(path.join(ROOT, file), 'utf8');
   const m = /<!-- default-config -->\s*```json\n([\s\S]*?)```\s*<!-- \/default-config -->/.exec(text);
-  assert.ok(m, 'README.md has the default-config block');
+  assert.ok(m, `${file} has the default-config block`);
   return JSON.parse(m[1]);
+}
+
+function readmeDefault() {
+  return defaultBlock('README.md');
+}
+
+// The part of a markdown file under `heading`, up to the next heading of the same or a higher level (a `#` line
+// inside a code block is not a heading).
+function section(file, heading) {
+  const lines = fs.readFileSync(path.join(ROOT, file), 'utf8').split('\n');
+  const level = heading.match(/^#+/)[0].length;
+  const start = lines.indexOf(heading);
+  assert.ok(start >= 0, `${file} has "${heading}"`);
+  let end = start + 1;
+  for (let fenced = false; end < lines.length; end++) {
+    if (lines[end].startsWith('```')) fenced = !fenced;
+    const m = !fenced && /^(#+) /.exec(lines[end]);
+    if (m && m[1].length <= level) break;
+  }
+  return lines.slice(start + 1, end).join('\n');
 }
 
 function printConfig(args = [], env = {}) {
@@ -37,6 +58,10 @@ test('the README shows the embedded default configuration', () => {
   assert.equal(eff.log_level, doc.log_level);
 });
 
+test('docs/configuration.md shows the same default block as the README', () => {
+  assert.deepEqual(defaultBlock('docs/configuration.md'), readmeDefault());
+});
+
 test('the README default block is a config file partyd accepts as is', () => {
   const dir = tmpDir();
   const file = path.join(dir, 'partyd.json');
@@ -57,11 +82,10 @@ test('flags override the file, the file overrides the default; the admin token c
   assert.equal(eff.admin.token, '(hidden)');
 });
 
-test('the README\'s metrics table names exactly the metrics /metrics serves; its admin table every admin path served', async () => {
+test('docs/operating.md\'s metrics table names exactly the metrics /metrics serves; its admin table every admin path served', async () => {
   const { startNode } = await import('./lib.mjs');
-  const text = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const section = text.slice(text.indexOf('### Metrics'), text.indexOf('### The dashboard'));
-  const documented = new Set([...section.matchAll(/`(partyd_[a-z_]+)/g)].map((m) => m[1]));
+  const metricsTable = section('docs/operating.md', '## Metrics');
+  const documented = new Set([...metricsTable.matchAll(/`(partyd_[a-z_]+)/g)].map((m) => m[1]));
   const node = await startNode({ shards: 2 });
   try {
     const metrics = await (await fetch(`http://127.0.0.1:${node.adminPort}/metrics`)).text();
@@ -69,7 +93,7 @@ test('the README\'s metrics table names exactly the metrics /metrics serves; its
     assert.ok(served.size > 10);
     assert.deepEqual([...documented].sort(), [...served].sort());
     // every admin request of the table is routed (not 404): GETs answer, the others are at least known paths
-    const admin = text.slice(text.indexOf('### The admin endpoint'), text.indexOf('### partyctl'));
+    const admin = section('docs/operating.md', '## The admin endpoint');
     const rows = [...admin.matchAll(/^\| `(GET|POST|DELETE) ([^`? ]+)/gm)].map((m) => [m[1], m[2]]);
     assert.ok(rows.length >= 13, `${rows.length} admin rows`);
     for (const [method, p] of rows) {
