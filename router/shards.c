@@ -298,12 +298,25 @@ static void on_frame(link_t *link, const proto_msg_t *m)
     ws_conn_t *conn;
     switch (m->type) {
     case PROTO_ATTACH:
-        if ((conn = conn_of(shard, m->id)) != NULL && conn->pending != NULL && conn->room == NULL)
+        /* Frames of one connection may arrive out of the order they happened in: the output gate holds ATTACH and
+         * ACCEPT for the pass's commit while a CLOSE_CONN (an operator's evict, a slot export) or our own close
+         * (the client left, the node drains) is not held. A connection already reported closed (shard_knows is 0
+         * from then on) is in no room and must never join one: its record is freed at the end of a pass without
+         * another on_closed to take it out again. */
+        if ((conn = conn_of(shard, m->id)) != NULL && conn->pending != NULL && conn->room == NULL && conn->shard_knows)
             room_add(conn, conn->pending->key, conn->pending->key_len);
         break;
     case PROTO_ACCEPT:
-        if ((conn = conn_of(shard, m->id)) != NULL && conn->pending != NULL && !conn->pending->upgrading)
-            http_upgrade_accepted(conn->pending);
+        /* a connection closed before its ACCEPT still gets its 101, then the close frame queued for it (a room that
+         * closes a socket in on_connect: the client sees it open, then close, as on PartyKit) */
+        if ((conn = conn_of(shard, m->id)) != NULL) {
+            if (conn->pending != NULL && !conn->pending->upgrading)
+                http_upgrade_accepted(conn->pending);
+        } else if (router.shards[shard].link != NULL) {
+            /* a connection this router no longer has: the shard holds it open, so tell it that it is gone */
+            proto_msg_t close = {.type = PROTO_CLOSE, .id = m->id, .code = 1006, .reason = PROTO_STR("gone"), .clean = 0};
+            link_emit(router.shards[shard].link, &close);
+        }
         break;
     case PROTO_REJECT:
         if ((conn = conn_of(shard, m->id)) != NULL && conn->pending != NULL && !conn->pending->upgrading) {
