@@ -20,6 +20,8 @@ typedef enum {
     CTL_DRAIN,      /* supervisor → child: shut down gracefully */
     CTL_SPAWN_SHARD,  /* router → supervisor: start a new shard (it arrives as CTL_SHARD_UP with its id) */
     CTL_RETIRE_SHARD, /* router → supervisor: shard `shard` owns no slot any more: stop it for good, delete its data */
+    CTL_SPAWN_FAILED, /* supervisor → router: the CTL_SPAWN_SHARD asked for starts no shard. `pid` holds why, an errno:
+                       * ERANGE when no shard id is left (`shard` -1), else why node.json could not record shard `shard` */
 } ctl_type_t;
 
 typedef struct st_ctl_msg_t {

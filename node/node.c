@@ -126,6 +126,7 @@ static int write_node_json(void)
         if (node.shards[i].active)
             json_array_append_new(ids, json_integer(i));
     json_t *root = json_pack("{s:i, s:o, s:i}", "format", DATA_FORMAT, "shards", ids, "next_id", node.next_shard_id);
+    errno = 0;
     int r = json_dump_file(root, tmp, JSON_COMPACT);
     json_decref(root);
     int fd = r == 0 ? open(tmp, O_RDONLY | O_CLOEXEC) : -1;
@@ -133,8 +134,9 @@ static int write_node_json(void)
     if (fd != -1)
         close(fd);
     if (bad || rename(tmp, path) != 0) {
-        log_error("cannot write %s: %s", path, strerror(errno));
-        return -1;
+        int err = errno != 0 ? errno : EIO; /* jansson may fail without setting errno */
+        log_error("cannot write %s: %s", path, strerror(err));
+        return -err;
     }
     int dfd = open(node.conf->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd != -1) {
@@ -427,15 +429,22 @@ static void on_router_ctl(void)
         if (r != 1)
             return; /* nothing more, or the router is gone (its exit is reaped) */
         if (m.type == CTL_SPAWN_SHARD) {
+            /* every refusal is answered (CTL_SPAWN_FAILED): the router waits for this shard and refuses other shard
+             * changes meanwhile */
             int id = node.next_shard_id;
             if (id >= CONFIG_MAX_SHARDS || num_active_shards() >= CONFIG_MAX_SHARDS) {
                 log_error("add-shard: no shard id left (the limit is %d)", CONFIG_MAX_SHARDS);
+                send_ctl(&node.router, CTL_SPAWN_FAILED, -1, ERANGE, 0, -1);
                 continue;
             }
-            ++node.next_shard_id;
             node.shards[id] = (child_t){.role = "shard", .index = id, .ctl = -1, .active = 1};
-            if (write_node_json() != 0) {
+            ++node.next_shard_id;
+            int err = write_node_json();
+            if (err != 0) {
+                /* not recorded, so not taken: the id is given again once node.json can be written */
                 node.shards[id].active = 0;
+                --node.next_shard_id;
+                send_ctl(&node.router, CTL_SPAWN_FAILED, id, -err, 0, -1);
                 continue;
             }
             log_info("adding shard %d", id);

@@ -20,6 +20,7 @@
  * source's frozen slots unfreeze when the router that froze them goes away. The next router to see every shard up
  * finishes the move (migrate_reconcile). Retiring a drained shard happens only after its last slot flipped.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +30,9 @@
 #include "router.h"
 
 #define BATCH 64
+/* How long a new shard may take to come up (fork, open its RocksDB, say hello) before the add gives up on it. The
+ * supervisor answers a spawn it cannot do (CTL_SPAWN_FAILED) at once; this is for one that never answers at all. */
+#define SPAWN_TIMEOUT_MS 30000
 
 typedef enum { MIG_IDLE = 0, MIG_SPAWNING, MIG_MOVING } mig_phase_t;
 
@@ -53,6 +57,9 @@ static struct {
     uint64_t started_ms;
     int target_shards; /* the shard count to reach once after the node started; 0 when there is none */
     char last_error[256];
+    h2o_timeout_t spawn_timeout; /* initialized on the first add */
+    h2o_timeout_entry_t spawn_entry;
+    int spawn_timeout_ready;
 } mig;
 
 int migrate_frozen(uint16_t slot)
@@ -139,13 +146,25 @@ static void unfreeze_batch(int tell_sources)
     mig.batch_n = mig.batch_acked = 0;
 }
 
-static void fail(const char *why)
+static void spawn_timer_stop(void)
+{
+    if (mig.spawn_timeout_ready && h2o_timeout_is_linked(&mig.spawn_entry))
+        h2o_timeout_unlink(&mig.spawn_entry);
+}
+
+static void fail_with(int status, const char *why)
 {
     log_error("moving slots (%s): %s; %zu slots moved before that, nothing is lost", mig.what, why, mig.moved);
     snprintf(mig.last_error, sizeof(mig.last_error), "%s", why);
+    spawn_timer_stop();
     unfreeze_batch(1);
     mig.phase = MIG_IDLE;
-    answer(503, json_pack("{s:s, s:I}", "error", why, "moved_slots", (json_int_t)mig.moved));
+    answer(status, json_pack("{s:s, s:I}", "error", why, "moved_slots", (json_int_t)mig.moved));
+}
+
+static void fail(const char *why)
+{
+    fail_with(503, why);
 }
 
 static void next_batch(void);
@@ -312,6 +331,14 @@ static int begin(h2o_req_t *req, const char *what)
     return 0;
 }
 
+static void on_spawn_timeout(h2o_timeout_entry_t *entry)
+{
+    (void)entry;
+    if (mig.phase == MIG_SPAWNING)
+        fail_with(500, "the new shard did not come up in time (see the node's log); if it comes up later, its slots move "
+                       "to it then");
+}
+
 static void add_shard(h2o_req_t *req)
 {
     if (begin(req, "add") != 0)
@@ -323,6 +350,36 @@ static void add_shard(h2o_req_t *req)
     }
     log_info("adding a shard");
     mig.phase = MIG_SPAWNING;
+    /* without an answer the router would wait in "spawning" for good, refusing every later shard change */
+    if (!mig.spawn_timeout_ready) {
+        h2o_timeout_init(router.loop, &mig.spawn_timeout, SPAWN_TIMEOUT_MS);
+        mig.spawn_entry.cb = on_spawn_timeout;
+        mig.spawn_timeout_ready = 1;
+    }
+    h2o_timeout_link(router.loop, &mig.spawn_timeout, &mig.spawn_entry);
+}
+
+void migrate_on_spawn_failed(int shard, int err)
+{
+    if (mig.phase != MIG_SPAWNING)
+        return; /* answered already (timed out) */
+    char why[200];
+    if (shard < 0 || err == ERANGE)
+        snprintf(why, sizeof(why), "the supervisor cannot start another shard: no shard id is left (ids are never reused; "
+                                   "the limit is %d)", CONFIG_MAX_SHARDS);
+    else
+        snprintf(why, sizeof(why), "the supervisor cannot start shard %d: cannot record it in node.json: %s", shard,
+                 strerror(err));
+    fail_with(500, why);
+}
+
+void migrate_dispose(void)
+{
+    if (mig.spawn_timeout_ready) {
+        spawn_timer_stop();
+        h2o_timeout_dispose(router.loop, &mig.spawn_timeout);
+        mig.spawn_timeout_ready = 0;
+    }
 }
 
 void migrate_add_shard(h2o_req_t *req)
@@ -353,6 +410,7 @@ void migrate_drain_shard(h2o_req_t *req, int id)
 void migrate_on_shard_up(int shard, int is_new)
 {
     if (mig.phase == MIG_SPAWNING && is_new) {
+        spawn_timer_stop();
         log_info("shard %d is up; moving its slots to it", shard);
         mig.added = shard;
         rendezvous_table(&mig.target, -1);

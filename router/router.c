@@ -155,6 +155,9 @@ static void on_ctl(h2o_socket_t *sock, const char *err)
         case CTL_DRAIN:
             begin_drain("asked by the supervisor");
             break;
+        case CTL_SPAWN_FAILED:
+            migrate_on_spawn_failed(m.shard, m.pid);
+            break;
         default:
             log_warn("control: ignoring record type %u", m.type);
             break;
@@ -309,6 +312,7 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     }
     admin_dispose();
     fetch_dispose();
+    migrate_dispose();
     while (ws_has_output())
         ws_flush();
     shards_flush();

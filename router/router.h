@@ -161,6 +161,10 @@ void migrate_reconcile(void);
 void migrate_init(int target_shards);
 /* The node drains: a move under way stops (nothing is lost). */
 void migrate_on_drain(void);
+/* The supervisor could not start the shard an add asked for (CTL_SPAWN_FAILED; err: an errno): the add answers 500. */
+void migrate_on_spawn_failed(int shard, int err);
+/* Releases the spawn timer (at shutdown). */
+void migrate_dispose(void);
 /* What is under way, for /admin/node. */
 struct json_t *migrate_status(void);
 /* Sends a record to the supervisor (in router.c). */

@@ -79,3 +79,47 @@ for (const op of ['evict', 'delete']) {
       assert.equal(code, 0);
     });
 }
+
+// Item 9: the supervisor cannot start the shard an add asks for. It says so (a CTL_SPAWN_FAILED record) and the
+// router answers the add with the reason instead of waiting in "spawning" for good, refusing every later shard change.
+test('an add the supervisor cannot record in node.json: 500 with the reason, and the next add works',
+  { timeout: 120000 }, async (t) => {
+    const shim = path.join(PRELOAD, 'failrename.so');
+    assert.ok(fs.existsSync(shim), `${shim} is built with the binary`);
+    const dir = tmpDir();
+    const full = path.join(dir, 'disk-full');
+    const node = await startWith(t, { dir, shards: 1, env: { LD_PRELOAD: shim, PARTYD_TEST_FAIL_RENAME: full } });
+    fs.writeFileSync(full, '');
+    const refused = await adm(node, '/admin/shards', { method: 'POST' });
+    assert.equal(refused.status, 500, JSON.stringify(refused.body));
+    assert.match(refused.body.error, /node\.json: No space left on device/);
+    assert.equal((await adm(node, '/admin/node')).body.migration.phase, 'idle');
+    assert.deepEqual((await adm(node, '/admin/node')).body.shard_ids, [0], 'no shard was started');
+    fs.unlinkSync(full);
+    const added = await adm(node, '/admin/shards', { method: 'POST' });
+    assert.equal(added.status, 200, JSON.stringify(added.body));
+    assert.equal(added.body.shard, 1, 'the id the failed add did not record is given to the next');
+    assert.deepEqual(added.body.shards, [0, 1]);
+    const drained = await adm(node, '/admin/shards/1/drain', { method: 'POST' });
+    assert.equal(drained.status, 200, JSON.stringify(drained.body));
+    const { code } = await node.stop();
+    assert.equal(code, 0);
+  });
+
+test('an add when no shard id is left: 500 with the reason, and backups and drains still work', { timeout: 120000 },
+  async (t) => {
+    const dir = tmpDir();
+    // ids are never reused: a node whose next id is past the last one there is
+    fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'data', 'node.json'), JSON.stringify({ format: 2, shards: [0, 1], next_id: 256 }));
+    const node = await startWith(t, { dir, shards: 2 });
+    const refused = await adm(node, '/admin/shards', { method: 'POST' });
+    assert.equal(refused.status, 500, JSON.stringify(refused.body));
+    assert.match(refused.body.error, /no shard id is left/);
+    const backup = await adm(node, '/admin/backup', { method: 'POST', body: JSON.stringify({ dir: path.join(dir, 'bk') }) });
+    assert.equal(backup.status, 200, JSON.stringify(backup.body));
+    const drained = await adm(node, '/admin/shards/1/drain', { method: 'POST' });
+    assert.equal(drained.status, 200, JSON.stringify(drained.body));
+    const { code } = await node.stop();
+    assert.equal(code, 0);
+  });
