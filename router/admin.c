@@ -541,8 +541,15 @@ static void room_path(h2o_req_t *req, const char *path, size_t len, int is_get, 
     uint16_t shard = shards_owner(r.party, r.party_len, r.room, r.room_len, NULL);
     json_t *args = json_pack("{s:s%, s:s%}", "party", r.party, r.party_len, "room", r.room, r.room_len);
     if (rest_len == 0 && is_get) {
-        char cursor[PARTY_KEY_MAX + 1], num[24];
-        if (query(req, "cursor", cursor, sizeof(cursor)) > 0)
+        /* the cursor is a page's "next": the hex of a key of up to PARTY_KEY_MAX bytes */
+        char cursor[2 * PARTY_KEY_MAX + 1], num[24];
+        long cursor_len = query(req, "cursor", cursor, sizeof(cursor));
+        if (cursor_len == -2) {
+            json_decref(args);
+            http_send_error(req, 400, "cursor: not one this endpoint gave (the \"next\" of a page)");
+            return;
+        }
+        if (cursor_len > 0)
             json_object_set_new(args, "cursor", json_string(cursor));
         if (query(req, "limit", num, sizeof(num)) > 0)
             json_object_set_new(args, "limit", json_integer(strtol(num, NULL, 10)));

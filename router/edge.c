@@ -60,26 +60,27 @@ int edge_run(h2o_req_t *req, const route_t *r, const config_party_t *party, int 
         out->num = e->num_set;
         return 0;
     }
-    if (status < 100 || status > 599) {
-        log_warn("party %s: %s returned %d, which is neither 0 nor an HTTP status; answering 500", e->party_name,
-                 upgrade ? "before_connect" : "before_request", status);
+    if (!http_party_status_final(status)) {
+        /* a 1xx as the answer would leave the client waiting for the final one */
+        log_warn("party %s: %s returned %d, which is neither 0 nor an HTTP status that can end a request; answering 500",
+                 e->party_name, upgrade ? "before_connect" : "before_request", status);
         http_send_error(req, 500, "the party's edge hook failed");
         return 1;
     }
-    for (size_t i = 0; i < e->num_resp; ++i)
-        h2o_add_header_by_str(&req->pool, &req->res.headers, e->resp_names[i], strlen(e->resp_names[i]), 1, NULL, e->resp_values[i],
-                              strlen(e->resp_values[i]));
+    for (size_t i = 0; i < e->num_resp; ++i) {
+        size_t nl = strlen(e->resp_names[i]);
+        if (http_party_header_ok(e->resp_names[i], nl)) /* filtered as a room's response headers are */
+            h2o_add_header_by_str(&req->pool, &req->res.headers, e->resp_names[i], nl, 1, NULL, e->resp_values[i],
+                                  strlen(e->resp_values[i]));
+    }
     if (!e->has_body && status >= 400) {
         http_send_error(req, status, "refused by the party");
         return 1;
     }
     http_count_status(req, status);
-    req->res.status = status;
-    req->res.reason = http_status_reason(status);
-    req->res.content_length = e->body.len;
     if (e->content_type != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, e->content_type, strlen(e->content_type));
-    h2o_send_inline(req, e->body.base, e->body.len);
+    http_send_party(req, status, e->body.base, e->body.len);
     return 1;
 }
 

@@ -58,7 +58,7 @@ static void pending_free(router_pending_t *p)
         router.pending = p->next;
     if (p->next != NULL)
         p->next->prev = p->prev;
-    if (p->conn == NULL)
+    if (p->rid != 0) /* an HTTP request's (an upgrade's has no rid, and may have let go of its connection) */
         HASH_DEL(router.requests, p);
     free(p);
 }
@@ -237,25 +237,47 @@ static int is_hop_by_hop(const char *name, size_t len)
     return 0;
 }
 
+int http_party_header_ok(const char *name, size_t len)
+{
+    return !is_hop_by_hop(name, len);
+}
+
+void http_send_party(h2o_req_t *req, int status, const void *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = status_reason(status);
+    if (status == 204 || status == 304) {
+        /* they have no body (RFC 9110 6.4.1): what follows the headers would be read as the next response. Without a
+         * length h2o sends neither Content-Length nor chunked framing for these two */
+        req->res.content_length = SIZE_MAX;
+        h2o_send_inline(req, "", 0);
+        return;
+    }
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}
+
 void http_respond_pending(router_pending_t *p, const proto_msg_t *msg)
 {
     h2o_req_t *req = p->req;
     unpark(p);
-    if (req != NULL) {
+    if (req != NULL && !http_party_status_final(msg->status)) {
+        /* a 1xx sent as the answer would leave the client waiting for the final one */
+        log_warn("room %.*s answered a request with status %d, which is not a final status; answering 502", (int)p->key_len, p->key,
+                 msg->status);
+        http_send_error(req, 502, "the room answered with a status that is not a final one");
+    } else if (req != NULL) {
         count_status(msg->status);
-        req->res.status = msg->status;
-        req->res.reason = status_reason(msg->status);
-        req->res.content_length = msg->data.len;
         for (size_t i = 0; i < msg->num_headers; ++i) {
             const proto_header_t *h = &msg->headers[i];
-            if (is_hop_by_hop(h->name.base, h->name.len))
+            if (!http_party_header_ok(h->name.base, h->name.len))
                 continue;
             h2o_iovec_t name = h2o_strdup(&req->pool, h->name.base, h->name.len);
             h2o_strtolower(name.base, name.len);
             h2o_iovec_t value = h2o_strdup(&req->pool, h->value.base, h->value.len);
             h2o_add_header_by_str(&req->pool, &req->res.headers, name.base, name.len, 1, NULL, value.base, value.len);
         }
-        h2o_send_inline(req, msg->data.base, msg->data.len);
+        http_send_party(req, msg->status, msg->data.base, msg->data.len);
     }
     pending_free(p);
 }
@@ -443,8 +465,14 @@ static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
 {
     router_pending_t *p = data;
     ws_conn_t *conn = p->conn;
-    conn->pending = NULL;
     pending_free(p);
+    if (conn == NULL) {
+        /* the router is stopping (http_upgrade_orphan): the connection record is gone, the socket is ours to close */
+        if (sock != NULL)
+            h2o_socket_close(sock);
+        return;
+    }
+    conn->pending = NULL;
     if (sock == NULL) {
         /* tell the room; the record was never attached to a socket */
         shards_on_ws_closed(conn, 1006, "the client left before the upgrade completed", 0);
@@ -466,6 +494,14 @@ static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
     }
     ws_conn_attach(conn, info.fd, (uint8_t *)info.input->bytes, info.input->size);
     h2o_buffer_dispose(&info.input);
+}
+
+void http_upgrade_orphan(router_pending_t *p)
+{
+    if (p->conn != NULL) {
+        p->conn->pending = NULL;
+        p->conn = NULL;
+    }
 }
 
 void http_upgrade_accepted(router_pending_t *p)
@@ -509,6 +545,10 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     (void)self;
     if (headers_over_cap(req)) {
         http_send_error(req, 431, "request headers over the cap");
+        return 0;
+    }
+    if (req->entity.base != NULL && req->entity.len > router.conf->limits.body_bytes) {
+        http_send_error(req, 413, "the request body is over limits.body_bytes"); /* see router.c: chunked or not alike */
         return 0;
     }
     route_t r;

@@ -251,7 +251,9 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     admin_init(node_started_ms);
     h2o_config_init(&router.globalconf);
     router.globalconf.server_name = h2o_iovec_init(H2O_STRLIT("partyd/" PARTYD_VERSION));
-    router.globalconf.max_request_entity_size = conf->limits.body_bytes;
+    /* h2o refuses a chunked body when it reaches this size, one with Content-Length only past it: one byte more
+     * lets a chunked body of exactly limits.body_bytes in too, and http_on_req refuses what is longer either way */
+    router.globalconf.max_request_entity_size = conf->limits.body_bytes + 1;
     router.globalconf.http1.upgrade_to_http2 = 0; /* WebSocket needs HTTP/1.1; h2c would take it away */
     h2o_hostconf_t *main_host = add_host("default", http_on_req, conf->serve);
     h2o_hostconf_t *admin_host = add_host("admin", admin_on_req, NULL);
@@ -296,14 +298,13 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     log_info("drained; %zu connections left", ws_count());
 
     /* anything still held gets an answer before the sockets go */
-    while (router.pending != NULL) {
-        router_pending_t *p = router.pending;
+    for (router_pending_t *p = router.pending, *next; p != NULL; p = next) {
+        next = p->next;
         if (p->upgrading) {
-            /* h2o owns it until its callback: drop the record, the socket closes with the loop */
-            if (p->conn != NULL)
-                p->conn->pending = NULL;
-            router.pending = p->next;
-            free(p);
+            /* h2o holds the record as the argument of on_upgrade_complete, which the loop runs below may still call
+             * (the 101 finishes): it stays, in router.pending, and lets go of its connection (ws_dispose frees it) so
+             * the callback only closes the socket */
+            http_upgrade_orphan(p);
             continue;
         }
         if (p->conn != NULL)

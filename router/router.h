@@ -105,6 +105,18 @@ void http_fail_pending(router_pending_t *p, int status, const char *error);
 void http_respond_pending(router_pending_t *p, const proto_msg_t *msg);
 /* The room accepted the connection: write the 101 and hand the socket to ws.c. */
 void http_upgrade_accepted(router_pending_t *p);
+/* At shutdown, for an upgrade whose 101 is being written: the record lets go of its connection (which is freed before
+ * h2o may call back) and stays in router.pending until h2o's callback frees it and closes the socket. */
+void http_upgrade_orphan(router_pending_t *p);
+/* A party's answer (a room's response, an edge hook's): only a final status (200-599) may end a request; headers the
+ * party set are dropped when they frame the message (Content-Length, Transfer-Encoding) or are hop-by-hop, since h2o
+ * frames the body itself; http_send_party sends status and body (none for 204 and 304). */
+static inline int http_party_status_final(int status)
+{
+    return status >= 200 && status <= 599;
+}
+int http_party_header_ok(const char *name, size_t len);
+void http_send_party(h2o_req_t *req, int status, const void *body, size_t len);
 /* Writes a JSON error response with the usual headers. */
 void http_send_json(h2o_req_t *req, int status, const char *json, size_t len);
 void http_send_error(h2o_req_t *req, int status, const char *error);

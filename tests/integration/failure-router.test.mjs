@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { BIN, Client, sleep, startNode, tmpDir, waitFor } from './lib.mjs';
 import { TOKEN, adm } from './adminlib.mjs';
@@ -120,6 +121,96 @@ test('an add when no shard id is left: 500 with the reason, and backups and drai
     assert.equal(backup.status, 200, JSON.stringify(backup.body));
     const drained = await adm(node, '/admin/shards/1/drain', { method: 'POST' });
     assert.equal(drained.status, 200, JSON.stringify(drained.body));
+    const { code } = await node.stop();
+    assert.equal(code, 0);
+  });
+
+// Item 10: the admin key pages. A page's "next" is the hex of its last key, and keys may be 2048 bytes: the router
+// kept the cursor in 2049 bytes, dropped a longer one and answered page 1 again, for ever.
+test('/admin/rooms/:party/:room: following "next" over 2048-byte keys reaches every key once', { timeout: 60000 },
+  async (t) => {
+    const node = await startWith(t, { shards: 1, config: { parties: { main: { kind: 'chat' }, kv: { kind: 'kv' } } } });
+    const keys = ['A', 'B', 'C'].map((c) => 'k'.repeat(2047) + c);
+    for (const k of keys) assert.equal((await node.fetch(`/parties/kv/long?key=${k}`, { method: 'PUT', body: 'v' })).status, 200);
+    const seen = [];
+    let cursor = null;
+    for (let pages = 0; pages < 5; ++pages) {
+      const p = await adm(node, `/admin/rooms/kv/long?limit=1${cursor !== null ? `&cursor=${cursor}` : ''}`);
+      assert.equal(p.status, 200, JSON.stringify(p.body));
+      seen.push(...p.body.keys.map((k) => k.key));
+      if (p.body.next === null) break;
+      cursor = p.body.next;
+    }
+    assert.deepEqual(seen, keys);
+    const tooLong = await adm(node, `/admin/rooms/kv/long?cursor=${'00'.repeat(2049)}`);
+    assert.equal(tooLong.status, 400);
+    const { code } = await node.stop();
+    assert.equal(code, 0);
+  });
+
+// A whole HTTP/1.1 exchange on one socket (Connection: close): what the client reads, byte for byte.
+function rawHttp(port, request) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('error', reject);
+    sock.on('close', () => {
+      const text = Buffer.concat(chunks).toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      const lines = text.slice(0, end).split('\r\n');
+      const headers = lines.slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]);
+      resolve({ status: Number(lines[0].split(' ')[1]), headers, body: text.slice(end + 4) });
+    });
+    sock.end(request);
+  });
+}
+const named = (res, name) => res.headers.filter(([n]) => n === name).map(([, v]) => v);
+
+// Item 10: a party's answer reaches the client in a shape HTTP/1.1 can carry, from a room or from an edge hook alike.
+test('a party\'s answer: no 1xx as a final status, no body on 204/304, no framing headers of its own', { timeout: 60000 },
+  async (t) => {
+    const mod = path.join(path.dirname(BIN), 'tests', 'modules', 'respond.so');
+    const node = await startWith(t, { shards: 1, config: { parties: { respond: { module: mod } } } });
+    const get = (q) => rawHttp(node.port, `GET /parties/respond/r${q} HTTP/1.1\r\nHost: ${node.host}\r\nConnection: close\r\n\r\n`);
+
+    // a 1xx would leave the client waiting for the final answer
+    const room1xx = await get('?status=103');
+    assert.equal(room1xx.status, 502, `the room's 103: ${JSON.stringify(room1xx)}`);
+    const edge1xx = await get('?edge=103');
+    assert.equal(edge1xx.status, 500, `the hook's 103: ${JSON.stringify(edge1xx)}`);
+
+    for (const [q, status] of [['?status=204', 204], ['?status=304', 304], ['?edge=204', 204], ['?edge=304', 304]]) {
+      const r = await get(q);
+      assert.equal(r.status, status, q);
+      assert.equal(r.body, '', `${q}: a ${status} carries no body`);
+      assert.deepEqual(named(r, 'transfer-encoding'), [], q);
+    }
+
+    for (const [q, body, from] of [['?frame=1', 'room-body', 'room'], ['?edge=200&frame=1', 'edge-body', 'edge']]) {
+      const r = await get(q);
+      assert.equal(r.status, 200, q);
+      assert.deepEqual(named(r, 'x-respond'), [from]);
+      assert.deepEqual(named(r, 'content-length'), ['9'], `${q}: one Content-Length, the router's`);
+      assert.deepEqual(named(r, 'transfer-encoding'), [], `${q}: no Transfer-Encoding from the party`);
+      assert.equal(r.body, body);
+    }
+    const { code } = await node.stop();
+    assert.equal(code, 0);
+  });
+
+// Item 10: limits.body_bytes is the same limit for a body with Content-Length and a chunked one.
+test('a chunked body of exactly limits.body_bytes is served like one with Content-Length; one byte more is 413',
+  { timeout: 60000 }, async (t) => {
+    const node = await startWith(t, { shards: 1, config: { limits: { body_bytes: 4096 } } });
+    const post = (headers, body) => rawHttp(node.port,
+      `POST /parties/relay/body HTTP/1.1\r\nHost: ${node.host}\r\n${headers}Connection: close\r\n\r\n${body}`);
+    const chunked = (n) => post('Transfer-Encoding: chunked\r\n',
+      `${(n - 1000).toString(16)}\r\n${'a'.repeat(n - 1000)}\r\n${(1000).toString(16)}\r\n${'b'.repeat(1000)}\r\n0\r\n\r\n`);
+    assert.equal((await post('Content-Length: 4096\r\n', 'a'.repeat(4096))).status, 200);
+    assert.equal((await chunked(4096)).status, 200, 'a chunked body at the limit');
+    assert.equal((await chunked(4097)).status, 413, 'a chunked body one byte over');
+    assert.equal((await post('Content-Length: 4097\r\n', 'a'.repeat(4097))).status, 413, 'Content-Length one byte over');
     const { code } = await node.stop();
     assert.equal(code, 0);
   });
