@@ -365,11 +365,12 @@ void migrate_on_spawn_failed(int shard, int err)
         return; /* answered already (timed out) */
     char why[200];
     if (shard < 0 || err == ERANGE)
-        snprintf(why, sizeof(why), "the supervisor cannot start another shard: no shard id is left (ids are never reused; "
-                                   "the limit is %d)", CONFIG_MAX_SHARDS);
+        snprintf(why, sizeof(why),
+                 "the supervisor cannot start another shard: no shard id is left (ids are never reused; "
+                 "the limit is %d)",
+                 CONFIG_MAX_SHARDS);
     else
-        snprintf(why, sizeof(why), "the supervisor cannot start shard %d: cannot record it in node.json: %s", shard,
-                 strerror(err));
+        snprintf(why, sizeof(why), "the supervisor cannot start shard %d: cannot record it in node.json: %s", shard, strerror(err));
     fail_with(500, why);
 }
 
