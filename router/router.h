@@ -166,9 +166,16 @@ struct json_t *migrate_status(void);
 /* Sends a record to the supervisor (in router.c). */
 int router_ctl_send(uint32_t type, int shard);
 
-/* ---- linger.c ---- */
-/* From now on client sockets that h2o closes get a lingering close on `loop`. */
+/* ---- linger.c: a lingering close for the connections h2o closes (so a 413 is read, not reset) ---- */
+/* Sets the loop that lingering closes run on; before it, linger_watch does nothing. Router loop; cannot fail. */
 void linger_init(h2o_loop_t *loop);
+/* Called on an accepted connection before h2o gets it: when h2o closes `sock`, the connection is half-closed and
+ * drained for up to 2 s instead of closed at once. Keeps a duplicate descriptor (close-on-exec) until then, and
+ * sets sock->on_close (nobody else may). Router loop. Out of descriptors, the connection simply has no lingering. */
+void linger_watch(h2o_socket_t *sock);
+/* h2o_socket_export for a watched socket: the caller owns info->fd and closes it itself, without lingering.
+ * Returns what h2o_socket_export returns (0, or -1 with `sock` untouched). Router loop. */
+int linger_export(h2o_socket_t *sock, h2o_socket_export_t *info);
 
 /* ---- edge.c: a party's edge hooks ---- */
 /* Headers an edge hook set for the room (in the request's pool). */
