@@ -13,6 +13,14 @@
 
 #define PARTYD_VERSION "0.1.0"
 
+/* Sizes every process agrees on. A party name is 1–BASE_PARTY_MAX bytes and a room id 1–BASE_ROOM_MAX (the router
+ * checks both, router/route.h); a room's key is "party/room", at most BASE_ROOM_KEY_MAX bytes without a NUL. A file
+ * path under the data directory fits in BASE_PATH_MAX bytes with its NUL (config.c caps the directory well below). */
+#define BASE_PARTY_MAX 64
+#define BASE_ROOM_MAX 256
+#define BASE_ROOM_KEY_MAX (BASE_PARTY_MAX + 1 + BASE_ROOM_MAX)
+#define BASE_PATH_MAX 4200
+
 #define BASE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define BASE_STRUCT_FROM_MEMBER(type, member, p) ((type *)((char *)(p)-offsetof(type, member)))
 

@@ -13,8 +13,10 @@
 
 #include <stddef.h>
 
-#define ROUTE_PARTY_MAX 64
-#define ROUTE_ROOM_MAX 256
+#include "base.h"
+
+#define ROUTE_PARTY_MAX BASE_PARTY_MAX
+#define ROUTE_ROOM_MAX BASE_ROOM_MAX
 #define ROUTE_ID_MAX 128
 
 typedef enum {
