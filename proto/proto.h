@@ -17,8 +17,8 @@
  * headers, body) under the same id, which the asking shard chose.
  *
  * SLOT moves a slot's data between shards (router/migrate.c): `method` is "export", "import", "drop" or "unfreeze",
- * `code` the slot, `binary` marks the last chunk of an import, `data` packed key/value pairs (proto_pairs_*).
- * SLOT_REPLY: "chunk" (export data; `binary` on the last) or "ack" (import or drop done and committed), `status`.
+ * `slot` the slot, `last` marks the last chunk of an import, `data` packed key/value pairs (proto_pairs_*).
+ * SLOT_REPLY: "chunk" (export data; `last` on the last) or "ack" (import or drop done and committed), `status`.
  *
  * ADMIN carries an operation name (in `method`) and its arguments as a JSON object (in `data`); ADMIN_REPLY an HTTP-
  * like status and a JSON result. The operations are listed in shard/admin.c; they are few and rare, so JSON keeps
@@ -122,6 +122,9 @@ typedef struct st_proto_msg_t {
     /* BROADCAST */
     const uint64_t *except;
     size_t num_except;
+    /* SLOT, SLOT_REPLY (on the wire where CLOSE's code and MESSAGE's binary flag are: an int and a bool) */
+    int slot; /* 0 .. SLOTS_COUNT - 1 (proto/slots.h); the decoder accepts 0..65535, the shard checks the range */
+    int last; /* the last chunk of an export or an import */
 } proto_msg_t;
 
 /* Appends one frame holding `msg` to `out`. Returns 0, or -EMSGSIZE when the frame would exceed `max_frame` (nothing is
