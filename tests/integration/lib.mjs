@@ -72,12 +72,14 @@ export function spawnChild(cmd, args, opts = {}) {
   return adopt(spawn(cmd, args, { ...opts, detached: true }), path.basename(cmd));
 }
 
-// Kills a registered process (a ChildProcess or a pid) and its group now; resolves once it has exited.
+// Kills a registered process (a ChildProcess or a pid) and its group now; resolves once it has exited. A process
+// that already exited is left alone (its pid may be someone else's by now).
 export async function kill(procOrPid) {
   const pid = typeof procOrPid === 'number' ? procOrPid : procOrPid.pid;
   const entry = children.get(pid);
+  if (!entry) return;
   killGroup(pid);
-  if (entry) await entry.exited;
+  await entry.exited;
 }
 
 // Kills every process still registered and waits for each (the file's after-hook; a test may call it too).
