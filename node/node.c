@@ -88,7 +88,7 @@ static int lock_data_dir(void)
         log_error("cannot create the data directory %s: %s", node.conf->data_dir, strerror(-r));
         return -1;
     }
-    char path[4200];
+    char path[BASE_PATH_MAX];
     snprintf(path, sizeof(path), "%s/LOCK", node.conf->data_dir);
     node.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (node.lock_fd == -1) {
@@ -118,7 +118,7 @@ static int lock_data_dir(void)
 
 static int write_node_json(void)
 {
-    char path[4200], tmp[4300];
+    char path[BASE_PATH_MAX], tmp[BASE_PATH_MAX + 100];
     snprintf(path, sizeof(path), "%s/node.json", node.conf->data_dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     json_t *ids = json_array();
@@ -148,7 +148,7 @@ static int write_node_json(void)
 
 static int load_data_format(void)
 {
-    char path[4200];
+    char path[BASE_PATH_MAX];
     snprintf(path, sizeof(path), "%s/node.json", node.conf->data_dir);
     if (access(path, F_OK) != 0) {
         for (int i = 0; i < node.conf->shards; ++i)
@@ -212,7 +212,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 static void remove_shard_data(int id)
 {
-    char path[4200];
+    char path[BASE_PATH_MAX];
     snprintf(path, sizeof(path), "%s/shard-%d", node.conf->data_dir, id);
     if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
         log_warn("cannot delete %s: %s", path, strerror(errno));

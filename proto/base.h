@@ -2,7 +2,9 @@
  * base.h — what every partyd process shares below the protocol: allocation that aborts on failure, a growable
  * byte buffer, logging with the process role on every line, and clocks.
  *
- * Nothing here knows h2o or RocksDB; the router, the shards and the supervisor all link it.
+ * Nothing here knows h2o or RocksDB; the router, the shards and the supervisor all link it. No loop: everything here
+ * may be called from any code; a base_buf_t or base_hist_t belongs to one thread at a time; logging writes whole lines
+ * (one write each) and is safe from any thread, but the role and level are set once at start.
  */
 #ifndef PARTYD_BASE_H
 #define PARTYD_BASE_H
@@ -12,6 +14,14 @@
 #include <stdint.h>
 
 #define PARTYD_VERSION "0.1.0"
+
+/* Sizes every process agrees on. A party name is 1–BASE_PARTY_MAX bytes and a room id 1–BASE_ROOM_MAX (the router
+ * checks both, router/route.h); a room's key is "party/room", at most BASE_ROOM_KEY_MAX bytes without a NUL. A file
+ * path under the data directory fits in BASE_PATH_MAX bytes with its NUL (config.c caps the directory well below). */
+#define BASE_PARTY_MAX 64
+#define BASE_ROOM_MAX 256
+#define BASE_ROOM_KEY_MAX (BASE_PARTY_MAX + 1 + BASE_ROOM_MAX)
+#define BASE_PATH_MAX 4200
 
 #define BASE_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define BASE_STRUCT_FROM_MEMBER(type, member, p) ((type *)((char *)(p)-offsetof(type, member)))
@@ -33,7 +43,9 @@ typedef struct st_base_buf_t {
     size_t capacity;
 } base_buf_t;
 
+/* An empty buffer (nothing allocated yet). */
 void base_buf_init(base_buf_t *b);
+/* Frees `data`; the buffer is empty and may be used again. */
 void base_buf_dispose(base_buf_t *b);
 /* Makes room for `len` more bytes and returns where they go; commit them with base_buf_commit. */
 char *base_buf_reserve(base_buf_t *b, size_t len);
@@ -41,7 +53,9 @@ static inline void base_buf_commit(base_buf_t *b, size_t len)
 {
     b->size += len;
 }
+/* Copies src[0..len) to the end. */
 void base_buf_append(base_buf_t *b, const void *src, size_t len);
+/* Drops `len` bytes (≤ base_buf_len) from the front. */
 void base_buf_consume(base_buf_t *b, size_t len);
 static inline size_t base_buf_len(const base_buf_t *b)
 {
@@ -109,6 +123,7 @@ typedef struct st_base_hist_t {
     uint64_t count;
     double sum;
 } base_hist_t;
+/* Counts one observation (a zeroed base_hist_t is empty). */
 void base_hist_observe(base_hist_t *h, double seconds);
 /* Monotonic time in microseconds, for latencies. */
 uint64_t base_now_mono_us(void);

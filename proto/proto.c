@@ -31,6 +31,8 @@ enum {
     F_REASON,
     F_CLEAN,
     F_EXCEPT,
+    F_SLOT,
+    F_LAST,
 };
 
 #define MAX_FIELDS 10
@@ -50,8 +52,8 @@ static const uint8_t layouts[PROTO_TYPE_MAX_ + 1][MAX_FIELDS] = {
     [PROTO_RESPONSE] = {F_ID, F_STATUS, F_HEADERS, F_DATA},
     [PROTO_ADMIN] = {F_ID, F_METHOD, F_DATA},
     [PROTO_ADMIN_REPLY] = {F_ID, F_STATUS, F_DATA},
-    [PROTO_SLOT] = {F_ID, F_METHOD, F_CODE, F_BINARY, F_DATA},
-    [PROTO_SLOT_REPLY] = {F_ID, F_METHOD, F_CODE, F_BINARY, F_STATUS, F_DATA},
+    [PROTO_SLOT] = {F_ID, F_METHOD, F_SLOT, F_LAST, F_DATA},
+    [PROTO_SLOT_REPLY] = {F_ID, F_METHOD, F_SLOT, F_LAST, F_STATUS, F_DATA},
     [PROTO_FETCH] = {F_ID, F_PARTY, F_ROOM, F_METHOD, F_PATH, F_QUERY, F_HEADERS, F_DATA},
     [PROTO_FETCH_REPLY] = {F_ID, F_STATUS, F_HEADERS, F_DATA},
 };
@@ -193,6 +195,15 @@ static void pack_field(msgpack_packer *pk, int field, const proto_msg_t *m)
         break;
     case F_CODE:
         msgpack_pack_int(pk, m->code);
+        break;
+    case F_SLOT:
+        msgpack_pack_int(pk, m->slot);
+        break;
+    case F_LAST:
+        if (m->last)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
         break;
     case F_REASON:
         pack_str(pk, m->reason);
@@ -381,6 +392,13 @@ static int decode_field(proto_decoder_t *dec, int field, const msgpack_object *o
             return -1;
         m->code = (int)i;
         return 0;
+    case F_SLOT:
+        if (get_int(o, 0, 65535, &i) != 0)
+            return -1;
+        m->slot = (int)i;
+        return 0;
+    case F_LAST:
+        return get_bool(o, &m->last);
     case F_CLEAN:
         return get_bool(o, &m->clean);
     case F_EXCEPT: {
@@ -407,6 +425,7 @@ static const char *const field_names[] = {
     [F_PARTY] = "party", [F_ROOM] = "room",       [F_CONN_ID] = "conn_id", [F_METHOD] = "method", [F_PATH] = "path",
     [F_QUERY] = "query", [F_HEADERS] = "headers", [F_DATA] = "data",       [F_BINARY] = "binary", [F_STATUS] = "status",
     [F_CODE] = "code",   [F_REASON] = "reason",   [F_CLEAN] = "clean",     [F_EXCEPT] = "except",
+    [F_SLOT] = "slot",   [F_LAST] = "last",
 };
 
 /* msgpack-c allocates a container's elements as soon as it reads the container's header, so "an array of 2^32

@@ -1,6 +1,16 @@
 /*
  * proto.h — the messages between the router and the shards.
  *
+ * Where things are (every file of proto/, the code every partyd process links; no h2o, no RocksDB):
+ *   proto.c/.h   this wire format: frames, the message types, the msgpack codec
+ *   slots.c/.h   room → slot → shard: the slot of a room key, the slot table by rendezvous hashing
+ *   base.c/.h    below the protocol: allocation that aborts, a byte buffer, logging, clocks, UTF-8, hex, query
+ *                strings, histograms, UUIDs, and the sizes every process agrees on (BASE_ROOM_KEY_MAX, BASE_PATH_MAX)
+ *   meson.build  the sources above
+ *
+ * No loop: the codec is called by whoever owns a link (the router and the shards, through link.c), one
+ * thread per decoder. Failures are return values (-EMSGSIZE, -1 with dec->error); out of memory aborts (base.h).
+ *
  * A link is a byte stream (a Unix stream socket made by the supervisor). Each message is one frame:
  *
  *     [u32 big-endian payload length][payload: one msgpack array  [type, field, field, ...]]
@@ -17,8 +27,8 @@
  * headers, body) under the same id, which the asking shard chose.
  *
  * SLOT moves a slot's data between shards (router/migrate.c): `method` is "export", "import", "drop" or "unfreeze",
- * `code` the slot, `binary` marks the last chunk of an import, `data` packed key/value pairs (proto_pairs_*).
- * SLOT_REPLY: "chunk" (export data; `binary` on the last) or "ack" (import or drop done and committed), `status`.
+ * `slot` the slot, `last` marks the last chunk of an import, `data` packed key/value pairs (proto_pairs_*).
+ * SLOT_REPLY: "chunk" (export data; `last` on the last) or "ack" (import or drop done and committed), `status`.
  *
  * ADMIN carries an operation name (in `method`) and its arguments as a JSON object (in `data`); ADMIN_REPLY an HTTP-
  * like status and a JSON result. The operations are listed in shard/admin.c; they are few and rare, so JSON keeps
@@ -122,10 +132,13 @@ typedef struct st_proto_msg_t {
     /* BROADCAST */
     const uint64_t *except;
     size_t num_except;
+    /* SLOT, SLOT_REPLY (on the wire where CLOSE's code and MESSAGE's binary flag are: an int and a bool) */
+    int slot; /* 0 .. SLOTS_COUNT - 1 (proto/slots.h); the decoder accepts 0..65535, the shard checks the range */
+    int last; /* the last chunk of an export or an import */
 } proto_msg_t;
 
-/* Appends one frame holding `msg` to `out`. Returns 0, or -EMSGSIZE when the frame would exceed `max_frame` (nothing is
- * appended then). */
+/* Appends one frame holding `msg` to `out`. `msg` and what it points to are only read (borrowed for the call). Returns
+ * 0, or -EMSGSIZE when the frame would exceed `max_frame` (nothing is appended then). */
 int proto_encode(base_buf_t *out, const proto_msg_t *msg, size_t max_frame);
 
 /* A decoder keeps the scratch memory that decoded messages point into; reuse one per link. */
@@ -135,7 +148,9 @@ typedef struct st_proto_decoder_t {
     char error[128]; /* why the last call returned -1 */
 } proto_decoder_t;
 
+/* A decoder refusing frames over `max_frame` bytes. Cannot fail (out of memory aborts). */
 void proto_decoder_init(proto_decoder_t *dec, size_t max_frame);
+/* Frees the scratch memory: every message decoded with `dec` is invalid from here. */
 void proto_decoder_dispose(proto_decoder_t *dec);
 
 /* Decodes the first frame in `src`. Returns the number of bytes it used, -2 when more bytes are needed, or -1 when the
@@ -143,9 +158,11 @@ void proto_decoder_dispose(proto_decoder_t *dec);
  * On success `msg` points into `src` and into `dec`; both must stay untouched until the message has been handled. */
 long proto_decode(proto_decoder_t *dec, const char *src, size_t len, proto_msg_t *msg);
 
+/* "HELLO", "SLOT_REPLY", ... (static), or "UNKNOWN" for a number that is no type: for log lines. */
 const char *proto_type_name(proto_type_t type);
 
-/* Key/value pairs packed for SLOT frames: [u32 key length][key][u32 value length][value]..., big-endian lengths. */
+/* Key/value pairs packed for SLOT frames: [u32 key length][key][u32 value length][value]..., big-endian lengths.
+ * proto_pairs_add copies the pair into `out`; proto_pairs_next's key and value point into `data`. */
 void proto_pairs_add(base_buf_t *out, const void *key, size_t klen, const void *value, size_t vlen);
 /* Reads the pair at *off; 1 with the pair and *off advanced, 0 at the end, -1 when malformed. */
 int proto_pairs_next(proto_str_t data, size_t *off, proto_str_t *key, proto_str_t *value);

@@ -9,6 +9,8 @@
 
 #include <xxhash.h>
 
+#include "base.h"
+
 uint16_t slots_of_key(const void *key, size_t len)
 {
     return (uint16_t)(XXH3_64bits(key, len) % SLOTS_COUNT);
@@ -16,9 +18,8 @@ uint16_t slots_of_key(const void *key, size_t len)
 
 uint16_t slots_of_room(const char *party, size_t party_len, const char *room, size_t room_len)
 {
-    /* party ≤ 64 and room ≤ 256 bytes (route.h): the key fits on the stack */
-    char key[64 + 1 + 256];
-    if (party_len > 64 || room_len > 256)
+    char key[BASE_ROOM_KEY_MAX];
+    if (party_len > BASE_PARTY_MAX || room_len > BASE_ROOM_MAX)
         return 0;
     memcpy(key, party, party_len);
     key[party_len] = '/';

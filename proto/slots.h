@@ -7,6 +7,8 @@
  * HRW gives every (slot, shard) pair a score and the highest score wins, so adding a shard moves only the slots the
  * new shard wins (≈ 1/(N+1) of them, all to the new shard) and removing one moves only its own slots. Every process
  * that builds a table from the same shard list gets the same table; lookups are an array read.
+ *
+ * Pure functions: no loop, no allocation, no global state; callable from any process and thread.
  */
 #ifndef PARTYD_SLOTS_H
 #define PARTYD_SLOTS_H
@@ -28,7 +30,8 @@ typedef struct st_slots_table_t {
 
 /* The slot of a room key (party + "/" + room). */
 uint16_t slots_of_key(const void *key, size_t len);
-/* The slot of a party and room, without building the key. */
+/* The slot of a party and room, without building the key. A party over BASE_PARTY_MAX or a room over BASE_ROOM_MAX
+ * bytes (which the router refuses before) gets slot 0. */
 uint16_t slots_of_room(const char *party, size_t party_len, const char *room, size_t room_len);
 
 /* Fills `table` for `n` shards (1 ≤ n ≤ SLOTS_MAX_SHARDS). Returns 0, or -EINVAL for an empty list or a weight ≤ 0. */

@@ -608,7 +608,7 @@ static void backup_answer(admin_call_t *c)
         http_send_error(c->req, 500, why);
         return;
     }
-    char src[4200], dst[4200];
+    char src[BASE_PATH_MAX], dst[BASE_PATH_MAX];
     snprintf(src, sizeof(src), "%s/node.json", router.conf->data_dir);
     snprintf(dst, sizeof(dst), "%s/node.json", dir);
     FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");

@@ -486,7 +486,7 @@ static void on_upgrade_complete(void *data, h2o_socket_t *sock, size_t reqsize)
         return;
     }
     h2o_socket_export_t info;
-    if (h2o_socket_export(sock, &info) != 0) {
+    if (linger_export(sock, &info) != 0) {
         log_error("could not take over an upgraded socket");
         shards_on_ws_closed(conn, 1011, "internal error", 0);
         ws_conn_abort(conn);

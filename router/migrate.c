@@ -139,7 +139,7 @@ static void unfreeze_batch(int tell_sources)
         mig.frozen[m->slot] = 0;
         link_t *src = shards_link(m->src);
         if (tell_sources && src != NULL) {
-            proto_msg_t f = {.type = PROTO_SLOT, .id = ++router.next_rid, .method = PROTO_STR("unfreeze"), .code = m->slot};
+            proto_msg_t f = {.type = PROTO_SLOT, .id = ++router.next_rid, .method = PROTO_STR("unfreeze"), .slot = m->slot};
             link_emit(src, &f);
         }
     }
@@ -234,7 +234,7 @@ static void next_batch(void)
     for (size_t i = 0; i < mig.batch_n; ++i) {
         mig_move_t *m = &mig.batch[i];
         m->export_rid = ++router.next_rid;
-        proto_msg_t f = {.type = PROTO_SLOT, .id = m->export_rid, .method = PROTO_STR("export"), .code = m->slot};
+        proto_msg_t f = {.type = PROTO_SLOT, .id = m->export_rid, .method = PROTO_STR("export"), .slot = m->slot};
         link_emit(shards_link(m->src), &f);
     }
 }
@@ -258,7 +258,7 @@ static void flip_batch(void)
         mig.frozen[m->slot] = 0;
         link_t *src = shards_link(m->src);
         if (src != NULL) {
-            proto_msg_t f = {.type = PROTO_SLOT, .id = ++router.next_rid, .method = PROTO_STR("drop"), .code = m->slot};
+            proto_msg_t f = {.type = PROTO_SLOT, .id = ++router.next_rid, .method = PROTO_STR("drop"), .slot = m->slot};
             link_emit(src, &f);
         }
     }
@@ -283,8 +283,8 @@ void migrate_on_slot_reply(int shard, const proto_msg_t *msg)
             proto_msg_t f = {.type = PROTO_SLOT,
                              .id = m->import_rid,
                              .method = PROTO_STR("import"),
-                             .code = m->slot,
-                             .binary = msg->binary,
+                             .slot = m->slot,
+                             .last = msg->last,
                              .data = msg->data};
             if (link_emit(shards_link(m->dst), &f) != 0)
                 fail("could not send a slot to its new shard");

@@ -7,14 +7,18 @@
  * The room id is the raw path segment, still percent-encoded ("%41" and "A" are different rooms): 1–256 bytes of
  * valid UTF-8 without control characters. A party name is 1–64 of [A-Za-z0-9_-]. The connection id is the first
  * `_pk` query value decoded as URLSearchParams does ('+' is a space, %XX decoded, a malformed escape kept as is).
+ *
+ * Pure functions: no loop, no allocation, no global state; callable from any thread.
  */
 #ifndef PARTYD_ROUTE_H
 #define PARTYD_ROUTE_H
 
 #include <stddef.h>
 
-#define ROUTE_PARTY_MAX 64
-#define ROUTE_ROOM_MAX 256
+#include "base.h"
+
+#define ROUTE_PARTY_MAX BASE_PARTY_MAX
+#define ROUTE_ROOM_MAX BASE_ROOM_MAX
 #define ROUTE_ID_MAX 128
 
 typedef enum {
@@ -36,7 +40,8 @@ typedef struct st_route_t {
     const char *error; /* for ROUTE_BAD: a static message */
 } route_t;
 
-/* Parses a raw request target (path and query) against the URL scheme with this prefix. */
+/* Parses a raw request target (path and query) against the URL scheme with this prefix. *r points into `target`
+ * (and at static strings), so it is valid while `target` is. Cannot fail: a bad name is r->kind == ROUTE_BAD. */
 void route_parse(route_t *r, const char *target, size_t len, const char *prefix);
 
 /* Finds the first `name` parameter of a query string and decodes it into out[0..cap) (NUL-terminated).

@@ -64,6 +64,7 @@ static void on_accept(h2o_socket_t *sock, const char *err)
             }
             return;
         }
+        linger_watch(s);
         h2o_accept(&l->accept_ctx, s);
     }
 }

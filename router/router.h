@@ -1,14 +1,30 @@
 /*
  * router.h — the router process: h2o in front, PartyKit's URL scheme, one link per shard.
  *
- * Where things are:
- *   router.c   the process: loop, listeners, control socket, drain
- *   http.c     where a request enters: routes it (route.c), answers /health, holds WebSocket upgrades until the
- *              room accepted them, forwards HTTP requests to the room's shard and relays the response
- *   ws.c       WebSocket connections after the 101 (wsframe.c does the framing)
- *   shards.c   the shard links, the slot table, and what shards send back (fan-out of broadcasts to the room's sockets)
- *   admin.c    the admin listener
- *   linger.c   a lingering close for the client sockets h2o closes (so a 413 is read, not reset)
+ * Where things are (every file of router/):
+ *   router.c       the process: loop, listeners, control socket to the supervisor, signals, drain
+ *   router.h       this file: the router's state (`router`) and what its .c files call in each other
+ *   http.c         where a request enters: routes it (route.c), answers /health, holds WebSocket upgrades until the
+ *                  room accepted them, forwards HTTP requests to the room's shard and relays the response
+ *   route.c/.h     PartyKit's URL scheme: path → party, room, sub-path; the _pk connection id (no h2o, unit-tested)
+ *   ws.c/.h        WebSocket connections after the 101: reading, writing, pings, output caps, the closing handshake
+ *   wsframe.c/.h   RFC 6455 framing: parsing client frames, building server frames (no sockets, unit-tested)
+ *   shards.c       the shard links, the slot table file, and what shards send back (fan-out of broadcasts)
+ *   migrate.c      moving slots between shards live: adding, draining and rebalancing shards
+ *   fetch.c        rooms calling rooms: a shard's FETCH routed to the target room's shard, the answer brought back
+ *   edge.c         a party's edge hooks (before_connect, before_request) run in the router before the room sees it
+ *   admin.c        the admin listener: /admin/... JSON API and /metrics
+ *   dashboard.c    the admin dashboard page (GET /admin/), compiled in from dashboard.html by embed.py
+ *   dashboard.html the dashboard itself: one page of HTML, CSS and JavaScript over the admin API
+ *   embed.py       build step: turns dashboard.html into a C array (dashboard_html.c)
+ *   linger.c       a lingering close for the client connections h2o closes (so a 413 is read, not reset)
+ *   meson.build    the router's sources
+ *
+ * Unless a declaration says otherwise: the router process has one thread and one loop (router.loop), and every
+ * function here is called on it, never from a signal handler or another thread. Pointers passed in are borrowed for
+ * the call; a record the router keeps (router_room_t, router_pending_t) is owned by the module named with it and
+ * freed there. "0 or -errno" is the failure convention; functions that answer an HTTP request cannot fail (they
+ * answer an error status instead).
  */
 #ifndef PARTYD_ROUTER_H
 #define PARTYD_ROUTER_H
@@ -98,6 +114,8 @@ typedef struct st_router_t {
 extern router_t router;
 
 /* ---- http.c ---- */
+/* h2o's handler of the main listener: every request. Returns 0 (h2o's "handled"): it answers, or holds the request
+ * in a router_pending_t (owned by http.c) until the shard answers. */
 int http_on_req(h2o_handler_t *self, h2o_req_t *req);
 /* Answers a held request with a JSON error (`Retry-After: 1` for 503) and frees the record. */
 void http_fail_pending(router_pending_t *p, int status, const char *error);
@@ -117,8 +135,9 @@ static inline int http_party_status_final(int status)
 }
 int http_party_header_ok(const char *name, size_t len);
 void http_send_party(h2o_req_t *req, int status, const void *body, size_t len);
-/* Writes a JSON error response with the usual headers. */
+/* Writes a JSON response with the usual headers; `json` is copied into the request's pool. */
 void http_send_json(h2o_req_t *req, int status, const char *json, size_t len);
+/* Writes {"error": error} with `status` (503 with `Retry-After: 1`). */
 void http_send_error(h2o_req_t *req, int status, const char *error);
 /* The main listener's response counters (partyd_http_responses_total), and the reason phrase of a status. */
 void http_count_status(h2o_req_t *req, int status);
@@ -127,30 +146,37 @@ const char *http_status_reason(int status);
 void http_send_health(h2o_req_t *req);
 
 /* ---- shards.c ---- */
-/* Loads the slot table (DATA_DIR/slots; when there is none, the rendezvous table over `ids`, written there). */
+/* Loads the slot table (DATA_DIR/slots; when there is none, the rendezvous table over `ids`, written there). 0, or -1
+ * with a log line when the file is not this node's table or cannot be written (the router must not start then). */
 int shards_init(const int *ids, int num_ids);
 /* The slot table file: written atomically (a temporary file, fsync, rename, fsync of the directory). 0 or -errno. */
 int shards_save_slots(void);
-/* The same, into another directory (a backup). */
+/* The same, into another directory (a backup). 0 or -errno. */
 int shards_save_slots_in(const char *dir);
-/* Marks a shard active / inactive in the id list. */
+/* Marks a shard active / inactive: router.ids and router.num_shards are rebuilt. `id` < CONFIG_MAX_SHARDS. */
 void shards_set_active(int id, int active);
+/* At exit: closes every link and frees the paused lists. */
 void shards_dispose(void);
 /* The shard that owns party/room (and the room's slot in *slot when not NULL). */
 uint16_t shards_owner(const char *party, size_t party_len, const char *room, size_t room_len, uint16_t *slot);
-/* The link to a shard if it is up, else NULL. */
+/* The link to a shard if it is up, else NULL. Owned by shards.c: valid until the shard goes down. */
 link_t *shards_link(uint16_t shard);
-/* A shard came up (fd: the router's end of its new link) or went down. */
+/* A shard came up (fd: the router's end of its new link, owned by shards.c from here on, closed when `shard` is out
+ * of range) or went down (what waited on it is answered 503 or closed 1011). */
 void shards_on_up(int shard, int pid, uint32_t restarts, int fd);
 void shards_on_down(int shard);
+/* Writes what is queued on every link (once per loop pass). */
 void shards_flush(void);
 /* Bytes queued to shards and not yet written. */
 size_t shards_backlog(void);
 /* Whether every shard's link is up. */
 int shards_all_up(void);
-/* ws.c callbacks */
+/* ws.c callbacks. A client's message goes to its room's shard (copied into the link's buffer; `data` is borrowed);
+ * when the link is congested the connection stops being read until it drains. Dropped when the shard is down. */
 void shards_on_ws_message(ws_conn_t *conn, int binary, const uint8_t *data, size_t len);
+/* A connection closed: it leaves its router_room_t (freed with its last connection) and the shard is told, once. */
 void shards_on_ws_closed(ws_conn_t *conn, int code, const char *reason, int clean);
+/* The room with WebSocket connections under "party/room", or NULL. Owned by shards.c. */
 router_room_t *shards_find_room(const char *key, size_t key_len);
 
 /* ---- migrate.c: moving slots between shards, live ---- */
@@ -162,7 +188,8 @@ int migrate_busy(void);
 void migrate_add_shard(h2o_req_t *req);
 /* POST /admin/shards/:id/drain: every slot of shard `id` moves to the others, then the shard stops for good. */
 void migrate_drain_shard(h2o_req_t *req, int id);
-/* Frames and events for the migration. */
+/* Frames and events for the migration: a SLOT_REPLY from `shard` (`msg` borrowed for the call); a shard up (is_new:
+ * added live, it owns no slot yet) or down (a move that needs it fails; the slot table keeps one owner per slot). */
 void migrate_on_slot_reply(int shard, const proto_msg_t *msg);
 void migrate_on_shard_up(int shard, int is_new);
 void migrate_on_shard_down(int shard);
@@ -177,14 +204,21 @@ void migrate_on_drain(void);
 void migrate_on_spawn_failed(int shard, int err);
 /* Releases the spawn timer (at shutdown). */
 void migrate_dispose(void);
-/* What is under way, for /admin/node. */
+/* What is under way, for /admin/node: a new JSON object the caller owns (json_decref). */
 struct json_t *migrate_status(void);
-/* Sends a record to the supervisor (in router.c). */
+/* Sends a record to the supervisor (in router.c). 0, -ENOTCONN when the control socket is gone, or ctl_send's -errno. */
 int router_ctl_send(uint32_t type, int shard);
 
-/* ---- linger.c ---- */
-/* From now on client sockets that h2o closes get a lingering close on `loop`. */
+/* ---- linger.c: a lingering close for the connections h2o closes (so a 413 is read, not reset) ---- */
+/* Sets the loop that lingering closes run on; before it, linger_watch does nothing. Router loop; cannot fail. */
 void linger_init(h2o_loop_t *loop);
+/* Called on an accepted connection before h2o gets it: when h2o closes `sock`, the connection is half-closed and
+ * drained for up to 2 s instead of closed at once. Keeps a duplicate descriptor (close-on-exec) until then, and
+ * sets sock->on_close (nobody else may). Router loop. Out of descriptors, the connection simply has no lingering. */
+void linger_watch(h2o_socket_t *sock);
+/* h2o_socket_export for a watched socket: the caller owns info->fd and closes it itself, without lingering.
+ * Returns what h2o_socket_export returns (0, or -1 with `sock` untouched). Router loop. */
+int linger_export(h2o_socket_t *sock, h2o_socket_export_t *info);
 
 /* ---- edge.c: a party's edge hooks ---- */
 /* Headers an edge hook set for the room (in the request's pool). */
@@ -202,19 +236,26 @@ int edge_run(h2o_req_t *req, const struct st_route_t *r, const config_party_t *p
 void fetch_on_request(int shard, const proto_msg_t *msg);
 /* A RESPONSE that answers a fetch goes back to the asking shard: 1 when `msg` was one. */
 int fetch_on_response(int shard, const proto_msg_t *msg);
+/* `shard` went down: the fetches it asked for are forgotten, those waiting on it are answered 503. */
 void fetch_on_shard_down(int shard);
+/* At exit: frees every fetch in flight. */
 void fetch_dispose(void);
 
 /* ---- admin.c ---- */
+/* Remembers when the node started (reported by /admin/node). Cannot fail. */
 void admin_init(uint64_t node_started_ms);
+/* h2o's handler of the admin listener (/health and /ready open, the rest behind the admin token). Returns 0: it
+ * answers, or holds the request until the shards asked have answered (or timed out: 504; 503 for a shard down). */
 int admin_on_req(h2o_handler_t *self, h2o_req_t *req);
+/* An ADMIN_REPLY from `shard` (`msg` borrowed for the call; its JSON is parsed and kept by the call it answers). */
 void admin_on_reply(int shard, const proto_msg_t *msg);
+/* `shard` went down: the calls waiting on it count it as 503. */
 void admin_on_shard_down(int shard);
+/* At exit: answers what is still waiting, releases the timer. */
+void admin_dispose(void);
 
 /* ---- dashboard.c ---- */
-/* Answers with the dashboard page. */
+/* Answers with the dashboard page (static, compiled in). */
 void dashboard_send(h2o_req_t *req);
-/* Answers what is still waiting, releases the timer. */
-void admin_dispose(void);
 
 #endif

@@ -11,7 +11,6 @@
 
 #include "router.h"
 
-#define ROOM_KEY_MAX (64 + 1 + 256)
 
 static int id_cmp(const void *a, const void *b)
 {
@@ -39,7 +38,7 @@ static void slots_path(char *out, size_t len, const char *dir, const char *suffi
 
 int shards_save_slots_in(const char *dir)
 {
-    char path[4200], tmp[4300];
+    char path[BASE_PATH_MAX], tmp[BASE_PATH_MAX + 100];
     slots_path(path, sizeof(path), dir, "");
     slots_path(tmp, sizeof(tmp), dir, ".tmp");
     unsigned char *buf = xmalloc(SLOTS_FILE_SIZE), *p = buf + sizeof(SLOTS_MAGIC) - 1;
@@ -82,7 +81,7 @@ int shards_init(const int *ids, int num_ids)
     memcpy(router.ids, ids, (size_t)num_ids * sizeof(*ids));
     qsort(router.ids, (size_t)num_ids, sizeof(int), id_cmp);
 
-    char path[4200];
+    char path[BASE_PATH_MAX];
     slots_path(path, sizeof(path), router.conf->data_dir, "");
     FILE *f = fopen(path, "rb");
     if (f != NULL) {
@@ -270,7 +269,7 @@ static ws_conn_t *conn_of(int shard, uint64_t cid)
 
 static void on_broadcast(const proto_msg_t *m)
 {
-    char key[ROOM_KEY_MAX];
+    char key[BASE_ROOM_KEY_MAX];
     if (m->party.len + 1 + m->room.len > sizeof(key))
         return;
     memcpy(key, m->party.base, m->party.len);

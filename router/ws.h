@@ -15,6 +15,9 @@
  * A connection is created PENDING (the router is waiting for the room to accept it), attached to its socket after the
  * 101, and reported closed exactly once through on_closed. Records are freed at the end of a loop pass, never inside
  * a callback, so a pointer obtained during a pass stays valid for the whole pass.
+ *
+ * Every function here runs on the router's loop (the one given to ws_init); none is thread-safe. Out of memory
+ * aborts (base.h); socket errors close the connection (on_closed), they are never returned.
  */
 #ifndef PARTYD_WS_H
 #define PARTYD_WS_H
@@ -35,6 +38,7 @@ typedef struct st_ws_frame_t {
 
 /* A new frame with one reference, owned by the caller. */
 ws_frame_t *ws_frame_new(int opcode, const void *payload, size_t len);
+/* Drops one reference; the last one frees the frame. */
 void ws_frame_release(ws_frame_t *f);
 
 typedef struct st_ws_conn_t ws_conn_t;
@@ -127,6 +131,7 @@ typedef struct st_ws_stats_t {
     uint64_t bytes_in, bytes_out;
     uint64_t slow_consumers;
 } ws_stats_t;
+/* The layer's counters (for /metrics and /admin/node), owned by ws.c and updated in place. */
 const ws_stats_t *ws_stats(void);
 
 #endif

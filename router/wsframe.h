@@ -7,6 +7,8 @@
  *
  * Client frames must be masked; no extension is negotiated, so RSV bits are errors; control frames are ≤ 125 bytes
  * and never fragmented; a message over `max_message` bytes fails with 1009 before it is buffered.
+ *
+ * No loop and no global state: a parser belongs to one connection and is used by one thread at a time.
  */
 #ifndef PARTYD_WSFRAME_H
 #define PARTYD_WSFRAME_H
@@ -51,7 +53,9 @@ typedef struct st_wsframe_error_t {
     const char *reason; /* static */
 } wsframe_error_t;
 
+/* A parser at the start of a stream. Cannot fail (nothing is allocated until a message spans reads). */
 void wsframe_parser_init(wsframe_parser_t *p);
+/* Frees what the parser buffered (a partial message or control frame); it may be initialised again. */
 void wsframe_parser_dispose(wsframe_parser_t *p);
 
 /* Feeds `len` bytes (modified in place). Returns the bytes consumed: `len`, or fewer when a callback stopped the

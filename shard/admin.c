@@ -87,7 +87,7 @@ static void backup(uint64_t rid, json_t *args)
         fail(rid, 400, "dir must be an absolute path");
         return;
     }
-    char path[4200], err[600];
+    char path[BASE_PATH_MAX], err[600];
     snprintf(path, sizeof(path), "%s/shard-%d", dir, shard_index());
     if (store_checkpoint(shard_store(), path, err, sizeof(err)) != 0) {
         log_error("backup into %s: %s", path, err);

@@ -26,8 +26,8 @@ static void reply(uint64_t rid, const char *what, uint16_t slot, int last, int s
     proto_msg_t m = {.type = PROTO_SLOT_REPLY,
                      .id = rid,
                      .method = proto_str(what, strlen(what)),
-                     .code = slot,
-                     .binary = last,
+                     .slot = slot,
+                     .last = last,
                      .status = status,
                      .data = data};
     shard_emit(&m);
@@ -46,11 +46,11 @@ static void on_chunk(void *arg, base_buf_t *chunk, int last)
 
 void shard_slot(const proto_msg_t *msg)
 {
-    if (msg->code < 0 || msg->code >= SLOTS_COUNT) {
+    if (msg->slot < 0 || msg->slot >= SLOTS_COUNT) {
         reply(msg->id, "ack", 0, 1, 400, PROTO_STR(""));
         return;
     }
-    uint16_t slot = (uint16_t)msg->code;
+    uint16_t slot = (uint16_t)msg->slot;
 #define OP(name) (msg->method.len == sizeof(name) - 1 && memcmp(msg->method.base, name, sizeof(name) - 1) == 0)
     if (OP("export")) {
         rooms_slot_freeze(slot, 1);
@@ -68,7 +68,7 @@ void shard_slot(const proto_msg_t *msg)
             log_error("slot %u: import failed (%d)", slot, r);
             import_rid[slot] = 0;
             reply(msg->id, "ack", slot, 1, r == -EIO ? 500 : 400, PROTO_STR(""));
-        } else if (msg->binary) {
+        } else if (msg->last) {
             import_rid[slot] = 0;
             shard_gate_event(); /* the ack leaves once the slot's data is committed */
             reply(msg->id, "ack", slot, 1, 200, PROTO_STR(""));

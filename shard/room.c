@@ -31,8 +31,7 @@
 #include "shard.h"
 #include "slots.h"
 
-#define ROOM_KEY_MAX (64 + 1 + 256)
-#define PREFIX_MAX (4 + ROOM_KEY_MAX)
+#define PREFIX_MAX (4 + BASE_ROOM_KEY_MAX)
 #define DATA_KEY_MAX (PREFIX_MAX + 1 + PARTY_KEY_MAX)
 #define CLOSE_REASON_MAX 123
 #define TAG_DATA 'd'
@@ -349,7 +348,7 @@ static party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, co
         *why = "bad party or room name";
         return NULL;
     }
-    char key[ROOM_KEY_MAX];
+    char key[BASE_ROOM_KEY_MAX];
     size_t key_len = make_key(key, party, id);
     party_room_t *room;
     HASH_FIND(hh, rooms.by_key, key, key_len, room);
@@ -1964,7 +1963,7 @@ json_t *rooms_admin_list(const char *after, const char *party, const char *prefi
 {
     unsigned char from[PREFIX_MAX + 1];
     size_t from_len = 0;
-    if (after != NULL && strlen(after) <= ROOM_KEY_MAX)
+    if (after != NULL && strlen(after) <= BASE_ROOM_KEY_MAX)
         from_len = prefix_of(after, strlen(after), from);
 
     /* rooms in memory after the cursor, sorted */
@@ -1997,7 +1996,7 @@ json_t *rooms_admin_list(const char *after, const char *party, const char *prefi
         if (n <= 0)
             break;
         size_t klen = e.key_len >= 4 ? (size_t)(unsigned char)e.key[2] << 8 | (unsigned char)e.key[3] : 0;
-        if (klen == 0 || 4 + klen > e.key_len || klen > ROOM_KEY_MAX) {
+        if (klen == 0 || 4 + klen > e.key_len || klen > BASE_ROOM_KEY_MAX) {
             store_entries_free(&e, 1);
             break; /* not a room key: past the rooms */
         }
@@ -2045,9 +2044,9 @@ json_t *rooms_admin_list(const char *after, const char *party, const char *prefi
 
 json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const void *cursor, size_t cursor_len, size_t limit)
 {
-    if (config_find_party(rooms.conf, party.base, party.len) == NULL || party.len + 1 + id.len > ROOM_KEY_MAX)
+    if (config_find_party(rooms.conf, party.base, party.len) == NULL || party.len + 1 + id.len > BASE_ROOM_KEY_MAX)
         return NULL;
-    char key[ROOM_KEY_MAX];
+    char key[BASE_ROOM_KEY_MAX];
     size_t key_len = make_key(key, party, id);
     unsigned char prefix[PREFIX_MAX];
     size_t prefix_len = prefix_of(key, key_len, prefix);
@@ -2130,7 +2129,7 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
 {
     if (config_find_party(rooms.conf, party.base, party.len) == NULL)
         return -ENOENT;
-    char key[ROOM_KEY_MAX];
+    char key[BASE_ROOM_KEY_MAX];
     size_t key_len = make_key(key, party, id);
     party_room_t *room;
     HASH_FIND(hh, rooms.by_key, key, key_len, room);

@@ -364,7 +364,7 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     if (sfd == -1)
         return 1;
 
-    char path[4200], err[600];
+    char path[BASE_PATH_MAX], err[600];
     snprintf(path, sizeof(path), "%s/shard-%d", conf->data_dir, index);
     if (store_open(path, strcmp(conf->durability, "sync") == 0, &shard.store, err, sizeof(err)) != 0) {
         log_error("cannot open the shard's storage: %s", err);

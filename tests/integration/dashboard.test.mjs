@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { waitFor, tmpDir } from './lib.mjs';
+import { waitFor, tmpDir, adoptSpawned } from './lib.mjs';
 import { cleanupAfterEach, start, open, stopClean } from './helpers.mjs';
 import { TOKEN, adm } from './adminlib.mjs';
 
@@ -38,6 +38,9 @@ before(async () => {
   if (skip) return;
   profile = tmpDir('partyd-chromium-');
   context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+  // playwright started Chromium (in a process group of its own): into lib.mjs's registry, so that it is killed with
+  // everything else should context.close() not get to run
+  adoptSpawned(/chrom/i, 'chromium');
 });
 after(async () => {
   if (context) await context.close();

@@ -373,7 +373,7 @@ test('alarms: an alarm fires in an evicted room (hibernating with a client, or g
   }
   // once: evicted again, nothing more fires
   await waitStats(node, 0, (x) => x.rooms === 0, 'evicted after the alarms');
-  await sleep(300);
+  await sleep(300); // on purpose: what is asserted is that nothing more fires for a while
   assert.deepEqual(watcher.json(), [{ type: 'count', count: 0 }, { type: 'alarm', count: 1 }]);
   assert.equal((await counter(node, 'al-alone')).count, 1);
   // a POST counts as before
@@ -443,7 +443,7 @@ test('alarms: an alarm survives a whole-node restart and fires once on the new n
   const l = await counter(second, 'al-later');
   assert.equal(l.alarmAt, later.body.alarmAt, 'a far alarm is still set, at the same time');
   assert.equal(l.count, 0);
-  await sleep(300);
+  await sleep(300); // on purpose: what is asserted is that al-restart's alarm does not fire a second time
   assert.equal((await counter(second, 'al-restart')).count, 2, 'fired once');
   assert.deepEqual(w.json(), [{ type: 'count', count: 2 }]);
   await stopClean(second, [w]);

@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import PartySocket from 'partysocket';
-import { BIN, waitFor } from './lib.mjs';
+import { BIN, waitFor, kill } from './lib.mjs';
 import { cleanupAfterEach, start, open, refused, stopClean, partySocket, closeAll } from './helpers.mjs';
 
 cleanupAfterEach();
@@ -469,8 +469,7 @@ test('collab: users and cursors survive hibernation, an evict and a crash of the
   await e.close();
 
   // a crash of the whole node (SIGKILL): nothing ran on_close; the users are on disk
-  process.kill(-node.proc.pid, 'SIGKILL');
-  await node.exited;
+  await kill(node.proc);
   node = await start({ shards: 1, config, dir: node.dir });
   const f = await open(co(node, room, 'f'));
   assert.deepEqual((await next(f, 0)).users.sort(byId), users);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startNode, tmpDir, waitFor } from './lib.mjs';
+import { startNode, tmpDir, waitFor, kill } from './lib.mjs';
 
 function tryMount(dir, size) {
   try {
@@ -36,7 +36,7 @@ test('a full disk: unacknowledged writes fail with 5xx, acknowledged ones surviv
       dir, shards: 1, args: ['--data-dir', path.join(mnt, 'data')],
       config: { parties: { kv: { kind: 'kv' } }, limits: { body_bytes: 1 << 20 } },
     });
-    t.after(() => { try { process.kill(-node.proc.pid, 'SIGKILL'); } catch {} });
+    t.after(() => kill(node.proc));
 
     const value = Buffer.alloc(100 * 1024, 0x61);
     const acked = [];

@@ -1,7 +1,8 @@
 // helpers.mjs — small additions to lib.mjs shared by relay/chat/partysocket/routes tests.
 //
-//  * start(opts): startNode, remembered so that a failing test does not leave partyd running (its pipes would keep
-//    the test file from ever ending). cleanupAfterEach() registers the hook that kills what a test left behind.
+//  * start(opts): startNode, remembered so that a failing test does not leave partyd running into the next test
+//    (lib.mjs kills every process at the end of the file in any case). cleanupAfterEach() registers the hook that
+//    closes what a test left behind and kills its nodes, through lib.mjs's kill().
 //  * open(url): a Client that is open, or a fast failure naming the HTTP refusal. (Client.open never settles when
 //    the upgrade is refused: with an 'unexpected-response' listener, ws leaves the socket to the listener.)
 //  * refused(url): the HTTP response an upgrade was refused with ({status, headers, body}).
@@ -13,7 +14,7 @@
 import { afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import PartySocket from 'partysocket';
-import { startNode, Client, waitFor, WebSocket } from './lib.mjs';
+import { startNode, Client, waitFor, WebSocket, kill } from './lib.mjs';
 
 const tracked = { nodes: new Set(), clients: new Set(), closers: new Set() };
 
@@ -26,10 +27,7 @@ export function cleanupAfterEach() {
     for (const c of tracked.clients) if (c.ws.readyState !== 3) c.ws.terminate();
     tracked.clients.clear();
     for (const n of tracked.nodes) {
-      if (n.exitCode === undefined && !n.exitSignal) {
-        try { process.kill(-n.proc.pid, 'SIGKILL'); } catch {}
-        await n.exited;
-      }
+      if (n.exitCode === undefined && !n.exitSignal) await kill(n.proc);
     }
     tracked.nodes.clear();
   });

@@ -5,6 +5,7 @@
 // one that hangs up loses nothing already sent, and the router does not spin on a connection it is not reading.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { sleep, waitFor } from './lib.mjs';
@@ -18,6 +19,8 @@ class Conn {
     this.buf = Buffer.alloc(0);
     this.responses = [];
     this.ended = false;
+    this.port = port;
+    this.written = 0;
     this.sock = net.connect(port, '127.0.0.1');
     this.sock.on('data', (d) => {
       this.buf = Buffer.concat([this.buf, d]);
@@ -44,7 +47,26 @@ class Conn {
       this.responses.push({ status, head, body });
     }
   }
-  write(s) { this.sock.write(s); }
+  write(s) {
+    this.written += Buffer.byteLength(s);
+    this.sock.write(s);
+  }
+  // The router's end of this connection as the kernel sees it (ss): bytes it received, and bytes not read yet.
+  routerSide() {
+    const out = execFileSync('ss', ['-tniH', 'state', 'established', 'sport', '=', `:${this.port}`, 'and', 'dport', '=',
+      `:${this.sock.localPort}`], { encoding: 'utf8' });
+    const unread = /^(\d+)\s/m.exec(out);
+    if (!unread) throw new Error(`no router socket for local port ${this.sock.localPort}: ${out}`);
+    return { unread: Number(unread[1]), received: Number(/bytes_received:(\d+)/.exec(out)?.[1] ?? 0) };
+  }
+  // A fence: everything written so far is in the router's socket (and, with `read`, the router read it: h2o parses
+  // and forwards a request in the pass that reads it, so the request is with the shard).
+  async reached({ read = false } = {}) {
+    await waitFor(() => {
+      const s = this.routerSide();
+      return s.received >= this.written && (!read || s.unread === 0);
+    }, { what: `the router to ${read ? 'read' : 'receive'} the ${this.written} bytes written` });
+  }
   async waitResponses(n, what) {
     await waitFor(() => this.responses.length >= n || this.ended, { what: what ?? `${n} responses` });
     assert.equal(this.responses.length, n, `${what ?? ''}: got ${JSON.stringify(this.responses)}${this.ended ? ' and the connection closed' : ''}`);
@@ -83,7 +105,7 @@ async function stopShardOf(node, room) {
 async function assertRouterQuiet(node, what) {
   const router = node.routerPid();
   const t0 = cpuTicks(router);
-  await sleep(1000);
+  await sleep(1000); // a sleep on purpose: what is asserted is that nothing (no CPU use) happens for a while
   const used = cpuTicks(router) - t0; // clock ticks, 100 per second
   assert.ok(used < 50, `${what}: the router used ${used} ticks of CPU in 1 s while only waiting`);
 }
@@ -107,9 +129,9 @@ test('keepalive: requests pipelined while the first waits for its shard are answ
   const pid = await stopShardOf(node, room);
   const c = await connect(node.port);
   c.write(post(room));
-  await sleep(200); // the router forwarded it and waits
+  await c.reached({ read: true }); // the router forwarded it and waits
   c.write(post(room) + get(room)); // arrives while the first is unanswered
-  await sleep(200);
+  await c.reached();
   c.write(post(room)); // and one more, on its own
   await assertRouterQuiet(node, 'three requests queued behind a waiting one');
   assert.equal(c.responses.length, 0, 'nothing is answered while the shard is stopped');
@@ -130,7 +152,7 @@ test('keepalive: a client that half-closes after its request still gets the answ
   const pid = await stopShardOf(node, room);
   const c = await connect(node.port);
   c.write(post(room));
-  await sleep(200);
+  await c.reached({ read: true });
   c.sock.end(); // FIN: nothing more to send, still reading
   await assertRouterQuiet(node, 'a half-closed connection waiting for its answer');
   process.kill(pid, 'SIGCONT');
@@ -153,7 +175,7 @@ test('keepalive: a client that hangs up while its request waits loses nothing al
   }
   const stays = await connect(node.port);
   stays.write(post(room));
-  await sleep(200);
+  for (const c of [...gone, stays]) await c.reached({ read: true });
   for (const c of gone) c.sock.destroy();
   await assertRouterQuiet(node, 'five closed connections whose requests wait');
   process.kill(pid, 'SIGCONT');

@@ -6,6 +6,7 @@
 // ends, and a node that ran under AddressSanitizer/UBSan must leave no sanitizer report behind.
 
 import { spawn } from 'node:child_process';
+import { after } from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,14 +18,79 @@ export const ROOT = path.resolve(here, '..', '..');
 export const BIN = process.env.PARTYD_BIN ? path.resolve(process.env.PARTYD_BIN) : path.join(ROOT, 'build', 'partyd');
 export { WebSocket };
 
-const live = new Set();
-function killAll() {
-  for (const n of live) {
-    try { process.kill(-n.proc.pid, 'SIGKILL'); } catch {}
+// The one registry of the processes a test file starts: partyd, nginx, partyload, Chromium. Each goes through
+// spawnChild (or adopt, adoptPid for one a library started), runs in a process group of its own, and is killed —
+// SIGCONT (it may be stopped), then SIGKILL to its whole group — when the test file ends (an after-hook of the file,
+// and process exit as a last resort), or earlier with kill(). Nothing else in tests/integration kills by hand what it
+// started, so a failing test cannot leave a process behind that would keep the file from ending.
+const children = new Map(); // pid → { name, exited: Promise }
+
+function killGroup(pid) {
+  for (const sig of ['SIGCONT', 'SIGKILL']) {
+    try { process.kill(-pid, sig); } catch { try { process.kill(pid, sig); } catch {} }
   }
 }
-process.on('exit', killAll);
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(1); });
+
+function alive(pid) {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+// Registers a ChildProcess (spawned with detached: true, so it leads its own group). Returns it.
+export function adopt(proc, name = 'child') {
+  if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return proc;
+  const entry = { name, exited: new Promise((resolve) => proc.once('exit', resolve)) };
+  children.set(proc.pid, entry);
+  entry.exited.then(() => children.delete(proc.pid));
+  return proc;
+}
+
+// Registers a process by pid that some library started (playwright's Chromium), with its group.
+export function adoptPid(pid, name = 'child') {
+  if (children.has(pid)) return;
+  const entry = { name, exited: waitFor(() => !alive(pid) || !children.has(pid), { timeout: 60000, what: `${name} ${pid} to exit` }).catch(() => {}) };
+  children.set(pid, entry);
+  entry.exited.then(() => children.delete(pid));
+}
+
+// Registers the children of this process whose command name matches `comm` and that are not registered yet: the
+// processes a library spawned for a test (playwright's Chromium). Returns their pids.
+export function adoptSpawned(comm, name = 'child') {
+  const pids = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const m = /^\d+ \((.*)\) \S+ (\d+)/.exec(fs.readFileSync(`/proc/${d}/stat`, 'utf8'));
+      if (m && Number(m[2]) === process.pid && comm.test(m[1]) && !children.has(Number(d))) pids.push(Number(d));
+    } catch {}
+  }
+  for (const pid of pids) adoptPid(pid, name);
+  return pids;
+}
+
+// spawn() into the registry: its own process group (detached), killed when the test file ends at the latest.
+export function spawnChild(cmd, args, opts = {}) {
+  return adopt(spawn(cmd, args, { ...opts, detached: true }), path.basename(cmd));
+}
+
+// Kills a registered process (a ChildProcess or a pid) and its group now; resolves once it has exited. A process
+// that already exited is left alone (its pid may be someone else's by now).
+export async function kill(procOrPid) {
+  const pid = typeof procOrPid === 'number' ? procOrPid : procOrPid.pid;
+  const entry = children.get(pid);
+  if (!entry) return;
+  killGroup(pid);
+  await entry.exited;
+}
+
+// Kills every process still registered and waits for each (the file's after-hook; a test may call it too).
+export async function killChildren() {
+  await Promise.all([...children.keys()].map((pid) => kill(pid)));
+}
+
+// Only in a test file: a script that imports this harness (tests/bench/) would otherwise print a TAP report.
+if (process.env.NODE_TEST_CONTEXT !== undefined || /\.test\.mjs$/.test(process.argv[1] ?? '')) after(killChildren);
+process.on('exit', () => { for (const pid of children.keys()) killGroup(pid); });
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { for (const pid of children.keys()) killGroup(pid); process.exit(1); });
 
 export const SANITIZER_REPORT = /runtime error:|ERROR: \w+Sanitizer|SUMMARY: \w+Sanitizer/;
 
@@ -74,9 +140,8 @@ export async function startNode(opts = {}) {
     LSAN_OPTIONS: `suppressions=${path.join(ROOT, 'tests', 'lsan.supp')}:print_suppressions=0`,
     ...(opts.env ?? {}),
   };
-  const proc = spawn(opts.bin ?? BIN, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const proc = spawnChild(opts.bin ?? BIN, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const node = new Node(proc, dir, sanDir);
-  live.add(node);
   if (opts.ready === false) return node;
   await node.ready();
   return node;
@@ -96,7 +161,6 @@ export class Node {
     this.exited = new Promise((resolve) => proc.on('exit', (code, signal) => {
       this.exitCode = code;
       this.exitSignal = signal;
-      live.delete(this);
       resolve({ code, signal });
     }));
   }
@@ -163,7 +227,7 @@ export class Node {
   async stop({ timeout = 20000 } = {}) {
     if (this.exitCode === undefined && !this.exitSignal) {
       this.signal('SIGTERM');
-      const t = setTimeout(() => { try { process.kill(-this.proc.pid, 'SIGKILL'); } catch {} }, timeout);
+      const t = setTimeout(() => kill(this.proc), timeout);
       await this.exited;
       clearTimeout(t);
     }

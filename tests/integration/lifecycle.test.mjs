@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { startNode, Client, waitFor, tmpDir, BIN } from './lib.mjs';
+import { startNode, Client, waitFor, tmpDir, BIN, kill } from './lib.mjs';
 
 const TEST_TIMEOUT = 30000; // a test that hangs fails (and its after-hook kills what it started)
 
@@ -18,10 +18,7 @@ function cleanup(t) {
       // keep each node's output next to its data directory, for looking into a failure
       if (o.proc) { try { fs.writeFileSync(path.join(o.dir, 'partyd.log'), `${o.stdout}\n${o.stderr}`); } catch {} }
       if (o instanceof Client) { o.ws.terminate(); continue; }
-      if (o.exitCode === undefined && !o.exitSignal) {
-        try { process.kill(o.proc.pid, 'SIGCONT'); } catch {}
-        try { process.kill(-o.proc.pid, 'SIGKILL'); } catch {}
-      }
+      if (o.exitCode === undefined && !o.exitSignal) kill(o.proc); // SIGCONT first: the supervisor may be stopped
     }
     opened.clear();
   });

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { startNode, Client, waitFor } from './lib.mjs';
+import { startNode, Client, waitFor, kill } from './lib.mjs';
 
 const TEST_TIMEOUT = 30000; // a test that hangs fails (and its after-hook kills what it started)
 
@@ -20,7 +20,7 @@ function cleanup(t) {
       if (o.proc) { try { fs.writeFileSync(path.join(o.dir, 'partyd.log'), `${o.stdout}\n${o.stderr}`); } catch {} }
       if (o instanceof Raw) o.destroy();
       else if (o instanceof Client) o.ws.terminate();
-      else if (o.exitCode === undefined && !o.exitSignal) { try { process.kill(-o.proc.pid, 'SIGKILL'); } catch {} }
+      else if (o.exitCode === undefined && !o.exitSignal) kill(o.proc);
     }
     opened.clear();
   });

@@ -4,10 +4,9 @@
 // get their answers. Speed is never asserted here (tests/bench/RESULTS.md has the figures); only counts are.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN } from './lib.mjs';
+import { BIN, spawnChild } from './lib.mjs';
 import { cleanupAfterEach, start } from './helpers.mjs';
 
 cleanupAfterEach();
@@ -19,7 +18,7 @@ const TEST_TIMEOUT = 120000;
 // Runs partyload; resolves with its exit code, its JSON line (parsed) and its stderr.
 function partyload(args) {
   return new Promise((resolve, reject) => {
-    const p = spawn(PARTYLOAD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawnChild(PARTYLOAD, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => { out += d; });

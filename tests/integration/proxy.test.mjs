@@ -3,14 +3,14 @@
 // reaches its room, an HTTPS request reaches the same room, and a room's broadcast crosses the proxy.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import PartySocket from 'partysocket';
-import { WebSocket, waitFor, tmpDir, startNode } from './lib.mjs';
+import { WebSocket, waitFor, tmpDir, startNode, spawnChild, kill } from './lib.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const T = { timeout: 60000 };
@@ -65,7 +65,7 @@ http {
   include ${dir}/site.conf;
 }
 `);
-  nginx = spawn('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  nginx = spawnChild('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   nginx.stderr.on('data', (d) => { err += d; });
   await waitFor(async () => {
@@ -75,7 +75,7 @@ http {
 });
 
 after(async () => {
-  nginx?.kill('SIGTERM');
+  if (nginx) await kill(nginx);
   await node?.stop();
 });
 

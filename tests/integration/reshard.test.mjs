@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import PartySocket from 'partysocket';
-import { startNode, waitFor, sleep, WebSocket } from './lib.mjs';
+import { startNode, waitFor, sleep, WebSocket, kill } from './lib.mjs';
 
 const T = { timeout: 120000 };
 
@@ -34,7 +34,7 @@ function writers(node, rooms) {
         else {
           assert.equal(r.status, 503, `a write during a move is acknowledged or refused with 503, not ${r.status}`);
           st.refused++;
-          await sleep(20);
+          await sleep(20); // back-off before the next attempt (a pace, not a wait for a condition)
         }
       } catch {
         await sleep(20); // the connection failed (a process was killed): the write may or may not have happened
@@ -63,7 +63,7 @@ async function slotsConsistent(node) {
 
 test('adding a shard under live traffic: writes keep their counts, moved rooms run on the new shard', T, async (t) => {
   const node = await startNode({ shards: 2 });
-  t.after(() => { try { process.kill(-node.proc.pid, 'SIGKILL'); } catch {} });
+  t.after(() => kill(node.proc));
   const rooms = Array.from({ length: 24 }, (_, i) => `grow-${i}`);
   const before = Object.fromEntries(await Promise.all(rooms.map(async (r) => [r, (await node.room('counter', r)).shard])));
 
@@ -77,13 +77,14 @@ test('adding a shard under live traffic: writes keep their counts, moved rooms r
   await waitFor(() => opens === 1, { what: 'the partysocket to open' });
 
   const w = writers(node, rooms);
-  await sleep(300);
+  const acked = (n) => waitFor(() => rooms.every((r) => w.stats[r].acked >= n[r]), { what: 'writes to every room', timeout: 20000 });
+  await acked(Object.fromEntries(rooms.map((r) => [r, 3]))); // writes are under way in every room
   const added = await node.admin('/admin/shards', { method: 'POST' });
   assert.equal(added.status, 200, JSON.stringify(added.body));
   assert.equal(added.body.done, 'add');
   assert.ok(added.body.moved_slots > 16384 / 3 * 0.8 && added.body.moved_slots < 16384 / 3 * 1.2,
     `about a third of the slots move: ${added.body.moved_slots}`);
-  await sleep(300);
+  await acked(Object.fromEntries(rooms.map((r) => [r, w.stats[r].acked + 3]))); // and go on after the move
   await w.stop();
 
   const shards = await slotsConsistent(node);
@@ -112,7 +113,7 @@ test('adding a shard under live traffic: writes keep their counts, moved rooms r
 
 test('alarms move with their rooms: set before a shard is added, each fires once, on the room\'s new shard', T, async (t) => {
   const node = await startNode({ shards: 2 });
-  t.after(() => { try { process.kill(-node.proc.pid, 'SIGKILL'); } catch {} });
+  t.after(() => kill(node.proc));
   const rooms = Array.from({ length: 24 }, (_, i) => `alarm-move-${i}`);
   const before = {};
   const setAt = Date.now();
@@ -151,7 +152,7 @@ test('alarms move with their rooms: set before a shard is added, each fires once
 
 test('draining a shard under live traffic: its rooms move to the others, it stops, its data directory goes', T, async (t) => {
   const node = await startNode({ shards: 3 });
-  t.after(() => { try { process.kill(-node.proc.pid, 'SIGKILL'); } catch {} });
+  t.after(() => kill(node.proc));
   const rooms = Array.from({ length: 24 }, (_, i) => `shrink-${i}`);
   const w = writers(node, rooms);
   await sleep(300);
@@ -177,7 +178,7 @@ test('draining a shard under live traffic: its rooms move to the others, it stop
 for (const victim of ['destination', 'source', 'router']) {
   test(`a move interrupted by SIGKILL of the ${victim} loses nothing and is finished afterwards`, T, async (t) => {
     const node = await startNode({ shards: 2, config: { parties: { kv: { kind: 'kv' }, counter: { kind: 'counter' } } } });
-    t.after(() => { try { process.kill(-node.proc.pid, 'SIGKILL'); } catch {} });
+    t.after(() => kill(node.proc));
     // enough data that the move takes a moment: 300 rooms with 64 KiB each
     const value = 'x'.repeat(64 * 1024);
     const kvRooms = Array.from({ length: 300 }, (_, i) => `big-${i}`);

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, Client, sleep, startNode, tmpDir, waitFor } from './lib.mjs';
+import { BIN, Client, sleep, startNode, tmpDir, waitFor, kill } from './lib.mjs';
 
 const SHIM = path.join(path.dirname(BIN), 'tests', 'preload', 'holdsync.so');
 
@@ -28,7 +28,7 @@ async function startHeld(t) {
   const dir = tmpDir();
   const hold = path.join(dir, 'hold-sync');
   const node = await startNode({ dir, shards: 1, env: { LD_PRELOAD: SHIM, PARTYD_TEST_HOLD_SYNC: hold } });
-  t.after(() => { try { process.kill(-node.proc.pid, 'SIGKILL'); } catch {} });
+  t.after(() => kill(node.proc));
   return { node, hold };
 }
 
@@ -44,7 +44,8 @@ test('nothing that shows a write leaves the shard before its WAL sync returns', 
   const get = pending(node, '/parties/counter/a');
   ws.send('increment');
 
-  // held, not lost: nothing of it has left while the sync is held
+  // held, not lost: nothing of it has left while the sync is held (a sleep on purpose: what is asserted is that
+  // nothing happens for a while)
   await sleep(300);
   assert.equal(post.settled, false, 'the POST was answered before its write was synced');
   assert.equal(get.settled, false, 'a GET of the room showed the write before it was synced');

@@ -100,8 +100,8 @@ static proto_msg_t sample(proto_type_t type)
     case PROTO_SLOT_REPLY:
         m.id = 4;
         m.method = PROTO_STR("import");
-        m.code = 16383;
-        m.binary = 1;
+        m.slot = 16383;
+        m.last = 1;
         m.status = type == PROTO_SLOT_REPLY ? 200 : 0;
         m.data = proto_str("\0\0\0\1k\0\0\0\1v", 10);
         break;
@@ -141,6 +141,8 @@ static void assert_msg_eq(const proto_msg_t *a, const proto_msg_t *b)
     assert_int_equal(a->status, b->status);
     assert_int_equal(a->code, b->code);
     assert_int_equal(a->clean, b->clean);
+    assert_int_equal(a->slot, b->slot);
+    assert_int_equal(a->last, b->last);
     assert_int_equal(a->num_headers, b->num_headers);
     for (size_t i = 0; i < a->num_headers; ++i) {
         assert_str_eq(a->headers[i].name, b->headers[i].name);
@@ -362,6 +364,31 @@ static void test_encode_after_consume(void **state)
     base_buf_dispose(&buf);
 }
 
+/* SLOT_REPLY's slot and last-chunk fields are the int and the bool they were when they were named code and binary:
+ * these are the bytes PROTO_VERSION 5 put on the wire before the rename, so the format did not change. */
+static void test_slot_wire_format(void **state)
+{
+    (void)state;
+    static const char v5[] = "\x00\x00\x00\x13\x97\x10\x04\xa5\x63\x68\x75\x6e\x6b\xcd\x3f\xff\xc3\xcc\xc8\xc4\x02\x6b\x76";
+    proto_msg_t m = {.type = PROTO_SLOT_REPLY, .id = 4, .method = PROTO_STR("chunk"), .slot = 16383, .last = 1, .status = 200,
+                     .data = PROTO_STR("kv")};
+    base_buf_t buf;
+    base_buf_init(&buf);
+    assert_int_equal(proto_encode(&buf, &m, CAP), 0);
+    assert_int_equal(base_buf_len(&buf), sizeof(v5) - 1);
+    assert_memory_equal(base_buf_head(&buf), v5, sizeof(v5) - 1);
+    proto_decoder_t dec;
+    proto_decoder_init(&dec, CAP);
+    proto_msg_t out;
+    assert_int_equal(proto_decode(&dec, v5, sizeof(v5) - 1, &out), (long)sizeof(v5) - 1);
+    assert_int_equal(out.slot, 16383);
+    assert_int_equal(out.last, 1);
+    assert_int_equal(out.code, 0);
+    assert_int_equal(out.binary, 0);
+    proto_decoder_dispose(&dec);
+    base_buf_dispose(&buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_random_garbage),
         cmocka_unit_test(test_encode_after_consume),
+        cmocka_unit_test(test_slot_wire_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
