@@ -1,6 +1,6 @@
 /*
  * shard.c — where a message enters a shard: the shard process, its loop, its control socket and its link to the
- * router. Frames are decoded by link.c and dispatched to room.c here.
+ * router. Frames are decoded by link.c and dispatched to the room layer (room_int.h) here.
  */
 #include <errno.h>
 #include <signal.h>

@@ -7,7 +7,7 @@
  * shard.c). Save points let a room roll back its last writes (transactions).
  *
  * This is the only file pair in partyd that knows RocksDB; store.c is the only file that includes rocksdb/c.h.
- * Keys are bytes; the layout (slot, room, tag) is room.c's business, except for the helpers below.
+ * Keys are bytes; the layout (slot, room, tag) is keys.c's business, except for the helpers below.
  */
 #ifndef PARTYD_STORE_H
 #define PARTYD_STORE_H
