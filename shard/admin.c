@@ -130,28 +130,30 @@ json_t *rooms_admin_list(const char *after, const char *party, const char *prefi
     if (from_len == 0)
         lo[lo_len++] = 0;
     int disk_more = 0; /* storage was not read to its end */
-    while (lo_len != 0) {
+    store_iter_t *it = lo_len != 0 ? store_iter_open(rooms.store, lo, lo_len, hi, 2, 0) : NULL;
+    while (it != NULL) {
         if (ndisk == limit || ++examined > ADMIN_EXAMINE_MAX) {
             disk_more = 1;
             break;
         }
-        store_entry_t e;
-        long n = store_scan_keys(rooms.store, lo, lo_len, hi, 2, &e, 1);
-        if (n <= 0)
+        if (!store_iter_valid(it))
             break;
-        size_t klen = e.key_len >= 4 ? (size_t)(unsigned char)e.key[2] << 8 | (unsigned char)e.key[3] : 0;
-        if (klen == 0 || 4 + klen > e.key_len || klen > ROOM_KEY_MAX) {
-            store_entries_free(&e, 1);
+        size_t kl;
+        const char *k = store_iter_key(it, &kl);
+        size_t klen = kl >= 4 ? (size_t)(unsigned char)k[2] << 8 | (unsigned char)k[3] : 0;
+        if (klen == 0 || 4 + klen > kl || klen > ROOM_KEY_MAX)
             break; /* not a room key: past the rooms */
-        }
-        memcpy(frontier.prefix, e.key, 4 + klen);
+        memcpy(frontier.prefix, k, 4 + klen);
         frontier.prefix_len = 4 + klen;
         frontier.stored = 1;
-        store_entries_free(&e, 1);
-        lo_len = keys_successor(frontier.prefix, frontier.prefix_len, lo);
         if (matches((const char *)frontier.prefix + 4, klen, party, prefix))
             disk[ndisk++] = frontier;
+        if ((lo_len = keys_successor(frontier.prefix, frontier.prefix_len, lo)) == 0)
+            break;
+        store_iter_seek(it, lo, lo_len);
     }
+    if (it != NULL)
+        store_iter_close(it);
 
     /* merge the two sorted lists; when storage was cut short, rooms in memory beyond the last room examined there wait
      * for the next page, or the order would break */
@@ -304,20 +306,14 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
     }
     unsigned char hi[PREFIX_MAX + 1];
     size_t hi_len = keys_successor(prefix, prefix_len, hi);
-    store_entry_t e[LIST_CHUNK];
-    for (;;) {
-        long n = store_scan_keys(rooms.store, prefix, prefix_len, hi, hi_len, e, LIST_CHUNK);
-        if (n < 0)
-            return -EIO;
-        for (long i = 0; i < n; ++i) {
-            store_delete(rooms.store, e[i].key, e[i].key_len);
-            deleted += e[i].key[prefix_len] == TAG_DATA;
-        }
-        store_entries_free(e, (size_t)n);
-        if (n < LIST_CHUNK)
-            break;
+    store_iter_t *it = store_iter_open(rooms.store, prefix, prefix_len, hi, hi_len, 0);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl;
+        const char *k = store_iter_key(it, &kl);
+        store_delete(rooms.store, k, kl);
+        deleted += k[prefix_len] == TAG_DATA;
     }
-    return deleted;
+    return store_iter_close(it) != 0 ? -EIO : deleted;
 }
 
 

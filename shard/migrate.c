@@ -46,35 +46,25 @@ void rooms_slot_evict(uint16_t slot)
 
 long rooms_slot_export(uint16_t slot, void (*emit)(void *arg, base_buf_t *chunk, int last), void *arg, size_t chunk_bytes)
 {
-    unsigned char lo[DATA_KEY_MAX + 1], hi[2];
-    size_t lo_len = 2;
+    unsigned char lo[2], hi[2];
     keys_slot_range(slot, lo, hi);
     base_buf_t chunk;
     base_buf_init(&chunk);
     long pairs = 0;
-    store_entry_t e[LIST_CHUNK];
-    for (;;) {
-        long n = store_scan(rooms.store, lo, lo_len, hi, 2, 0, e, LIST_CHUNK);
-        if (n < 0) {
-            base_buf_dispose(&chunk);
-            return n;
+    store_iter_t *it = store_iter_open(rooms.store, lo, 2, hi, 2, 0);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = store_iter_key(it, &kl), *v = store_iter_value(it, &vl);
+        proto_pairs_add(&chunk, k, kl, v, vl);
+        ++pairs;
+        if (base_buf_len(&chunk) >= chunk_bytes) {
+            emit(arg, &chunk, 0);
+            base_buf_consume(&chunk, base_buf_len(&chunk));
         }
-        for (long i = 0; i < n; ++i) {
-            proto_pairs_add(&chunk, e[i].key, e[i].key_len, e[i].value, e[i].value_len);
-            ++pairs;
-            if (base_buf_len(&chunk) >= chunk_bytes) {
-                emit(arg, &chunk, 0);
-                base_buf_consume(&chunk, base_buf_len(&chunk));
-            }
-        }
-        if (n > 0) {
-            memcpy(lo, e[n - 1].key, e[n - 1].key_len);
-            lo[e[n - 1].key_len] = 0;
-            lo_len = e[n - 1].key_len + 1;
-        }
-        store_entries_free(e, (size_t)n);
-        if (n < LIST_CHUNK)
-            break;
+    }
+    if (store_iter_close(it) != 0) {
+        base_buf_dispose(&chunk);
+        return -EIO;
     }
     emit(arg, &chunk, 1);
     base_buf_dispose(&chunk);
@@ -84,34 +74,21 @@ long rooms_slot_export(uint16_t slot, void (*emit)(void *arg, base_buf_t *chunk,
 /* Deletes every key of the slot's range (and the alarm index entries of its rooms). */
 static long slot_clear(uint16_t slot)
 {
-    unsigned char lo[DATA_KEY_MAX + 1], hi[2];
-    size_t lo_len = 2;
+    unsigned char lo[2], hi[2];
     keys_slot_range(slot, lo, hi);
     long deleted = 0;
-    store_entry_t e[LIST_CHUNK];
-    for (;;) {
-        long n = store_scan(rooms.store, lo, lo_len, hi, 2, 0, e, LIST_CHUNK);
-        if (n < 0)
-            return n;
-        for (long i = 0; i < n; ++i) {
-            size_t plen;
-            if (keys_tag(e[i].key, e[i].key_len, &plen) == TAG_ALARM && e[i].value_len == 9) {
-                unsigned char idx[10 + PREFIX_MAX];
-                store_delete(rooms.store, idx, keys_alarm_index_of(e[i].key, plen, e[i].value, idx));
-            }
-            store_delete(rooms.store, e[i].key, e[i].key_len);
-            ++deleted;
+    store_iter_t *it = store_iter_open(rooms.store, lo, 2, hi, 2, 0);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl, vl, plen;
+        const char *k = store_iter_key(it, &kl), *v = store_iter_value(it, &vl);
+        if (keys_tag(k, kl, &plen) == TAG_ALARM && vl == 9) {
+            unsigned char idx[ALARM_INDEX_MAX];
+            store_delete(rooms.store, idx, keys_alarm_index_of(k, plen, v, idx));
         }
-        if (n > 0) {
-            memcpy(lo, e[n - 1].key, e[n - 1].key_len);
-            lo[e[n - 1].key_len] = 0;
-            lo_len = e[n - 1].key_len + 1;
-        }
-        store_entries_free(e, (size_t)n);
-        if (n < LIST_CHUNK)
-            break;
+        store_delete(rooms.store, k, kl);
+        ++deleted;
     }
-    return deleted;
+    return store_iter_close(it) != 0 ? -EIO : deleted;
 }
 
 int rooms_slot_import(uint16_t slot, proto_str_t data, int first)

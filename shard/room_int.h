@@ -38,7 +38,6 @@
 
 #define CLOSE_REASON_MAX 123
 #define ALARM_TRIES 6
-#define LIST_CHUNK 128
 #define ALARMS_PER_TICK 64
 #define ALARM_RECHECK_MS 50 /* when due alarms could not be fired now (storage error, their room moving away) */
 #define EVICTIONS_PER_TICK 256

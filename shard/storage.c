@@ -170,41 +170,18 @@ long party_storage_list(party_room_t *room, const party_list_t *o,
     if (keys_cmp(lo_key, lo_kl, hi_key, hi_kl) >= 0)
         return 0;
 
-    /* in chunks, so that cb may write (an iterator would not survive it) and memory stays bounded */
+    /* the iterator sees what cb writes past the current key (party.h) */
     long visited = 0;
     size_t skip = room->prefix_len + 1;
-    store_entry_t chunk[LIST_CHUNK];
-    for (;;) {
-        size_t want = LIST_CHUNK;
-        if (o->limit != 0 && o->limit - (size_t)visited < want)
-            want = o->limit - (size_t)visited;
-        if (want == 0)
-            break;
-        long n = store_scan(rooms.store, lo_key, lo_kl, hi_key, hi_kl, o->reverse, chunk, want);
-        if (n < 0)
-            return n;
-        int stop = 0;
-        for (long i = 0; i < n && !stop; ++i) {
-            ++visited;
-            stop = cb(arg, chunk[i].key + skip, chunk[i].key_len - skip, chunk[i].value, chunk[i].value_len) != 0;
-        }
-        if (n > 0) {
-            /* continue past the last key: forward from last + "\0", backward below last */
-            store_entry_t *last = &chunk[n - 1];
-            if (!o->reverse) {
-                memcpy(lo_key, last->key, last->key_len);
-                lo_key[last->key_len] = '\0';
-                lo_kl = last->key_len + 1;
-            } else {
-                memcpy(hi_key, last->key, last->key_len);
-                hi_kl = last->key_len;
-            }
-        }
-        store_entries_free(chunk, (size_t)n);
-        if (stop || (size_t)n < want)
+    store_iter_t *it = store_iter_open(rooms.store, lo_key, lo_kl, hi_key, hi_kl, o->reverse);
+    for (; store_iter_valid(it) && (o->limit == 0 || (size_t)visited < o->limit); store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = store_iter_key(it, &kl), *v = store_iter_value(it, &vl);
+        ++visited;
+        if (cb(arg, k + skip, kl - skip, v, vl) != 0)
             break;
     }
-    return visited;
+    return store_iter_close(it) != 0 ? -EIO : visited;
 }
 
 static int delete_cb(void *arg, const void *key, size_t key_len, const void *value, size_t value_len)
