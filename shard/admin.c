@@ -280,7 +280,6 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
     party_room_t *room;
     HASH_FIND(hh, rooms.by_key, key, key_len, room);
     if (room != NULL) {
-        shard_event_begin();
         /* the clients reconnect and find the room started afresh from storage (or empty, after a delete) */
         room_close_all_now(room, 1012, "the room was evicted; reconnect");
         ++rooms.evictions;
@@ -288,6 +287,7 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
     }
     if (!delete_data)
         return 0;
+    shard_gate_event(); /* the reply leaves once the deletes are committed */
     unsigned char prefix[PREFIX_MAX + 1];
     size_t prefix_len = keys_room_prefix(key, key_len, prefix);
     long deleted = 0;

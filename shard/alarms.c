@@ -106,7 +106,6 @@ static int fire_alarm(const unsigned char *idx, size_t idx_len)
         log_error("alarm index: a malformed entry; dropped it");
         return 0;
     }
-    shard_event_begin();
     int status;
     const char *why;
     proto_str_t party = proto_str(key, (size_t)(sep - key)), id = proto_str(sep + 1, key_len - (size_t)(sep - key) - 1);
@@ -115,10 +114,12 @@ static int fire_alarm(const unsigned char *idx, size_t idx_len)
         log_warn("alarm for %.*s: %s; dropped it", (int)key_len, key, why);
         return 0;
     }
+    shard_event_begin();
     room_enter(room);
     if (room->alarm_at != at) {
         /* a stale entry (the alarm moved, or is gone): nothing to fire */
         room_leave(room);
+        shard_event_end();
         return 0;
     }
     uint8_t tries = room->alarm_tries;
@@ -140,6 +141,7 @@ static int fire_alarm(const unsigned char *idx, size_t idx_len)
     }
     rooms_run_deferred();
     room_leave(room);
+    shard_event_end();
     return 0;
 }
 

@@ -44,7 +44,6 @@ static party_room_t *room_for_client(const proto_msg_t *msg, int *status, const 
 
 void rooms_on_open(const proto_msg_t *msg)
 {
-    shard_event_begin();
     if (msg->conn_id.len == 0 || msg->conn_id.len > 128 || memchr(msg->conn_id.base, '\0', msg->conn_id.len) != NULL) {
         room_emit_reject(msg->id, 400, "bad connection id");
         return;
@@ -106,7 +105,7 @@ void rooms_on_open(const proto_msg_t *msg)
     if (verdict == 0) {
         conn->flags |= CONN_ACCEPTED;
         proto_msg_t accept = {.type = PROTO_ACCEPT, .id = conn->cid};
-        shard_emit(&accept);
+        shard_emit_verdict(&accept);
     } else {
         if (verdict < 400 || verdict > 599) {
             log_warn("room %s: on_connect returned %d, which is not an HTTP status from 400 to 599; answering 500", room->key,
@@ -129,7 +128,6 @@ void rooms_on_message(const proto_msg_t *msg)
     party_conn_t *conn = room_conn_by_cid(msg->id);
     if (conn == NULL || (conn->flags & CONN_ACCEPTED) == 0)
         return; /* closed meanwhile by the party: what it sent after that is dropped, as a closed socket would */
-    shard_event_begin();
     party_room_t *room = conn->room;
     room_enter(room);
     const char *why;
@@ -191,7 +189,6 @@ void rooms_on_close(const proto_msg_t *msg)
     party_conn_t *conn = room_conn_by_cid(msg->id);
     if (conn == NULL)
         return;
-    shard_event_begin();
     party_room_t *room = conn->room;
     room_enter(room);
     char reason[CLOSE_REASON_MAX + 1];
@@ -205,7 +202,6 @@ void rooms_on_close(const proto_msg_t *msg)
 
 void rooms_on_request(const proto_msg_t *msg)
 {
-    shard_event_begin();
     int status;
     const char *why;
     party_room_t *room = room_for_client(msg, &status, &why);
@@ -250,6 +246,7 @@ void rooms_on_router_lost(void)
             room_request_free(req);
         }
         room_leave(room);
+        shard_event_end();
     }
 }
 

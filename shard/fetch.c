@@ -103,7 +103,6 @@ void rooms_on_fetch_reply(const proto_msg_t *msg)
     HASH_FIND(hh, rooms.fetches, &msg->id, sizeof(msg->id), f);
     if (f == NULL)
         return; /* its room stopped meanwhile */
-    shard_event_begin();
     party_room_t *room = f->room;
     fetch_unlink(f);
     room_enter(room);

@@ -82,7 +82,7 @@ void room_respond_simple(uint64_t rid, int status, const char *msg)
     proto_header_t h = {PROTO_STR("content-type"), PROTO_STR("application/json")};
     proto_msg_t m = {
         .type = PROTO_RESPONSE, .id = rid, .status = status, .headers = &h, .num_headers = 1, .data = proto_str(body, (size_t)n)};
-    shard_emit(&m);
+    shard_emit_answer(&m);
 }
 
 void room_request_answer(party_request_t *req, int status, const char *msg)
@@ -177,7 +177,7 @@ int party_respond(party_request_t *req, int status, const char *content_type, co
                      .headers = headers,
                      .num_headers = n,
                      .data = proto_str(body, len)};
-    int ret = shard_emit(&m);
+    int ret = shard_emit_answer(&m);
     if (ret == -EMSGSIZE) {
         log_warn("room %s: a response of %zu bytes is over the link's cap; answering 500", req->room->key, len);
         room_respond_simple(req->rid, 500, "the response is too large");

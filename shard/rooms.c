@@ -147,6 +147,15 @@ void room_destroy(party_room_t *room)
         room_request_answer(room->requests, 503, "the room stopped");
     room_stop(room);
     room_lru_remove(room);
+    if (room->gated_pass == shard_pass() + 1) {
+        /* it wrote in this pass (an admin eviction, a slot move): the list of rooms to reset must not keep it */
+        for (party_room_t **p = &rooms.gated; *p != NULL; p = &(*p)->gated_next) {
+            if (*p == room) {
+                *p = room->gated_next;
+                break;
+            }
+        }
+    }
     if (room->slot_prev != NULL)
         room->slot_prev->slot_next = room->slot_next;
     else
@@ -283,7 +292,7 @@ void room_emit_close_conn(uint64_t cid, int code, const char *reason)
 void room_emit_reject(uint64_t cid, int status, const char *why)
 {
     proto_msg_t m = {.type = PROTO_REJECT, .id = cid, .status = status, .data = proto_str(why, strlen(why))};
-    shard_emit(&m);
+    shard_emit_verdict(&m);
 }
 
 /* Closes every connection of the room at once, without callbacks: the clients get `code` and `why` and reconnect to

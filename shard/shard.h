@@ -3,8 +3,7 @@
  * (proto.h frames) and to the supervisor over a control socket.
  *
  * Where things are:
- *   shard.c     the process: loop, control socket, the router link, decoding frames and dispatching them to rooms;
- *               the output gate (what events that wrote storage produce waits for the pass's commit)
+ *   shard.c     the process: loop, control socket, the router link, decoding frames and dispatching them to rooms
  *   room_int.h  the room layer's private header: its structs and state, the life cycle, the files below
  *   rooms.c     the room registry, life cycle, LRU, eviction and the idle sweep
  *   events.c    the frames from the router handled by rooms (open, message, close, request, router lost)
@@ -14,6 +13,7 @@
  *   access.c    party.h's room and connection accessors, send/broadcast/close, vars, utilities
  *   fetch.c     party_fetch: rooms calling rooms
  *   keys.c      the layout of storage keys, as pure functions (keys.h)
+ *   gate.c      the output gate: events, what they hold, the end-of-pass commit and the release or the failure path
  *   store.c     the shard's RocksDB, written with one batch per loop pass (the only file including rocksdb/c.h)
  *   admin.c     the admin endpoint's operations, with the room layer's rooms_admin_*
  *   migrate.c   a shard's half of a slot move, with the room layer's rooms_slot_*
@@ -33,19 +33,24 @@ int shard_main(const config_t *conf, int index, int ctl_fd);
 
 /* ---- between shard.c and the room layer (one shard per process, so these act on the process's shard) ---- */
 
-/* Queues a frame to the router. Returns 0, -ENOTCONN when no router is connected (the frame is dropped: there is no
- * client to see it), -EMSGSIZE when it is over the link's frame cap. */
-int shard_emit(const proto_msg_t *msg);
 /* The caps of this node (limits.*). */
 const config_t *shard_config(void);
 
-/* The output gate. An event (a frame from the router, an alarm) starts with shard_event_begin. When the event writes
- * storage, shard_gate_event holds back everything the event emitted so far and emits from then on, until the end of
- * the loop pass, when the pass's writes are committed: then the held frames go out; if the commit fails they are
- * dropped (rooms_on_commit_failed). A room whose earlier event in this pass was gated gates every later one too, so
- * its frames never overtake each other. */
+/* The output gate (gate.h; these act on the shard's gate). An event — a frame from the router, an alarm, a room's share
+ * of the router going away — runs between shard_event_begin and shard_event_end, each called once on its path.
+ * Frames are emitted with shard_emit, or, when the router waits for them as the answer to request msg->id or the
+ * verdict on connection msg->id, with shard_emit_answer (RESPONSE) or shard_emit_verdict (ACCEPT, REJECT): what the
+ * gate must answer itself if a commit fails. When the event writes storage, shard_gate_event holds back everything
+ * the event emitted and emits until the pass's writes are committed: then the held frames go out; if the commit
+ * fails they are dropped (rooms_on_commit_failed). A room whose earlier event in this pass was gated gates every later
+ * one too (room_enter), so its frames never overtake each other. The emits return 0, -ENOTCONN when no router is
+ * connected (the frame is dropped: there is no client to see it), -EMSGSIZE when it is over the link's frame cap. */
 void shard_event_begin(void);
+void shard_event_end(void);
 void shard_gate_event(void);
+int shard_emit(const proto_msg_t *msg);
+int shard_emit_answer(const proto_msg_t *msg);
+int shard_emit_verdict(const proto_msg_t *msg);
 /* alarms.c: call rooms_fire_alarms at `wall_ms` (CLOCK_REALTIME ms; at once when that has passed; UINT64_MAX: no alarm
  * is pending). Each call replaces the last. */
 void shard_alarms_wake_at(uint64_t wall_ms);
@@ -78,7 +83,7 @@ void rooms_on_router_lost(void);
 void rooms_on_fetch_reply(const proto_msg_t *msg);
 /* The node drains: what closes now is the node letting go (party_node_stopping). */
 void rooms_node_stopping(void);
-/* Runs the on_close callbacks that party_conn_close deferred. Called after each frame is handled. */
+/* Runs the on_close callbacks that party_conn_close deferred. Each event handler calls it before it leaves its room. */
 void rooms_run_deferred(void);
 /* What the room layer counts (shard/admin.c reports it). */
 typedef struct st_rooms_stats_t {
