@@ -73,8 +73,10 @@ static void f_failed(void *ctx, const uint64_t *rids, size_t num_rids, const uin
     (void)ctx;
     ++fake.failed;
     assert_true(num_rids <= 16 && num_cids <= 16);
-    memcpy(fake.rids, rids, num_rids * sizeof(*rids));
-    memcpy(fake.cids, cids, num_cids * sizeof(*cids));
+    if (num_rids != 0)
+        memcpy(fake.rids, rids, num_rids * sizeof(*rids));
+    if (num_cids != 0)
+        memcpy(fake.cids, cids, num_cids * sizeof(*cids));
     fake.num_rids = num_rids;
     fake.num_cids = num_cids;
 }
