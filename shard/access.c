@@ -209,7 +209,6 @@ size_t party_conn_tags(const party_conn_t *conn, const char *const **tags)
     return conn->num_tags;
 }
 
-
 void rooms_node_stopping(void)
 {
     rooms.node_stopping = 1;
@@ -243,7 +242,6 @@ const char *party_var(const party_room_t *room, const char *name)
     return name != NULL ? config_party_var(room->conf, name) : NULL;
 }
 
-
 /* ---- party.h: utilities ---- */
 
 int party_utf8_valid(const void *data, size_t len)
@@ -274,4 +272,3 @@ void party_log(const party_room_t *room, int level, const char *fmt, ...)
         level = LOG_DEBUG;
     log_msg((log_level_t)level, "room %s: %s", room->key, line);
 }
-

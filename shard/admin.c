@@ -316,7 +316,6 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
     return store_iter_close(it) != 0 ? -EIO : deleted;
 }
 
-
 /* ---- the operations ---- */
 
 /* party and room from the arguments; 0, or -1 after answering 400 */

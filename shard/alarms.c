@@ -218,4 +218,3 @@ void rooms_fire_alarms(void)
     if (n > 0)
         store_entries_free(due, (size_t)n);
 }
-

@@ -19,7 +19,6 @@ party_conn_t *room_conn_by_cid(uint64_t cid)
     return conn;
 }
 
-
 /* The room a client's connection or request (OPEN, REQUEST) is for, entered and started. NULL, with the HTTP status
  * and the reason to answer, when the room is moving to another shard, its name is bad, its party unknown, or it cannot
  * start. */

@@ -145,4 +145,3 @@ const void *party_fetch_body(const party_fetch_t *res, size_t *len)
     *len = res->body_len;
     return res->body;
 }
-

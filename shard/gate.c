@@ -26,11 +26,11 @@ struct st_gate_t {
     size_t max_frame;
     uint64_t pass;
     int in_event;
-    int event_held;      /* the current event wrote: its output joins `held` at its end */
-    int pass_held;       /* some event of this pass wrote: the pass commits */
-    base_buf_t event;    /* the current event's frames */
-    owed_t event_owed;   /* ... and what among them is owed */
-    base_buf_t held;     /* frames waiting for this pass's commit */
+    int event_held;    /* the current event wrote: its output joins `held` at its end */
+    int pass_held;     /* some event of this pass wrote: the pass commits */
+    base_buf_t event;  /* the current event's frames */
+    owed_t event_owed; /* ... and what among them is owed */
+    base_buf_t held;   /* frames waiting for this pass's commit */
     owed_t held_owed;
 };
 

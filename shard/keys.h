@@ -17,8 +17,8 @@
 #include "party.h"
 #include "proto.h"
 
-#define ROOM_KEY_MAX (64 + 1 + 256)            /* "party/room" */
-#define PREFIX_MAX (4 + ROOM_KEY_MAX)          /* [slot][length][party/room] */
+#define ROOM_KEY_MAX (64 + 1 + 256)   /* "party/room" */
+#define PREFIX_MAX (4 + ROOM_KEY_MAX) /* [slot][length][party/room] */
 #define DATA_KEY_MAX (PREFIX_MAX + 1 + PARTY_KEY_MAX)
 #define ALARM_INDEX_MAX (10 + PREFIX_MAX)
 #define TAG_DATA 'd'

@@ -92,7 +92,6 @@ void room_request_answer(party_request_t *req, int status, const char *msg)
     room_request_free(req);
 }
 
-
 /* ---- party.h: requests ---- */
 
 const char *party_request_method(const party_request_t *req)
@@ -189,4 +188,3 @@ int party_respond(party_request_t *req, int status, const char *content_type, co
         room_settle(room);
     return ret == -ENOTCONN ? 0 : ret;
 }
-

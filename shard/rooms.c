@@ -445,4 +445,3 @@ void rooms_tick(void)
     if (now - rooms.reported.at_ms >= ACTIVITY_LOG_MS)
         log_activity(now);
 }
-

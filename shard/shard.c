@@ -52,7 +52,8 @@ static struct {
     h2o_timeout_t tick;
     h2o_timeout_entry_t tick_entry;
     h2o_socket_t *alarm_timer; /* a timerfd at the earliest alarm's due time (NULL: the ticks alone look) */
-    gate_t *gate; /* the output gate (gate.h) */
+    /* the output gate (gate.h) */
+    gate_t *gate;
     idvec_t pass_arrivals; /* when this pass's client events arrived, for the latency histogram */
     base_hist_t latency;
     unsigned failed_commits; /* in a row */

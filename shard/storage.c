@@ -18,7 +18,6 @@ static int check_key(const void *key, size_t key_len)
     return key_len > PARTY_KEY_MAX ? -EMSGSIZE : 0;
 }
 
-
 int party_storage_get(party_room_t *room, const void *key, size_t key_len, void **value, size_t *value_len)
 {
     int r;
@@ -211,4 +210,3 @@ int party_storage_transaction(party_room_t *room, int (*fn)(party_room_t *room, 
         store_rollback(rooms.store);
     return r;
 }
-

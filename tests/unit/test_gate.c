@@ -20,10 +20,10 @@
 #define MAX_FRAME (1 << 20)
 
 static struct {
-    base_buf_t out;       /* what reached the link */
+    base_buf_t out; /* what reached the link */
     int connected;
-    int fail_next;        /* the next commit fails */
-    size_t pending;       /* writes waiting */
+    int fail_next;  /* the next commit fails */
+    size_t pending; /* writes waiting */
     unsigned commits, committed, failed;
     size_t out_at_commit; /* bytes the link had when the commit ran */
     uint64_t rids[16], cids[16];
@@ -109,9 +109,11 @@ static int emit(proto_type_t type, uint64_t id)
 {
     char tag[24]; /* a broadcast carries no id: every frame carries it in its data too */
     int n = snprintf(tag, sizeof(tag), "%llu", (unsigned long long)id);
-    proto_msg_t m = {.type = type, .id = id, .status = 200, .party = PROTO_STR("p"), .room = PROTO_STR("r"),
-                     .data = proto_str(tag, (size_t)n)};
-    gate_kind_t kind = type == PROTO_RESPONSE ? GATE_ANSWER : type == PROTO_ACCEPT || type == PROTO_REJECT ? GATE_VERDICT : GATE_FRAME;
+    proto_msg_t m = {
+        .type = type, .id = id, .status = 200, .party = PROTO_STR("p"), .room = PROTO_STR("r"), .data = proto_str(tag, (size_t)n)};
+    gate_kind_t kind = type == PROTO_RESPONSE                         ? GATE_ANSWER
+                       : type == PROTO_ACCEPT || type == PROTO_REJECT ? GATE_VERDICT
+                                                                      : GATE_FRAME;
     return gate_emit(gate, &m, kind);
 }
 
