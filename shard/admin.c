@@ -9,6 +9,9 @@
  *   delete   {party,room}                 the same, and every key and the alarm are deleted
  *   backup   {dir}                        a RocksDB checkpoint of the shard into dir/shard-N
  *
+ * The room layer's side of them (rooms_admin_*: listing rooms from memory and storage, one room's details, evicting
+ * and deleting a room) is here too, beside its only caller.
+ *
  * Answers are ADMIN_REPLY frames: an HTTP-like status and a JSON body. Writes (delete) go through the output gate
  * like any other: the reply leaves once they are committed.
  */
@@ -20,7 +23,7 @@
 
 #include <jansson.h>
 
-#include "shard.h"
+#include "room_int.h"
 
 static void reply(uint64_t rid, int status, json_t *body)
 {
@@ -58,6 +61,262 @@ static json_t *stats(void)
                      "failed_commits", (json_int_t)st.failed_commits, "latency", hist_json(shard_latency()), "wake",
                      hist_json(&r.wake));
 }
+
+/* ---- the room layer for the admin operations (shard.h) ---- */
+
+#define ADMIN_EXAMINE_MAX 10000
+
+static int matches(const char *key, size_t key_len, const char *party, const char *prefix)
+{
+    const char *sep = memchr(key, '/', key_len);
+    if (sep == NULL)
+        return 0;
+    size_t plen = (size_t)(sep - key);
+    if (party != NULL && (strlen(party) != plen || memcmp(key, party, plen) != 0))
+        return 0;
+    size_t idlen = key_len - plen - 1;
+    return prefix == NULL || (strlen(prefix) <= idlen && memcmp(sep + 1, prefix, strlen(prefix)) == 0);
+}
+
+typedef struct st_listed_t {
+    unsigned char prefix[PREFIX_MAX];
+    size_t prefix_len;
+    int stored;
+} listed_t;
+
+static int listed_cmp(const void *a, const void *b)
+{
+    const listed_t *x = a, *y = b;
+    return keys_cmp(x->prefix, x->prefix_len, y->prefix, y->prefix_len);
+}
+
+static json_t *listed_json(const listed_t *l)
+{
+    size_t key_len = l->prefix_len - 4;
+    const char *key = (const char *)l->prefix + 4, *sep = memchr(key, '/', key_len);
+    party_room_t *room;
+    HASH_FIND(hh, rooms.by_key, key, key_len, room);
+    json_t *party = json_stringn(key, (size_t)(sep - key)), *id = json_stringn(sep + 1, key_len - (size_t)(sep - key) - 1);
+    return json_pack("{s:o, s:o, s:i, s:b, s:b, s:I, s:b}", "party", party != NULL ? party : json_null(), "room",
+                     id != NULL ? id : json_null(), "slot", l->prefix[0] << 8 | l->prefix[1], "in_memory",
+                     room != NULL && room->started, "hibernating", room != NULL && !room->started && room->conns != NULL,
+                     "connections", (json_int_t)(room != NULL ? room->open_count : 0), "stored", l->stored);
+}
+
+json_t *rooms_admin_list(const char *after, const char *party, const char *prefix, size_t limit)
+{
+    unsigned char from[PREFIX_MAX + 1];
+    size_t from_len = 0;
+    if (after != NULL && strlen(after) <= BASE_ROOM_KEY_MAX)
+        from_len = keys_room_prefix(after, strlen(after), from);
+
+    /* rooms in memory after the cursor, sorted */
+    size_t nmem = 0;
+    listed_t *mem = xcalloc(rooms.num_rooms + 1, sizeof(*mem));
+    for (party_room_t *r = rooms.by_key; r != NULL; r = r->hh.next) {
+        if (!matches(r->key, r->key_len, party, prefix) || keys_cmp(r->prefix, r->prefix_len, from, from_len) <= 0)
+            continue;
+        memcpy(mem[nmem].prefix, r->prefix, r->prefix_len);
+        mem[nmem++].prefix_len = r->prefix_len;
+    }
+    qsort(mem, nmem, sizeof(*mem), listed_cmp);
+
+    /* rooms in storage after the cursor: one seek per room, to the first key past the previous room's keys */
+    listed_t *disk = xcalloc(limit + 1, sizeof(*disk));
+    listed_t frontier = {.prefix_len = 0}; /* the last room examined in storage */
+    size_t ndisk = 0, examined = 0;
+    unsigned char lo[PREFIX_MAX + 1], hi[2] = {0xff, 0xff}; /* the alarm index starts at FF FF */
+    size_t lo_len = from_len != 0 ? keys_successor(from, from_len, lo) : 0;
+    if (from_len == 0)
+        lo[lo_len++] = 0;
+    int disk_more = 0; /* storage was not read to its end */
+    store_iter_t *it = lo_len != 0 ? store_iter_open(rooms.store, lo, lo_len, hi, 2, 0) : NULL;
+    while (it != NULL) {
+        if (ndisk == limit || ++examined > ADMIN_EXAMINE_MAX) {
+            disk_more = 1;
+            break;
+        }
+        if (!store_iter_valid(it))
+            break;
+        size_t kl;
+        const char *k = store_iter_key(it, &kl);
+        size_t klen = kl >= 4 ? (size_t)(unsigned char)k[2] << 8 | (unsigned char)k[3] : 0;
+        if (klen == 0 || 4 + klen > kl || klen > BASE_ROOM_KEY_MAX)
+            break; /* not a room key: past the rooms */
+        memcpy(frontier.prefix, k, 4 + klen);
+        frontier.prefix_len = 4 + klen;
+        frontier.stored = 1;
+        if (matches((const char *)frontier.prefix + 4, klen, party, prefix))
+            disk[ndisk++] = frontier;
+        if ((lo_len = keys_successor(frontier.prefix, frontier.prefix_len, lo)) == 0)
+            break;
+        store_iter_seek(it, lo, lo_len);
+    }
+    if (it != NULL)
+        store_iter_close(it);
+
+    /* merge the two sorted lists; when storage was cut short, rooms in memory beyond the last room examined there wait
+     * for the next page, or the order would break */
+    json_t *list = json_array();
+    size_t i = 0, j = 0;
+    const listed_t *last = NULL;
+    while (json_array_size(list) < limit) {
+        int c;
+        if (i < nmem && j < ndisk)
+            c = listed_cmp(&mem[i], &disk[j]);
+        else if (i < nmem && (!disk_more || (frontier.prefix_len != 0 && listed_cmp(&mem[i], &frontier) <= 0)))
+            c = -1;
+        else if (j < ndisk)
+            c = 1;
+        else
+            break;
+        listed_t l = c <= 0 ? mem[i] : disk[j];
+        l.stored = c >= 0;
+        i += c <= 0;
+        j += c >= 0;
+        json_array_append_new(list, listed_json(&l));
+        last = c <= 0 ? &mem[i - 1] : &disk[j - 1];
+    }
+    int more = i < nmem || j < ndisk || disk_more;
+    json_t *next = json_null();
+    if (more && last != NULL)
+        next = json_stringn((const char *)last->prefix + 4, last->prefix_len - 4);
+    else if (more && frontier.prefix_len != 0)
+        next = json_stringn((const char *)frontier.prefix + 4, frontier.prefix_len - 4);
+    free(mem);
+    free(disk);
+    return json_pack("{s:o, s:o}", "rooms", list, "next", next != NULL ? next : json_null());
+}
+
+json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const void *cursor, size_t cursor_len, size_t limit)
+{
+    if (config_find_party(rooms.conf, party.base, party.len) == NULL || party.len + 1 + id.len > BASE_ROOM_KEY_MAX)
+        return NULL;
+    char key[BASE_ROOM_KEY_MAX];
+    size_t key_len = keys_room_name(key, party, id);
+    unsigned char prefix[PREFIX_MAX];
+    size_t prefix_len = keys_room_prefix(key, key_len, prefix);
+    party_room_t *room;
+    HASH_FIND(hh, rooms.by_key, key, key_len, room);
+
+    json_t *conns = json_array();
+    for (party_conn_t *c = room != NULL ? party_room_connections(room, NULL) : NULL; c != NULL;
+         c = party_room_connections(room, c)) {
+        json_t *tags = json_array();
+        for (size_t t = 0; t < c->num_tags; ++t)
+            json_array_append_new(tags, json_string(c->tags[t]));
+        json_array_append_new(conns,
+                              json_pack("{s:s, s:o, s:I}", "id", c->id, "tags", tags, "state_bytes", (json_int_t)c->state_len));
+    }
+
+    /* the alarm, from memory or storage */
+    uint64_t alarm = 0;
+    if (room != NULL) {
+        alarm = room->alarm_at;
+    } else {
+        unsigned char ak[PREFIX_MAX + 1];
+        memcpy(ak, prefix, prefix_len);
+        ak[prefix_len] = TAG_ALARM;
+        char *v;
+        size_t vl;
+        if (store_get(rooms.store, ak, prefix_len + 1, &v, &vl) == 0) {
+            if (vl == 9)
+                alarm = store_get_u64((unsigned char *)v);
+            free(v);
+        }
+    }
+
+    /* the party's keys, a page at a time */
+    unsigned char lo[DATA_KEY_MAX + 1], hi[PREFIX_MAX + 1];
+    memcpy(lo, prefix, prefix_len);
+    lo[prefix_len] = TAG_DATA;
+    size_t lo_len = prefix_len + 1;
+    if (cursor != NULL && cursor_len <= PARTY_KEY_MAX) {
+        memcpy(lo + lo_len, cursor, cursor_len);
+        lo_len += cursor_len;
+        lo[lo_len++] = 0; /* strictly after the cursor */
+    }
+    memcpy(hi, prefix, prefix_len);
+    hi[prefix_len] = TAG_DATA + 1;
+    if (limit > 1000)
+        limit = 1000;
+    store_entry_t *e = xcalloc(limit + 1, sizeof(*e));
+    long n = store_scan_keys(rooms.store, lo, lo_len, hi, prefix_len + 1, e, limit + 1);
+    json_t *keys = json_array(), *next = json_null();
+    char hex[2 * PARTY_KEY_MAX + 1];
+    for (long i = 0; i < n && (size_t)i < limit; ++i) {
+        const char *kb = e[i].key + prefix_len + 1;
+        size_t kl = e[i].key_len - prefix_len - 1;
+        json_t *k = json_stringn(kb, kl),
+               *entry = json_pack("{s:o, s:I}", "key", k != NULL ? k : json_null(), "bytes", (json_int_t)e[i].value_len);
+        if (k == NULL || (size_t)i == limit - 1)
+            base_hex_encode(kb, kl, hex);
+        if (k == NULL) /* JSON strings cannot carry it */
+            json_object_set_new(entry, "key_hex", json_string(hex));
+        json_array_append_new(keys, entry);
+        if ((size_t)i == limit - 1 && (size_t)n > limit)
+            next = json_string(hex);
+    }
+    if (n > 0)
+        store_entries_free(e, (size_t)n);
+    free(e);
+    json_t *ids = json_array();
+    size_t i;
+    json_t *c;
+    json_array_foreach(conns, i, c) json_array_append(ids, json_object_get(c, "id"));
+    return json_pack("{s:s%, s:s%, s:i, s:b, s:b, s:I, s:o, s:o, s:o, s:o, s:o}", "party", party.base, party.len, "room", id.base,
+                     id.len, "slot", prefix[0] << 8 | prefix[1], "in_memory", room != NULL && room->started, "hibernating",
+                     room != NULL && !room->started && room->conns != NULL, "connections", (json_int_t)json_array_size(conns),
+                     "ids", ids, "clients", conns, "alarmAt", alarm != 0 ? json_integer((json_int_t)alarm) : json_null(), "keys",
+                     keys, "next", next);
+}
+
+long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
+{
+    if (config_find_party(rooms.conf, party.base, party.len) == NULL)
+        return -ENOENT;
+    char key[BASE_ROOM_KEY_MAX];
+    size_t key_len = keys_room_name(key, party, id);
+    party_room_t *room;
+    HASH_FIND(hh, rooms.by_key, key, key_len, room);
+    if (room != NULL) {
+        /* the clients reconnect and find the room started afresh from storage (or empty, after a delete) */
+        room_close_all_now(room, 1012, "the room was evicted; reconnect");
+        ++rooms.evictions;
+        room_destroy(room);
+    }
+    if (!delete_data)
+        return 0;
+    shard_gate_event(); /* the reply leaves once the deletes are committed */
+    unsigned char prefix[PREFIX_MAX + 1];
+    size_t prefix_len = keys_room_prefix(key, key_len, prefix);
+    long deleted = 0;
+    /* the alarm and its index entry, then every key of the room's range */
+    unsigned char ak[PREFIX_MAX + 1];
+    memcpy(ak, prefix, prefix_len);
+    ak[prefix_len] = TAG_ALARM;
+    char *v;
+    size_t vl;
+    if (store_get(rooms.store, ak, prefix_len + 1, &v, &vl) == 0) {
+        if (vl == 9) {
+            unsigned char idx[10 + PREFIX_MAX];
+            store_delete(rooms.store, idx, keys_alarm_index_of((const char *)ak, prefix_len, v, idx));
+        }
+        free(v);
+    }
+    unsigned char hi[PREFIX_MAX + 1];
+    size_t hi_len = keys_successor(prefix, prefix_len, hi);
+    store_iter_t *it = store_iter_open(rooms.store, prefix, prefix_len, hi, hi_len, 0);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl;
+        const char *k = store_iter_key(it, &kl);
+        store_delete(rooms.store, k, kl);
+        deleted += k[prefix_len] == TAG_DATA;
+    }
+    return store_iter_close(it) != 0 ? -EIO : deleted;
+}
+
+/* ---- the operations ---- */
 
 /* party and room from the arguments; 0, or -1 after answering 400 */
 static int room_args(uint64_t rid, json_t *args, proto_str_t *party, proto_str_t *room)

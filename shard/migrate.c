@@ -9,15 +9,121 @@
  *   drop     after the flip: the slot's data is deleted here, and it is unfrozen; "ack" once committed
  *   unfreeze the move was abandoned: the slot serves here again
  *
+ * The room layer's side (rooms_slot_*: freezing, evicting, exporting, importing and dropping a slot's rooms and keys)
+ * is here too, beside its only caller.
+ *
  * A new router (after a restart) unfreezes everything: a move in flight is its predecessor's, and starts over.
  */
 #include <errno.h>
 #include <string.h>
 
-#include "shard.h"
-#include "slots.h"
+#include "room_int.h"
 
 #define CHUNK_BYTES (256 * 1024)
+
+/* ---- the room layer for slot moves (shard.h) ---- */
+
+void rooms_slot_freeze(uint16_t slot, int frozen)
+{
+    rooms.frozen[slot] = (uint8_t)(frozen != 0);
+}
+
+void rooms_slots_unfreeze_all(void)
+{
+    memset(rooms.frozen, 0, sizeof(rooms.frozen));
+}
+
+void rooms_slot_evict(uint16_t slot)
+{
+    while (rooms.by_slot[slot] != NULL) {
+        party_room_t *room = rooms.by_slot[slot];
+        /* the router closed these connections before asking; any left (a race with a new one) reconnect */
+        room_close_all_now(room, 1012, "the room is moving to another shard; reconnect");
+        ++rooms.evictions;
+        room_destroy(room);
+    }
+}
+
+long rooms_slot_export(uint16_t slot, void (*emit)(void *arg, base_buf_t *chunk, int last), void *arg, size_t chunk_bytes)
+{
+    unsigned char lo[2], hi[2];
+    keys_slot_range(slot, lo, hi);
+    base_buf_t chunk;
+    base_buf_init(&chunk);
+    long pairs = 0;
+    store_iter_t *it = store_iter_open(rooms.store, lo, 2, hi, 2, 0);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = store_iter_key(it, &kl), *v = store_iter_value(it, &vl);
+        proto_pairs_add(&chunk, k, kl, v, vl);
+        ++pairs;
+        if (base_buf_len(&chunk) >= chunk_bytes) {
+            emit(arg, &chunk, 0);
+            base_buf_consume(&chunk, base_buf_len(&chunk));
+        }
+    }
+    if (store_iter_close(it) != 0) {
+        base_buf_dispose(&chunk);
+        return -EIO;
+    }
+    emit(arg, &chunk, 1);
+    base_buf_dispose(&chunk);
+    return pairs;
+}
+
+/* Deletes every key of the slot's range (and the alarm index entries of its rooms). */
+static long slot_clear(uint16_t slot)
+{
+    unsigned char lo[2], hi[2];
+    keys_slot_range(slot, lo, hi);
+    long deleted = 0;
+    store_iter_t *it = store_iter_open(rooms.store, lo, 2, hi, 2, 0);
+    for (; store_iter_valid(it); store_iter_next(it)) {
+        size_t kl, vl, plen;
+        const char *k = store_iter_key(it, &kl), *v = store_iter_value(it, &vl);
+        if (keys_tag(k, kl, &plen) == TAG_ALARM && vl == 9) {
+            unsigned char idx[ALARM_INDEX_MAX];
+            store_delete(rooms.store, idx, keys_alarm_index_of(k, plen, v, idx));
+        }
+        store_delete(rooms.store, k, kl);
+        ++deleted;
+    }
+    return store_iter_close(it) != 0 ? -EIO : deleted;
+}
+
+int rooms_slot_import(uint16_t slot, proto_str_t data, int first)
+{
+    if (first) {
+        /* what an earlier, interrupted move left here is stale: the source is the truth */
+        rooms_slot_evict(slot);
+        if (slot_clear(slot) < 0)
+            return -EIO;
+    }
+    size_t off = 0;
+    proto_str_t k, v;
+    int r;
+    while ((r = proto_pairs_next(data, &off, &k, &v)) == 1) {
+        if (k.len < 2 || (size_t)((unsigned char)k.base[0] << 8 | (unsigned char)k.base[1]) != slot)
+            return -EINVAL; /* a key of another slot: refuse the whole chunk */
+        store_put(rooms.store, k.base, k.len, v.base, v.len);
+        size_t plen;
+        if (keys_tag(k.base, k.len, &plen) == TAG_ALARM && v.len == 9) {
+            unsigned char idx[10 + PREFIX_MAX];
+            rooms_alarm_index_put(idx, keys_alarm_index_of(k.base, plen, v.base, idx), (const uint8_t *)v.base + 8);
+        }
+    }
+    return r == 0 ? 0 : -EINVAL;
+}
+
+long rooms_slot_drop(uint16_t slot)
+{
+    rooms_slot_evict(slot);
+    long n = slot_clear(slot);
+    rooms.frozen[slot] = 0;
+    return n;
+}
+
+/* ---- the SLOT frames ---- */
 
 static uint64_t import_rid[SLOTS_COUNT]; /* the move each slot's import belongs to */
 

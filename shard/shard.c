@@ -1,6 +1,6 @@
 /*
  * shard.c — where a message enters a shard: the shard process, its loop, its control socket and its link to the
- * router. Frames are decoded by link.c and dispatched to room.c here.
+ * router. Frames are decoded by link.c and dispatched to the room layer (room_int.h) here.
  */
 #include <errno.h>
 #include <signal.h>
@@ -18,6 +18,7 @@
 #include <h2o/timeout.h>
 
 #include "ctl.h"
+#include "gate.h"
 #include "link.h"
 #include "shard.h"
 
@@ -51,16 +52,8 @@ static struct {
     h2o_timeout_t tick;
     h2o_timeout_entry_t tick_entry;
     h2o_socket_t *alarm_timer; /* a timerfd at the earliest alarm's due time (NULL: the ticks alone look) */
-    /* the output gate (see shard.h) */
-    uint64_t pass;
-    size_t event_mark;  /* bytes queued on the link when the current event began */
-    int event_gated;    /* the current event's frames are held */
-    idvec_t event_rids; /* answers (RESPONSE) and verdicts (ACCEPT/REJECT) emitted by the current event while not held */
-    idvec_t event_cids;
-    base_buf_t held;   /* frames waiting for this pass's commit */
-    idvec_t held_rids; /* the answers and verdicts among them, to replace if the commit fails */
-    idvec_t held_cids;
-    int gated_this_pass;
+    /* the output gate (gate.h) */
+    gate_t *gate;
     idvec_t pass_arrivals; /* when this pass's client events arrived, for the latency histogram */
     base_hist_t latency;
     unsigned failed_commits; /* in a row */
@@ -77,7 +70,7 @@ const config_t *shard_config(void)
 
 uint64_t shard_pass(void)
 {
-    return shard.pass;
+    return gate_pass(shard.gate);
 }
 
 int shard_index(void)
@@ -95,70 +88,92 @@ const base_hist_t *shard_latency(void)
     return &shard.latency;
 }
 
+/* ---- the output gate (gate.c), over the store and the router link ---- */
+
+static int gate_commit(void *ctx, char *err, size_t errlen)
+{
+    (void)ctx;
+    return store_commit(shard.store, err, errlen);
+}
+
+static size_t gate_pending(void *ctx)
+{
+    (void)ctx;
+    return store_pending(shard.store);
+}
+
+static int gate_connected(void *ctx)
+{
+    (void)ctx;
+    return shard.link != NULL;
+}
+
+static void gate_out(void *ctx, const void *frames, size_t len)
+{
+    (void)ctx;
+    link_emit_raw(shard.link, frames, len);
+}
+
+static void gate_committed(void *ctx)
+{
+    (void)ctx;
+    rooms_on_committed();
+}
+
+static void gate_failed(void *ctx, const uint64_t *rids, size_t num_rids, const uint64_t *cids, size_t num_cids)
+{
+    (void)ctx;
+    rooms_on_commit_failed(rids, num_rids, cids, num_cids);
+}
+
+static const gate_ops_t gate_ops = {gate_commit, gate_pending, gate_connected, gate_out, gate_committed, gate_failed};
+
 void shard_event_begin(void)
 {
-    shard.event_mark = shard.link != NULL ? link_out_mark(shard.link) : 0;
-    shard.event_gated = 0;
-    shard.event_rids.n = shard.event_cids.n = 0;
+    gate_event_begin(shard.gate);
+}
+
+void shard_event_end(void)
+{
+    gate_event_end(shard.gate);
 }
 
 void shard_gate_event(void)
 {
-    if (shard.event_gated)
-        return;
-    shard.event_gated = 1;
-    shard.gated_this_pass = 1;
-    if (shard.link != NULL)
-        link_take_tail(shard.link, shard.event_mark, &shard.held);
-    for (size_t i = 0; i < shard.event_rids.n; ++i)
-        idvec_push(&shard.held_rids, shard.event_rids.ids[i]);
-    for (size_t i = 0; i < shard.event_cids.n; ++i)
-        idvec_push(&shard.held_cids, shard.event_cids.ids[i]);
-    shard.event_rids.n = shard.event_cids.n = 0;
+    gate_hold(shard.gate);
 }
 
 int shard_emit(const proto_msg_t *msg)
 {
-    if (shard.link == NULL)
-        return -ENOTCONN;
-    if (msg->type == PROTO_RESPONSE)
-        idvec_push(shard.event_gated ? &shard.held_rids : &shard.event_rids, msg->id);
-    else if (msg->type == PROTO_ACCEPT || msg->type == PROTO_REJECT)
-        idvec_push(shard.event_gated ? &shard.held_cids : &shard.event_cids, msg->id);
-    if (shard.event_gated)
-        return proto_encode(&shard.held, msg, shard.max_frame);
-    return link_emit(shard.link, msg);
+    return gate_emit(shard.gate, msg, GATE_FRAME);
+}
+
+int shard_emit_answer(const proto_msg_t *msg)
+{
+    return gate_emit(shard.gate, msg, GATE_ANSWER);
+}
+
+int shard_emit_verdict(const proto_msg_t *msg)
+{
+    return gate_emit(shard.gate, msg, GATE_VERDICT);
 }
 
 /* End of a loop pass: commit the pass's writes (one WAL sync), then release what waited for them. */
 static void commit_pass(void)
 {
-    if (shard.gated_this_pass || store_pending(shard.store) != 0) {
-        char err[512];
-        shard.event_gated = 0;
-        if (store_commit(shard.store, err, sizeof(err)) == 0) {
-            if (shard.link != NULL && base_buf_len(&shard.held) != 0)
-                link_emit_raw(shard.link, base_buf_head(&shard.held), base_buf_len(&shard.held));
-            rooms_on_committed();
-            shard.failed_commits = 0;
-        } else {
-            log_error("storage: %s; the rooms that wrote are reset and their held output dropped", err);
-            rooms_on_commit_failed(shard.held_rids.ids, shard.held_rids.n, shard.held_cids.ids, shard.held_cids.n);
-            if (++shard.failed_commits >= MAX_FAILED_COMMITS) {
-                /* RocksDB refuses writes after some errors until reopened: restart and reopen */
-                log_error("storage: %u commits failed in a row; stopping so the supervisor restarts this shard",
-                          shard.failed_commits);
-                shard.stop = 1;
-                shard.status = 3;
-            }
+    char err[512];
+    int r = gate_end_pass(shard.gate, err, sizeof(err));
+    if (r > 0) {
+        shard.failed_commits = 0;
+    } else if (r < 0) {
+        log_error("storage: %s; the rooms that wrote were reset and their held output dropped", err);
+        if (++shard.failed_commits >= MAX_FAILED_COMMITS) {
+            /* RocksDB refuses writes after some errors until reopened: restart and reopen */
+            log_error("storage: %u commits failed in a row; stopping so the supervisor restarts this shard", shard.failed_commits);
+            shard.stop = 1;
+            shard.status = 3;
         }
-        base_buf_consume(&shard.held, base_buf_len(&shard.held));
-        base_buf_shrink(&shard.held, 1 << 20);
-        shard.held_rids.n = shard.held_cids.n = 0;
-        shard.gated_this_pass = 0;
     }
-    ++shard.pass;
-    shard.event_gated = 0;
     if (shard.pass_arrivals.n != 0) {
         uint64_t now = base_now_mono_us();
         for (size_t i = 0; i < shard.pass_arrivals.n; ++i)
@@ -252,7 +267,7 @@ static void on_link_frame(link_t *link, const proto_msg_t *msg)
         log_warn("ignoring a %s frame from the router", proto_type_name(msg->type));
         break;
     }
-    rooms_run_deferred();
+    shard_event_end();
 }
 
 static void router_gone(void)
@@ -260,8 +275,7 @@ static void router_gone(void)
     /* moves in flight were the old router's: the slots serve here again until a new one moves them */
     rooms_slots_unfreeze_all();
     /* what was held for the router cannot reach it; the writes still commit */
-    base_buf_consume(&shard.held, base_buf_len(&shard.held));
-    shard.held_rids.n = shard.held_cids.n = 0;
+    gate_drop_held(shard.gate);
 }
 
 static void on_link_closed(link_t *link, const char *why)
@@ -372,6 +386,7 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
         return 1;
     }
 
+    shard.gate = gate_new(&gate_ops, NULL, shard.max_frame);
     shard.loop = h2o_evloop_create();
     h2o_timeout_init(shard.loop, &shard.tick, TICK_MS);
     shard.tick_entry.cb = on_tick;
@@ -404,11 +419,7 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     h2o_timeout_unlink(&shard.tick_entry);
     h2o_timeout_dispose(shard.loop, &shard.tick);
     store_close(shard.store);
-    base_buf_dispose(&shard.held);
-    free(shard.event_rids.ids);
-    free(shard.event_cids.ids);
-    free(shard.held_rids.ids);
-    free(shard.held_cids.ids);
+    gate_free(shard.gate);
     free(shard.pass_arrivals.ids);
     h2o_socket_close(shard.ctl);
     h2o_socket_close(shard.sig);

@@ -1,13 +1,23 @@
 /*
- * shard.h — one shard process: one event loop running many rooms (see room.c), talking to the router over one link
+ * shard.h — one shard process: one event loop running many rooms (see room_int.h), talking to the router over one link
  * (proto.h frames) and to the supervisor over a control socket.
  *
  * Where things are:
- *   shard.c   the process: loop, control socket, the router link, decoding frames and dispatching them to rooms;
- *             the output gate (what events that wrote storage produce waits for the pass's commit)
- *   room.c    rooms and connections, their life cycle (eviction, hibernation, alarms) and the room API of party.h
- *   store.c   the shard's RocksDB, written with one batch per loop pass
- *   parties/  the built-in parties (relay, chat, counter, kv), written against party.h only
+ *   shard.c     the process: loop, control socket, the router link, decoding frames and dispatching them to rooms
+ *   room_int.h  the room layer's private header: its structs and state, the life cycle, the files below
+ *   rooms.c     the room registry, life cycle, LRU, eviction and the idle sweep
+ *   events.c    the frames from the router handled by rooms (open, message, close, request, router lost)
+ *   requests.c  HTTP requests to rooms and party.h's request accessors
+ *   storage.c   party_storage_* (party.h) over store.c
+ *   alarms.c    party_alarm_* and firing due alarms
+ *   access.c    party.h's room and connection accessors, send/broadcast/close, vars, utilities
+ *   fetch.c     party_fetch: rooms calling rooms
+ *   keys.c      the layout of storage keys, as pure functions (keys.h)
+ *   gate.c      the output gate: events, what they hold, the end-of-pass commit and the release or the failure path
+ *   store.c     the shard's RocksDB, written with one batch per loop pass (the only file including rocksdb/c.h)
+ *   admin.c     the admin endpoint's operations, with the room layer's rooms_admin_*
+ *   migrate.c   a shard's half of a slot move, with the room layer's rooms_slot_*
+ *   parties/    the built-in parties (relay, chat, counter, kv), written against party.h only
  */
 #ifndef PARTYD_SHARD_H
 #define PARTYD_SHARD_H
@@ -21,22 +31,27 @@
  * socket. Returns the process exit status. */
 int shard_main(const config_t *conf, int index, int ctl_fd);
 
-/* ---- between shard.c and room.c (one shard per process, so these act on the process's shard) ---- */
+/* ---- between shard.c and the room layer (one shard per process, so these act on the process's shard) ---- */
 
-/* Queues a frame to the router. Returns 0, -ENOTCONN when no router is connected (the frame is dropped: there is no
- * client to see it), -EMSGSIZE when it is over the link's frame cap. */
-int shard_emit(const proto_msg_t *msg);
 /* The caps of this node (limits.*). */
 const config_t *shard_config(void);
 
-/* The output gate. An event (a frame from the router, an alarm) starts with shard_event_begin. When the event writes
- * storage, shard_gate_event holds back everything the event emitted so far and emits from then on, until the end of
- * the loop pass, when the pass's writes are committed: then the held frames go out; if the commit fails they are
- * dropped (rooms_on_commit_failed). A room whose earlier event in this pass was gated gates every later one too, so
- * its frames never overtake each other. */
+/* The output gate (gate.h; these act on the shard's gate). An event — a frame from the router, an alarm, a room's share
+ * of the router going away — runs between shard_event_begin and shard_event_end, each called once on its path.
+ * Frames are emitted with shard_emit, or, when the router waits for them as the answer to request msg->id or the
+ * verdict on connection msg->id, with shard_emit_answer (RESPONSE) or shard_emit_verdict (ACCEPT, REJECT): what the
+ * gate must answer itself if a commit fails. When the event writes storage, shard_gate_event holds back everything
+ * the event emitted and emits until the pass's writes are committed: then the held frames go out; if the commit
+ * fails they are dropped (rooms_on_commit_failed). A room whose earlier event in this pass was gated gates every later
+ * one too (room_enter), so its frames never overtake each other. The emits return 0, -ENOTCONN when no router is
+ * connected (the frame is dropped: there is no client to see it), -EMSGSIZE when it is over the link's frame cap. */
 void shard_event_begin(void);
+void shard_event_end(void);
 void shard_gate_event(void);
-/* room.c: call rooms_fire_alarms at `wall_ms` (CLOCK_REALTIME ms; at once when that has passed; UINT64_MAX: no alarm
+int shard_emit(const proto_msg_t *msg);
+int shard_emit_answer(const proto_msg_t *msg);
+int shard_emit_verdict(const proto_msg_t *msg);
+/* alarms.c: call rooms_fire_alarms at `wall_ms` (CLOCK_REALTIME ms; at once when that has passed; UINT64_MAX: no alarm
  * is pending). Each call replaces the last. */
 void shard_alarms_wake_at(uint64_t wall_ms);
 /* Increases by one every loop pass (rooms use it to know whether they wrote in this pass). */
@@ -52,8 +67,11 @@ void shard_admin(const proto_msg_t *msg);
 /* migrate.c: a SLOT frame from the router. */
 void shard_slot(const proto_msg_t *msg);
 
-/* room.c: entry points for the frames the router sends. */
+/* The room layer (room_int.h): entry points for the frames the router sends. */
 void rooms_init(const config_t *conf, store_t *store);
+/* The clocks the room layer reads (monotonic ms for idleness, wall ms for alarms and party_now_ms); NULL: the real
+ * ones. For unit tests, which drive time instead of sleeping. */
+void rooms_set_clock(uint64_t (*mono_ms)(void), uint64_t (*wall_ms)(void));
 void rooms_dispose(void);
 void rooms_on_open(const proto_msg_t *msg);
 void rooms_on_message(const proto_msg_t *msg);
@@ -65,7 +83,7 @@ void rooms_on_router_lost(void);
 void rooms_on_fetch_reply(const proto_msg_t *msg);
 /* The node drains: what closes now is the node letting go (party_node_stopping). */
 void rooms_node_stopping(void);
-/* Runs the on_close callbacks that party_conn_close deferred. Called after each frame is handled. */
+/* Runs the on_close callbacks that party_conn_close deferred. Each event handler calls it before it leaves its room. */
 void rooms_run_deferred(void);
 /* What the room layer counts (shard/admin.c reports it). */
 typedef struct st_rooms_stats_t {
@@ -79,7 +97,7 @@ typedef struct st_rooms_stats_t {
 } rooms_stats_t;
 void rooms_stats(rooms_stats_t *stats);
 
-/* ---- room.c for slot moves (shard/migrate.c) ---- */
+/* ---- the room layer for slot moves (in shard/migrate.c) ---- */
 /* A frozen slot's rooms run no event: connections and requests get 503, alarms wait. */
 void rooms_slot_freeze(uint16_t slot, int frozen);
 void rooms_slots_unfreeze_all(void);
@@ -94,7 +112,7 @@ int rooms_slot_import(uint16_t slot, proto_str_t data, int first);
 /* Deletes the slot's data here (it moved away) and unfreezes it. Returns the keys deleted, or -EIO. */
 long rooms_slot_drop(uint16_t slot);
 
-/* ---- room.c for the admin operations (shard/admin.c); results are JSON (jansson) ---- */
+/* ---- the room layer for the admin operations (in shard/admin.c); results are JSON (jansson) ---- */
 struct json_t;
 /* Rooms in storage order (slot, then "party/room"), strictly after the room `after` ("party/room"; NULL: from the
  * start), of `party` and with ids starting with `prefix` (NULL: any), at most `limit`: rooms with stored data and

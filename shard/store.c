@@ -23,6 +23,20 @@ struct st_store_t {
     size_t savepoints[16]; /* pending count at each save point, to restore it on rollback */
     size_t num_savepoints;
     store_stats_t stats;
+    uint64_t generation; /* bumped by every change to the batch: an iterator then seeks again (store_iter_next) */
+};
+
+struct st_store_iter_t {
+    store_t *s;
+    rocksdb_iterator_t *it; /* over the batch with the database as its base */
+    uint64_t generation;    /* the batch's generation `it` was made in */
+    char *lo, *hi;          /* the range; hi NULL: no upper bound */
+    size_t lo_len, hi_len;
+    int reverse;
+    int valid;
+    char *key, *value; /* copies of the current entry: a write to the batch invalidates RocksDB's */
+    size_t key_len, value_len, key_cap, value_cap;
+    char *err;
 };
 
 #define BLOCK_CACHE_BYTES (16 << 20)
@@ -115,12 +129,14 @@ int store_get(store_t *s, const void *key, size_t klen, char **val, size_t *vlen
 
 void store_put(store_t *s, const void *key, size_t klen, const void *val, size_t vlen)
 {
+    ++s->generation;
     rocksdb_writebatch_wi_put(s->batch, key, klen, val, vlen);
     ++s->pending;
 }
 
 void store_delete(store_t *s, const void *key, size_t klen)
 {
+    ++s->generation;
     rocksdb_writebatch_wi_delete(s->batch, key, klen);
     ++s->pending;
 }
@@ -190,6 +206,177 @@ long store_scan_keys(store_t *s, const void *lo, size_t lolen, const void *hi, s
     return scan(s, lo, lolen, hi, hilen, 0, out, max, 0);
 }
 
+/* ---- iterators ---- */
+
+static char *copy_into(char *buf, size_t *cap, const char *src, size_t len)
+{
+    if (len + 1 > *cap) {
+        *cap = len + 1 > 2 * *cap ? len + 1 : 2 * *cap;
+        buf = xrealloc(buf, *cap);
+    }
+    if (len != 0)
+        memcpy(buf, src, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+static void iter_renew(store_iter_t *i)
+{
+    if (i->it != NULL) {
+        char *rerr = NULL;
+        rocksdb_iter_get_error(i->it, &rerr);
+        if (rerr != NULL && i->err == NULL)
+            i->err = rerr;
+        else
+            rocksdb_free(rerr);
+        rocksdb_iter_destroy(i->it);
+    }
+    rocksdb_iterator_t *base = rocksdb_create_iterator(i->s->db, i->s->ro);
+    i->it = rocksdb_writebatch_wi_create_iterator_with_base(i->s->batch, base);
+    i->generation = i->s->generation;
+}
+
+/* Copies the entry RocksDB's iterator is on when it is in the range, else ends the iteration. */
+static void iter_settle(store_iter_t *i)
+{
+    i->valid = 0;
+    if (i->err != NULL || !rocksdb_iter_valid(i->it))
+        return;
+    size_t kl, vl;
+    const char *k = rocksdb_iter_key(i->it, &kl);
+    if (key_cmp(k, kl, i->lo, i->lo_len) < 0 || (i->hi != NULL && key_cmp(k, kl, i->hi, i->hi_len) >= 0))
+        return;
+    const char *v = rocksdb_iter_value(i->it, &vl);
+    i->key = copy_into(i->key, &i->key_cap, k, kl);
+    i->key_len = kl;
+    i->value = copy_into(i->value, &i->value_cap, v, vl);
+    i->value_len = vl;
+    i->valid = 1;
+}
+
+/* Positions RocksDB's iterator on the first key ≥ key (forward) or the last key < key (reverse; key NULL: the last
+ * key of all). */
+static void iter_position(store_iter_t *i, const void *key, size_t len)
+{
+    if (!i->reverse) {
+        rocksdb_iter_seek(i->it, key, len);
+    } else if (key != NULL) {
+        rocksdb_iter_seek_for_prev(i->it, key, len);
+        /* seek_for_prev lands on a key ≤ key; the bound is exclusive */
+        size_t kl;
+        while (rocksdb_iter_valid(i->it)) {
+            const char *k = rocksdb_iter_key(i->it, &kl);
+            if (key_cmp(k, kl, key, len) < 0)
+                break;
+            rocksdb_iter_prev(i->it);
+        }
+    } else {
+        rocksdb_iter_seek_to_last(i->it);
+    }
+}
+
+store_iter_t *store_iter_open(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse)
+{
+    store_iter_t *i = xcalloc(1, sizeof(*i));
+    i->s = s;
+    i->lo = xmalloc(lolen + 1);
+    if (lolen != 0)
+        memcpy(i->lo, lo, lolen);
+    i->lo_len = lolen;
+    if (hi != NULL) {
+        i->hi = xmalloc(hilen + 1);
+        memcpy(i->hi, hi, hilen);
+        i->hi_len = hilen;
+    }
+    i->reverse = reverse;
+    iter_renew(i);
+    if (!reverse)
+        iter_position(i, i->lo, i->lo_len);
+    else
+        iter_position(i, i->hi, i->hi_len);
+    iter_settle(i);
+    return i;
+}
+
+void store_iter_seek(store_iter_t *i, const void *key, size_t len)
+{
+    if (i->generation != i->s->generation)
+        iter_renew(i);
+    if (!i->reverse && key_cmp(key, len, i->lo, i->lo_len) < 0) {
+        key = i->lo;
+        len = i->lo_len;
+    } else if (i->reverse && i->hi != NULL && key_cmp(key, len, i->hi, i->hi_len) > 0) {
+        key = i->hi;
+        len = i->hi_len;
+    }
+    iter_position(i, key, len);
+    iter_settle(i);
+}
+
+int store_iter_valid(const store_iter_t *i)
+{
+    return i->valid;
+}
+
+void store_iter_next(store_iter_t *i)
+{
+    if (!i->valid)
+        return;
+    if (i->generation != i->s->generation) {
+        /* the batch changed under the iterator: RocksDB's would not see a write between its position and the next
+         * entry it already looked at, so seek again from the current key */
+        iter_renew(i);
+        if (!i->reverse) {
+            rocksdb_iter_seek(i->it, i->key, i->key_len);
+            size_t kl;
+            if (rocksdb_iter_valid(i->it)) {
+                const char *k = rocksdb_iter_key(i->it, &kl);
+                if (key_cmp(k, kl, i->key, i->key_len) == 0)
+                    rocksdb_iter_next(i->it);
+            }
+        } else {
+            iter_position(i, i->key, i->key_len);
+        }
+    } else if (!i->reverse) {
+        rocksdb_iter_next(i->it);
+    } else {
+        rocksdb_iter_prev(i->it);
+    }
+    iter_settle(i);
+}
+
+const char *store_iter_key(const store_iter_t *i, size_t *len)
+{
+    *len = i->key_len;
+    return i->key;
+}
+
+const char *store_iter_value(const store_iter_t *i, size_t *len)
+{
+    *len = i->value_len;
+    return i->value;
+}
+
+int store_iter_close(store_iter_t *i)
+{
+    char *rerr = NULL;
+    rocksdb_iter_get_error(i->it, &rerr);
+    rocksdb_iter_destroy(i->it);
+    int r = 0;
+    if (rerr != NULL || i->err != NULL) {
+        log_error("store: iterator: %s", i->err != NULL ? i->err : rerr);
+        r = -EIO;
+    }
+    rocksdb_free(rerr);
+    rocksdb_free(i->err);
+    free(i->lo);
+    free(i->hi);
+    free(i->key);
+    free(i->value);
+    free(i);
+    return r;
+}
+
 int store_checkpoint(store_t *s, const char *dir, char *err, size_t errlen)
 {
     char *rerr = NULL;
@@ -232,6 +419,7 @@ int store_rollback(store_t *s)
         rocksdb_free(rerr);
         return -EIO;
     }
+    ++s->generation;
     --s->num_savepoints;
     if (s->num_savepoints < BASE_ARRAY_SIZE(s->savepoints))
         s->pending = s->savepoints[s->num_savepoints];
@@ -246,6 +434,7 @@ size_t store_pending(const store_t *s)
 void store_discard(store_t *s)
 {
     rocksdb_writebatch_wi_clear(s->batch);
+    ++s->generation;
     s->pending = 0;
     s->num_savepoints = 0;
 }

@@ -7,7 +7,7 @@
  * shard.c). Save points let a room roll back its last writes (transactions).
  *
  * This is the only file pair in partyd that knows RocksDB; store.c is the only file that includes rocksdb/c.h.
- * Keys are bytes; the layout (slot, room, tag) is room.c's business, except for the helpers below.
+ * Keys are bytes; the layout (slot, room, tag) is keys.c's business, except for the helpers below.
  */
 #ifndef PARTYD_STORE_H
 #define PARTYD_STORE_H
@@ -49,6 +49,21 @@ long store_scan(store_t *s, const void *lo, size_t lolen, const void *hi, size_t
                 size_t max);
 /* The same for the keys alone: value is NULL and value_len the value's size. */
 long store_scan_keys(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, store_entry_t *out, size_t max);
+/* An iterator over lo ≤ key < hi (hi NULL: no upper bound), ascending or (reverse) descending, over the database
+ * merged with the uncommitted batch. It sees writes made while it is open: after a write it seeks again from the
+ * current key, so a key deleted ahead of it is not visited and one written ahead of it is. The iterator owns copies
+ * of the current key and value (valid until the next store_iter_next, store_iter_seek or store_iter_close). Opened
+ * positioned on the first entry; store_iter_valid says whether there is one. An error ends the iteration (not valid)
+ * and store_iter_close reports it: 0, or -EIO. Close every iterator before store_close. */
+typedef struct st_store_iter_t store_iter_t;
+store_iter_t *store_iter_open(store_t *s, const void *lo, size_t lolen, const void *hi, size_t hilen, int reverse);
+/* Moves to the first key ≥ key (reverse: the last key < key), within the range. */
+void store_iter_seek(store_iter_t *it, const void *key, size_t len);
+int store_iter_valid(const store_iter_t *it);
+void store_iter_next(store_iter_t *it);
+const char *store_iter_key(const store_iter_t *it, size_t *len);
+const char *store_iter_value(const store_iter_t *it, size_t *len);
+int store_iter_close(store_iter_t *it);
 /* A consistent copy of the committed data in a new directory `dir` (RocksDB checkpoint: hard links where it can).
  * 0, or -EIO with the reason in err. */
 int store_checkpoint(store_t *s, const char *dir, char *err, size_t errlen);
