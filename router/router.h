@@ -99,6 +99,11 @@ extern router_t router;
 
 /* ---- http.c ---- */
 int http_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* ---- serve.c ---- */
+/* Checks a request for the "serve" folder before h2o's file handler opens it: 0 to pass it on, 1 when it answered
+ * (404 for NUL, dotfiles, a path out of the folder, anything but a regular file). Drops a Range of several ranges. */
+int serve_check(h2o_req_t *req);
 /* Answers a held request with a JSON error (`Retry-After: 1` for 503) and frees the record. */
 void http_fail_pending(router_pending_t *p, int status, const char *error);
 /* Sends a response on a held HTTP request, frees the record. */
