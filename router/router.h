@@ -200,6 +200,15 @@ int admin_on_req(h2o_handler_t *self, h2o_req_t *req);
 void admin_on_reply(int shard, const proto_msg_t *msg);
 void admin_on_shard_down(int shard);
 
+/* ---- adminguard.c ---- */
+/* Refuses (403, or 429 while wrong tokens are throttled) what a web page could send; 1 when it answered. */
+int admin_guard(h2o_req_t *req);
+/* A request bore a wrong token. */
+void admin_guard_failed(void);
+/* Where a backup asked for as `asked` goes: a name in the backup folder, or an absolute path inside it. 0 with the
+ * path in `out`, or -1 with the reason in `why`. */
+int admin_backup_path(const char *asked, char *out, size_t cap, char *why, size_t whylen);
+
 /* ---- dashboard.c ---- */
 /* Answers with the dashboard page. */
 void dashboard_send(h2o_req_t *req);
