@@ -693,6 +693,8 @@ static int authorized(h2o_req_t *req)
 int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
+    if (http_framing_refused(req))
+        return 0;
     const char *path = req->input.path.base;
     size_t len = req->input.path.len;
     const char *q = memchr(path, '?', len);

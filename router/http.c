@@ -521,6 +521,8 @@ static int origin_refused(h2o_req_t *req, const config_party_t *party)
 int http_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
+    if (http_framing_refused(req))
+        return 0; /* two lengths, or a length and a coding: 400, closed (framing.c) */
     if (headers_over_cap(req)) {
         http_send_error(req, 431, "request headers over the cap");
         return 0;

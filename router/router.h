@@ -100,6 +100,11 @@ extern router_t router;
 /* ---- http.c ---- */
 int http_on_req(h2o_handler_t *self, h2o_req_t *req);
 
+/* ---- framing.c ---- */
+/* Request smuggling: answers 400 and closes the connection for two Content-Lengths or one with Transfer-Encoding (1:
+ * answered); a request with a chunked body is marked to close its connection after the answer. */
+int http_framing_refused(h2o_req_t *req);
+
 /* ---- serve.c ---- */
 /* Checks a request for the "serve" folder before h2o's file handler opens it: 0 to pass it on, 1 when it answered
  * (404 for NUL, dotfiles, a path out of the folder, anything but a regular file). Drops a Range of several ranges. */
