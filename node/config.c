@@ -497,8 +497,8 @@ Error:
 int config_apply_json(config_t *c, const char *text, size_t len, const char *source, const char *base_dir, char *errbuf,
                       size_t errlen)
 {
-    static const char *const keys[] = {"listen", "prefix", "shards",  "data_dir",  "durability", "admin",
-                                       "limits", "timers", "parties", "log_level", "serve",      "origins", NULL};
+    static const char *const keys[] = {"listen", "prefix",  "shards",    "data_dir", "durability", "admin", "limits",
+                                       "timers", "parties", "log_level", "serve",    "origins",    NULL};
     cfg_err_t e = {errbuf, errlen, source, base_dir};
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);

@@ -176,9 +176,10 @@ static void test_origins_serve_backup(void **state)
     config_t c;
     config_init_default(&c);
     char err[512] = "";
-    const char *json = "{\"origins\":[\"https://a.example\"],\"serve\":{\"dir\":\"/tmp\",\"dotfiles\":true},"
-                       "\"admin\":{\"backup_dir\":\"/tmp\"},\"parties\":{\"main\":{\"kind\":\"chat\"},"
-                       "\"open\":{\"kind\":\"relay\",\"origins\":[\"http://localhost:8080\"]},\"none\":{\"kind\":\"relay\",\"origins\":[]}}}";
+    const char *json =
+        "{\"origins\":[\"https://a.example\"],\"serve\":{\"dir\":\"/tmp\",\"dotfiles\":true},"
+        "\"admin\":{\"backup_dir\":\"/tmp\"},\"parties\":{\"main\":{\"kind\":\"chat\"},"
+        "\"open\":{\"kind\":\"relay\",\"origins\":[\"http://localhost:8080\"]},\"none\":{\"kind\":\"relay\",\"origins\":[]}}}";
     assert_int_equal(config_apply_json(&c, json, strlen(json), "t.json", NULL, err, sizeof(err)), 0);
     const config_party_t *main_p = config_find_party(&c, "main", 4), *open_p = config_find_party(&c, "open", 4),
                          *none = config_find_party(&c, "none", 4);
