@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <libgen.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -210,9 +211,36 @@ static int apply_listen(cfg_err_t *e, config_t *c, json_t *v)
     return 0;
 }
 
+static char *resolve_path(cfg_err_t *e, const char *field, const char *path);
+
+/* "origins": ["https://example.com", ...]: what a browser's Origin header says, compared as a whole */
+static int apply_origins(cfg_err_t *e, const char *field, config_origins_t *o, json_t *v)
+{
+    if (!json_is_array(v) || json_array_size(v) > CONFIG_MAX_ORIGINS)
+        return fail(e, field, "expected an array of at most %d origins (\"https://host[:port]\")", CONFIG_MAX_ORIGINS);
+    char **list = xcalloc(json_array_size(v) + 1, sizeof(*list));
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x)
+    {
+        const char *s = json_string_value(x);
+        if (s == NULL || strlen(s) != json_string_length(x) || strstr(s, "://") == NULL || strlen(s) > 1024) {
+            for (size_t k = 0; k < i; ++k)
+                free(list[k]);
+            free(list);
+            return fail(e, field, "expected origins like \"https://example.com\" (scheme://host[:port])");
+        }
+        list[i] = xstrdup(s);
+    }
+    config_origins_free(o);
+    o->list = list;
+    o->num = json_array_size(v);
+    return 0;
+}
+
 static int apply_admin(cfg_err_t *e, config_t *c, json_t *v)
 {
-    static const char *const keys[] = {"listen", "token", NULL};
+    static const char *const keys[] = {"listen", "token", "backup_dir", NULL};
     if (expect_object(e, "admin", v) != 0 || check_keys(e, "admin", v, keys) != 0)
         return -1;
     json_t *l = json_object_get(v, "listen");
@@ -225,6 +253,16 @@ static int apply_admin(cfg_err_t *e, config_t *c, json_t *v)
     json_t *t = json_object_get(v, "token");
     if (t != NULL && get_secret(e, "admin.token", t, &c->admin_token) != 0)
         return -1;
+    json_t *b = json_object_get(v, "backup_dir");
+    if (b != NULL) {
+        char *dir;
+        if (!json_is_string(b) || json_string_length(b) == 0)
+            return fail(e, "admin.backup_dir", "expected the path of a folder (\"/\": anywhere)");
+        if ((dir = resolve_path(e, "admin.backup_dir", json_string_value(b))) == NULL)
+            return -1;
+        free(c->admin_backup_dir);
+        c->admin_backup_dir = dir;
+    }
     return 0;
 }
 
@@ -299,6 +337,7 @@ static void party_free(config_party_t *p)
         free(p->vars[i].env);
     }
     free(p->vars);
+    config_origins_free(&p->origins);
 }
 
 static void parties_free(config_t *c)
@@ -376,7 +415,7 @@ static int apply_vars(cfg_err_t *e, const char *path, config_party_t *party, jso
 
 static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, json_t *p)
 {
-    static const char *const keys[] = {"kind", "module", "hibernate", "vars", NULL};
+    static const char *const keys[] = {"kind", "module", "hibernate", "vars", "origins", NULL};
     if (expect_object(e, path, p) != 0 || check_keys(e, path, p, keys) != 0)
         return -1;
     json_t *kind = json_object_get(p, "kind"), *module = json_object_get(p, "module");
@@ -410,6 +449,10 @@ static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, js
     party->hibernate = hib != NULL ? json_is_true(hib) : party->party->hibernate;
     json_t *vars = json_object_get(p, "vars");
     if (vars != NULL && apply_vars(e, path, party, vars) != 0)
+        return -1;
+    json_t *origins = json_object_get(p, "origins");
+    snprintf(field, sizeof(field), "%s.origins", path);
+    if (origins != NULL && apply_origins(e, field, &party->origins, origins) != 0)
         return -1;
     return 0;
 }
@@ -454,8 +497,8 @@ Error:
 int config_apply_json(config_t *c, const char *text, size_t len, const char *source, const char *base_dir, char *errbuf,
                       size_t errlen)
 {
-    static const char *const keys[] = {"listen", "prefix", "shards",  "data_dir",  "durability", "admin",
-                                       "limits", "timers", "parties", "log_level", "serve",      NULL};
+    static const char *const keys[] = {"listen", "prefix",  "shards",    "data_dir", "durability", "admin", "limits",
+                                       "timers", "parties", "log_level", "serve",    "origins",    NULL};
     cfg_err_t e = {errbuf, errlen, source, base_dir};
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -502,12 +545,31 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         goto Exit;
     if ((v = json_object_get(root, "parties")) != NULL && apply_parties(&e, c, v) != 0)
         goto Exit;
+    if ((v = json_object_get(root, "origins")) != NULL && apply_origins(&e, "origins", &c->origins, v) != 0)
+        goto Exit;
     if ((v = json_object_get(root, "serve")) != NULL) {
         char *dir = NULL;
+        int dotfiles = 0;
+        if (json_is_object(v)) {
+            /* {"dir": PATH, "dotfiles": BOOL} */
+            static const char *const serve_keys[] = {"dir", "dotfiles", NULL};
+            json_t *d = json_object_get(v, "dotfiles");
+            if (check_keys(&e, "serve", v, serve_keys) != 0)
+                goto Exit;
+            if (d != NULL && !json_is_boolean(d)) {
+                fail(&e, "serve.dotfiles", "expected true or false");
+                goto Exit;
+            }
+            dotfiles = json_is_true(d);
+            if ((v = json_object_get(v, "dir")) == NULL) {
+                fail(&e, "serve.dir", "expected the path of a folder");
+                goto Exit;
+            }
+        }
         if (!json_is_null(v)) {
             struct stat st;
             if (!json_is_string(v) || json_string_length(v) == 0) {
-                fail(&e, "serve", "expected the path of a folder, or null");
+                fail(&e, "serve", "expected the path of a folder, {\"dir\": PATH, \"dotfiles\": BOOL}, or null");
                 goto Exit;
             }
             if ((dir = resolve_path(&e, "serve", json_string_value(v))) == NULL)
@@ -520,6 +582,7 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         }
         free(c->serve);
         c->serve = dir;
+        c->serve_dotfiles = dotfiles;
     }
     if ((v = json_object_get(root, "log_level")) != NULL) {
         if (!json_is_string(v)) {
@@ -558,6 +621,8 @@ void config_dispose(config_t *c)
     free(c->durability);
     free(c->admin_host);
     free(c->admin_token);
+    free(c->admin_backup_dir);
+    config_origins_free(&c->origins);
     free(c->source);
     parties_free(c);
     memset(c, 0, sizeof(*c));
@@ -567,6 +632,26 @@ size_t config_frame_cap(const config_t *c)
 {
     size_t payload = c->limits.message_bytes > c->limits.body_bytes ? c->limits.message_bytes : c->limits.body_bytes;
     return payload + c->limits.header_bytes + PROTO_FRAME_OVERHEAD;
+}
+
+void config_origins_free(config_origins_t *o)
+{
+    for (size_t i = 0; i < o->num; ++i)
+        free(o->list[i]);
+    free(o->list);
+    o->list = NULL;
+    o->num = 0;
+}
+
+int config_origin_allowed(const config_t *c, const config_party_t *p, const char *origin, size_t len)
+{
+    const config_origins_t *o = p != NULL && p->origins.list != NULL ? &p->origins : &c->origins;
+    if (o->list == NULL)
+        return 1;
+    for (size_t i = 0; i < o->num; ++i)
+        if (strlen(o->list[i]) == len && strncasecmp(o->list[i], origin, len) == 0)
+            return 1;
+    return 0;
 }
 
 const config_party_t *config_find_party(const config_t *c, const char *name, size_t len)
@@ -598,6 +683,12 @@ static int check_whole(const config_t *c, char *err, size_t errlen)
         snprintf(err, errlen,
                  "admin.listen: the admin endpoint on %s (not loopback) needs a token: set admin.token or PARTYD_ADMIN_TOKEN",
                  c->admin_host);
+        return -1;
+    }
+    /* a short token can be guessed over the network; the admin endpoint also slows down wrong ones (router/admin.c) */
+    if (c->admin_token != NULL && strlen(c->admin_token) < CONFIG_MIN_TOKEN) {
+        snprintf(err, errlen, "admin.token: at least %d bytes (got %zu); a random one: openssl rand -hex 16", CONFIG_MIN_TOKEN,
+                 strlen(c->admin_token));
         return -1;
     }
     return 0;
@@ -794,6 +885,14 @@ int config_from_args(config_t *c, int argc, char **argv)
     return 0;
 }
 
+static json_t *origins_json(const config_origins_t *o)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < o->num; ++i)
+        json_array_append_new(a, json_string(o->list[i]));
+    return a;
+}
+
 char *config_to_json(const config_t *c)
 {
     static const char *const levels[] = {"error", "warn", "info", "debug"};
@@ -811,6 +910,8 @@ char *config_to_json(const config_t *c)
                                                            : json_string(p->vars[k].value));
             json_object_set_new(o, "vars", vars);
         }
+        if (p->origins.list != NULL)
+            json_object_set_new(o, "origins", origins_json(&p->origins));
         json_object_set_new(parties, p->name, o);
     }
     char admin[300];
@@ -829,7 +930,12 @@ char *config_to_json(const config_t *c)
         (json_int_t)c->timers.alarm_retry_ms, "drain_ms", (json_int_t)c->timers.drain_ms, "fetch_ms",
         (json_int_t)c->timers.fetch_ms, "parties", parties, "log_level", levels[c->log_level]);
     if (c->serve != NULL)
-        json_object_set_new(root, "serve", json_string(c->serve));
+        json_object_set_new(root, "serve",
+                            c->serve_dotfiles ? json_pack("{s:s, s:b}", "dir", c->serve, "dotfiles", 1) : json_string(c->serve));
+    if (c->origins.list != NULL)
+        json_object_set_new(root, "origins", origins_json(&c->origins));
+    if (c->admin_backup_dir != NULL)
+        json_object_set_new(json_object_get(root, "admin"), "backup_dir", json_string(c->admin_backup_dir));
     if (c->tls_cert != NULL)
         json_object_set_new(json_object_get(root, "listen"), "tls",
                             json_pack("{s:s, s:s}", "cert", c->tls_cert, "key", c->tls_key));

@@ -17,6 +17,15 @@
 #define CONFIG_MAX_PARTIES 256
 
 #define CONFIG_MAX_VARS 64
+#define CONFIG_MAX_ORIGINS 64
+#define CONFIG_MIN_TOKEN 16 /* admin.token: shorter is refused at start */
+
+/* "origins": the Origin values a WebSocket upgrade may carry. list == NULL: not set (any Origin); set but empty: an
+ * upgrade that carries an Origin is refused. An upgrade without Origin (not a browser) is never refused for it. */
+typedef struct st_config_origins_t {
+    char **list;
+    size_t num;
+} config_origins_t;
 
 /* A party var: "vars": {"NAME": "value" | {"env": "ENV"}}; an environment variable is read when the config is. */
 typedef struct st_config_var_t {
@@ -34,6 +43,7 @@ typedef struct st_config_party_t {
     int hibernate;
     config_var_t *vars;
     size_t num_vars;
+    config_origins_t origins; /* parties.NAME.origins; unset: the node's */
 } config_party_t;
 
 typedef struct st_config_t {
@@ -43,13 +53,16 @@ typedef struct st_config_t {
     char *tls_key;
     char *prefix;
     char *serve; /* a folder served at / (PartyKit's "serve"), absolute; NULL: none */
+    int serve_dotfiles; /* serve.dotfiles: names starting with "." are served too */
+    config_origins_t origins; /* "origins": for every party that sets none of its own */
     int shards;
     char *data_dir;
     char *durability; /* "sync" or "relaxed" */
     int admin_enabled;
     char *admin_host;
     int admin_port;
-    char *admin_token; /* NULL: none */
+    char *admin_token; /* NULL: none; else at least CONFIG_MIN_TOKEN bytes */
+    char *admin_backup_dir; /* admin.backup_dir, absolute: backups go inside it ("/": anywhere); NULL: DATA_DIR/backups */
     struct {
         size_t message_bytes;
         size_t body_bytes;
@@ -97,6 +110,11 @@ size_t config_frame_cap(const config_t *conf);
 const config_party_t *config_find_party(const config_t *conf, const char *name, size_t len);
 /* The value of a party's var `name`, or NULL. */
 const char *config_party_var(const config_party_t *party, const char *name);
+
+/* Whether a WebSocket upgrade carrying `Origin: origin` may reach party `p` (NULL: no party): the party's origins,
+ * else the node's; when neither is set, any. Compared whole, ASCII case-insensitively. */
+int config_origin_allowed(const config_t *conf, const config_party_t *p, const char *origin, size_t len);
+void config_origins_free(config_origins_t *o);
 
 /* Writes the effective configuration as JSON (for --print-config). The caller frees the result. */
 char *config_to_json(const config_t *conf);

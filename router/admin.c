@@ -13,13 +13,17 @@
  *   GET    /admin/rooms/:party/:room[?cursor=&limit=]     one room: shard, slot, connections, alarm, a page of keys
  *   POST   /admin/rooms/:party/:room/evict  the room leaves memory now (its clients reconnect, 1012)
  *   DELETE /admin/rooms/:party/:room?confirm=ROOM         deletes the room's data
- *   POST   /admin/backup {"dir": "/abs/path"}             a RocksDB checkpoint of every shard into that directory
+ *   POST   /admin/backup {"dir": "/abs/path" | "name"}    a RocksDB checkpoint of every shard into that directory,
+ *                                                         inside admin.backup_dir (adminguard.c)
  *
+ * Every path but /health and /ready passes admin_guard first (adminguard.c: loopback Host without a token, no
+ * foreign Origin, changes only by non-simple requests, wrong tokens throttled).
  * With a token configured every path but /health and /ready needs `Authorization: Bearer TOKEN` (401 otherwise).
  * Operations that need the shards are ADMIN frames (shard/admin.c): sent, then answered when every shard asked has
  * replied, or after ADMIN_TIMEOUT_MS with what came (a shard that is down or silent shows as such).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -636,10 +640,16 @@ static void post_backup(h2o_req_t *req)
 {
     json_error_t jerr;
     json_t *body = json_loadb(req->entity.base, req->entity.len, 0, &jerr);
-    const char *dir = json_string_value(json_object_get(body, "dir"));
-    if (dir == NULL || dir[0] != '/' || strlen(dir) > 4000) {
+    const char *asked = json_string_value(json_object_get(body, "dir"));
+    char dir[4000], why[PATH_MAX + 200];
+    if (asked == NULL || strlen(asked) > 3000) {
         json_decref(body);
-        http_send_error(req, 400, "the body is {\"dir\": \"/absolute/path\"}");
+        http_send_error(req, 400, "the body is {\"dir\": \"/absolute/path\" or \"name\"}");
+        return;
+    }
+    if (admin_backup_path(asked, dir, sizeof(dir), why, sizeof(why)) != 0) {
+        json_decref(body);
+        http_send_error(req, 400, why);
         return;
     }
     if (!shards_all_up()) {
@@ -656,7 +666,6 @@ static void post_backup(h2o_req_t *req)
     }
     /* a fresh directory, so a backup never mixes with another */
     if (mkdir(dir, 0750) != 0) {
-        char why[300];
         snprintf(why, sizeof(why), "cannot create %s: %s (it must not exist yet)", dir, strerror(errno));
         json_decref(body);
         http_send_error(req, 409, why);
@@ -691,6 +700,8 @@ static int authorized(h2o_req_t *req)
 int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
+    if (http_framing_refused(req))
+        return 0;
     const char *path = req->input.path.base;
     size_t len = req->input.path.len;
     const char *q = memchr(path, '?', len);
@@ -708,11 +719,15 @@ int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         send_value(req, ready ? 200 : 503, json_pack("{s:b}", "ready", ready));
         return 0;
     }
+    if (admin_guard(req))
+        return 0; /* Host, Origin, a simple request for a change, the wrong-token throttle (adminguard.c) */
     if ((h2o_memis(path, len, H2O_STRLIT("/admin")) || h2o_memis(path, len, H2O_STRLIT("/admin/"))) && is_get) {
         dashboard_send(req); /* a static page: its API calls carry the token */
         return 0;
     }
     if (!authorized(req)) {
+        if (h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1) != -1)
+            admin_guard_failed();
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
         http_send_error(req, 401, "a valid bearer token is required");
         return 0;

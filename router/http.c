@@ -540,9 +540,25 @@ static int headers_over_cap(h2o_req_t *req)
     return bytes > router.conf->limits.header_bytes;
 }
 
+/* A browser's page may open a WebSocket to any site, with the user's cookies: a room that trusts them would act for
+ * whatever page the user has open (cross-site WebSocket hijacking). "origins" names the pages that may. */
+static int origin_refused(h2o_req_t *req, const config_party_t *party)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), -1);
+    if (i == -1)
+        return 0; /* not a browser */
+    const h2o_iovec_t *o = &req->headers.entries[i].value;
+    if (config_origin_allowed(router.conf, party, o->base, o->len))
+        return 0;
+    http_send_error(req, 403, "this Origin may not open a WebSocket here");
+    return 1;
+}
+
 int http_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
+    if (http_framing_refused(req))
+        return 0; /* two lengths, or a length and a coding: 400, closed (framing.c) */
     if (headers_over_cap(req)) {
         http_send_error(req, 431, "request headers over the cap");
         return 0;
@@ -557,7 +573,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         if (h2o_memis(r.path, r.path_len, H2O_STRLIT("/health")))
             http_send_health(req);
         else if (router.conf->serve != NULL)
-            return -1; /* the static files' handler is next (router.c) */
+            return serve_check(req) ? 0 : -1; /* the static files' handler is next (router.c) */
         else
             http_send_error(req, 404, "not found");
         return 0;
@@ -576,6 +592,8 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     int upgrade = req->upgrade.base != NULL && h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket"));
+    if (upgrade && origin_refused(req, party))
+        return 0;
     edge_headers_t edge;
     if (edge_run(req, &r, party, upgrade, &edge) != 0)
         return 0; /* the party's edge hook answered */

@@ -14,9 +14,13 @@
  *   fetch.c        rooms calling rooms: a shard's FETCH routed to the target room's shard, the answer brought back
  *   edge.c         a party's edge hooks (before_connect, before_request) run in the router before the room sees it
  *   admin.c        the admin listener: /admin/... JSON API and /metrics
+ *   adminguard.c   what the admin listener refuses before routing: foreign Host/Origin, simple cross-site writes,
+ *                  wrong tokens past a rate; where backups may go
  *   dashboard.c    the admin dashboard page (GET /admin/), compiled in from dashboard.html by embed.py
  *   dashboard.html the dashboard itself: one page of HTML, CSS and JavaScript over the admin API
  *   embed.py       build step: turns dashboard.html into a C array (dashboard_html.c)
+ *   serve.c        the `serve` folder: only regular files inside it, opened without blocking; no dotfiles or NUL
+ *   framing.c      request framing checks before routing: two Content-Lengths, or one with Transfer-Encoding → 400
  *   linger.c       a lingering close for the client connections h2o closes (so a 413 is read, not reset)
  *   meson.build    the router's sources
  *
@@ -117,6 +121,16 @@ extern router_t router;
 /* h2o's handler of the main listener: every request. Returns 0 (h2o's "handled"): it answers, or holds the request
  * in a router_pending_t (owned by http.c) until the shard answers. */
 int http_on_req(h2o_handler_t *self, h2o_req_t *req);
+
+/* ---- framing.c ---- */
+/* Request smuggling: answers 400 and closes the connection for two Content-Lengths or one with Transfer-Encoding (1:
+ * answered); a request with a chunked body is marked to close its connection after the answer. */
+int http_framing_refused(h2o_req_t *req);
+
+/* ---- serve.c ---- */
+/* Checks a request for the "serve" folder before h2o's file handler opens it: 0 to pass it on, 1 when it answered
+ * (404 for NUL, dotfiles, a path out of the folder, anything but a regular file). Drops a Range of several ranges. */
+int serve_check(h2o_req_t *req);
 /* Answers a held request with a JSON error (`Retry-After: 1` for 503) and frees the record. */
 void http_fail_pending(router_pending_t *p, int status, const char *error);
 /* Sends a response on a held HTTP request, frees the record. */
@@ -253,6 +267,15 @@ void admin_on_reply(int shard, const proto_msg_t *msg);
 void admin_on_shard_down(int shard);
 /* At exit: answers what is still waiting, releases the timer. */
 void admin_dispose(void);
+
+/* ---- adminguard.c ---- */
+/* Refuses (403, or 429 while wrong tokens are throttled) what a web page could send; 1 when it answered. */
+int admin_guard(h2o_req_t *req);
+/* A request bore a wrong token. */
+void admin_guard_failed(void);
+/* Where a backup asked for as `asked` goes: a name in the backup folder, or an absolute path inside it. 0 with the
+ * path in `out`, or -1 with the reason in `why`. */
+int admin_backup_path(const char *asked, char *out, size_t cap, char *why, size_t whylen);
 
 /* ---- dashboard.c ---- */
 /* Answers with the dashboard page (static, compiled in). */

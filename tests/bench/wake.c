@@ -118,8 +118,9 @@ static void worker_send(wake_worker_t *w)
     case WAKE_EVICT:
         l = &w->admin;
         n = snprintf(wk->req, sizeof(wk->req),
-                     "POST /admin/rooms/%s/r%u/evict HTTP/1.1\r\nHost: %s:%d\r\nContent-Length: 0\r\n\r\n", o->party, room, o->host,
-                     o->admin_port);
+                     /* X-Partyd-Admin: a change on a node without a token must be a request no web page sends */
+                     "POST /admin/rooms/%s/r%u/evict HTTP/1.1\r\nHost: %s:%d\r\nX-Partyd-Admin: 1\r\nContent-Length: 0\r\n\r\n",
+                     o->party, room, o->host, o->admin_port);
         break;
     case WAKE_GET:
         l = &w->server;

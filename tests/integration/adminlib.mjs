@@ -14,7 +14,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { BIN } from './lib.mjs';
 
-export const TOKEN = 's3cret';
+export const TOKEN = 's3cret-admin-token'; // admin.token: at least 16 bytes
 export const CTL = path.join(path.dirname(BIN), 'partyctl');
 
 export async function adm(node, p, init = {}, token = TOKEN) {

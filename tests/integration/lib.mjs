@@ -187,8 +187,10 @@ export class Node {
     const r = await this.fetch(p, init);
     return { status: r.status, headers: r.headers, body: await r.json() };
   }
-  async admin(p, init) {
-    const r = await fetch(`http://127.0.0.1:${this.adminPort}${p}`, init);
+  async admin(p, init = {}) {
+    // as partyctl does: without a token, the admin endpoint takes changes only with this header (or a JSON body)
+    const headers = { 'X-Partyd-Admin': '1', ...(init.headers ?? {}) };
+    const r = await fetch(`http://127.0.0.1:${this.adminPort}${p}`, { ...init, headers });
     const text = await r.text();
     let body;
     try { body = JSON.parse(text); } catch { body = text; }

@@ -13,7 +13,7 @@ cleanupAfterEach();
 
 const T = { timeout: 60000 };
 const PARTIES = { main: { kind: 'chat' }, relay: { kind: 'relay' }, counter: { kind: 'counter' }, kv: { kind: 'kv' } };
-const cfg = (extra = {}) => ({ admin: { token: TOKEN }, parties: PARTIES, ...extra });
+const cfg = (extra = {}) => ({ admin: { token: TOKEN, backup_dir: '.' }, parties: PARTIES, ...extra });
 const ws = (node, party, room, pk, query = '') => node.wsUrl(`/parties/${party}/${room}?_pk=${encodeURIComponent(pk)}${query}`);
 const UNREACHABLE = 'http://127.0.0.1:1';
 

@@ -74,7 +74,7 @@ test('flags override the file, the file overrides the default; the admin token c
   const dir = tmpDir();
   const file = path.join(dir, 'partyd.json');
   fs.writeFileSync(file, JSON.stringify({ listen: { port: 2000 }, shards: 3, limits: { message_bytes: 4096 } }));
-  const eff = printConfig(['--config', file, '--shards', '5'], { PARTYD_ADMIN_TOKEN: 'from-env' });
+  const eff = printConfig(['--config', file, '--shards', '5'], { PARTYD_ADMIN_TOKEN: 'from-env-16-bytes' });
   assert.equal(eff.listen.port, 2000);
   assert.equal(eff.shards, 5);
   assert.equal(eff.limits.message_bytes, 4096);

@@ -78,6 +78,14 @@ static void test_errors(void **state)
     expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"hibernate\":1}}}", "parties.main.hibernate");
     expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"color\":1}}}", "parties.main.color");
     expect_error("{\"parties\":{\"a.b\":{\"kind\":\"chat\"}}}", "parties.a.b");
+    expect_error("{\"origins\":\"https://a.example\"}", "origins");
+    expect_error("{\"origins\":[\"a.example\"]}", "origins: expected origins like");
+    expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"origins\":[1]}}}", "parties.main.origins");
+    expect_error("{\"serve\":{\"dir\":\"/\",\"dotfiles\":\"yes\"}}", "serve.dotfiles");
+    expect_error("{\"serve\":{\"dotfiles\":true}}", "serve.dir");
+    expect_error("{\"serve\":{\"dir\":\"/\",\"hidden\":true}}", "serve.hidden: unknown key");
+    expect_error("{\"admin\":{\"backup_dir\":\"/nonexistent/backups\"}}", "admin.backup_dir");
+    expect_error("{\"admin\":{\"backup_dir\":7}}", "admin.backup_dir");
     expect_error("{\"parties\":{\"mine\":{\"module\":\"./no-such-module.so\"}}}",
                  "parties.mine.module: ./no-such-module.so: No such file");
     expect_error("{\"parties\":{\"mine\":{\"module\":42}}}", "parties.mine.module: expected the path");
@@ -161,6 +169,50 @@ static int run_args(int argc, char **argv)
     return r;
 }
 
+/* origins at node and party level; serve with dotfiles; the backup folder; --print-config shows them all */
+static void test_origins_serve_backup(void **state)
+{
+    (void)state;
+    config_t c;
+    config_init_default(&c);
+    char err[512] = "";
+    const char *json =
+        "{\"origins\":[\"https://a.example\"],\"serve\":{\"dir\":\"/tmp\",\"dotfiles\":true},"
+        "\"admin\":{\"backup_dir\":\"/tmp\"},\"parties\":{\"main\":{\"kind\":\"chat\"},"
+        "\"open\":{\"kind\":\"relay\",\"origins\":[\"http://localhost:8080\"]},\"none\":{\"kind\":\"relay\",\"origins\":[]}}}";
+    assert_int_equal(config_apply_json(&c, json, strlen(json), "t.json", NULL, err, sizeof(err)), 0);
+    const config_party_t *main_p = config_find_party(&c, "main", 4), *open_p = config_find_party(&c, "open", 4),
+                         *none = config_find_party(&c, "none", 4);
+    assert_true(config_origin_allowed(&c, main_p, "https://a.example", 17));
+    assert_true(config_origin_allowed(&c, main_p, "HTTPS://A.example", 17)); /* scheme and host are case-insensitive */
+    assert_false(config_origin_allowed(&c, main_p, "https://a.example.evil", 22));
+    assert_false(config_origin_allowed(&c, main_p, "https://a.exampl", 16));
+    assert_true(config_origin_allowed(&c, open_p, "http://localhost:8080", 21)); /* the party's own list wins */
+    assert_false(config_origin_allowed(&c, open_p, "https://a.example", 17));
+    assert_false(config_origin_allowed(&c, none, "https://a.example", 17)); /* [] refuses every Origin */
+    assert_string_equal(c.serve, "/tmp");
+    assert_true(c.serve_dotfiles);
+    assert_string_equal(c.admin_backup_dir, "/tmp");
+    char *printed = config_to_json(&c);
+    assert_non_null(strstr(printed, "\"dotfiles\": true"));
+    assert_non_null(strstr(printed, "\"backup_dir\": \"/tmp\""));
+    assert_non_null(strstr(printed, "\"http://localhost:8080\""));
+    /* what was printed reads back the same */
+    config_t again;
+    config_init_default(&again);
+    assert_int_equal(config_apply_json(&again, printed, strlen(printed), "printed", NULL, err, sizeof(err)), 0);
+    assert_true(again.serve_dotfiles);
+    assert_false(config_origin_allowed(&again, config_find_party(&again, "none", 4), "https://a.example", 17));
+    config_dispose(&again);
+    free(printed);
+    config_dispose(&c);
+
+    /* nothing set: any Origin */
+    config_init_default(&c);
+    assert_true(config_origin_allowed(&c, config_find_party(&c, "main", 4), "https://anything.example", 24));
+    config_dispose(&c);
+}
+
 static void test_args(void **state)
 {
     (void)state;
@@ -171,11 +223,17 @@ static void test_args(void **state)
     char *stray[] = {"partyd", "extra"};
     char *public_admin[] = {"partyd", "--admin", "0.0.0.0:1998"};
     char *no_file[] = {"partyd", "--config", "/nonexistent/partyd.json"};
+    char *loopback[] = {"partyd", "--admin", "127.0.0.1:0"};
     unsetenv("PARTYD_ADMIN_TOKEN");
     FILE *saved = stderr;
     stderr = fopen("/dev/null", "w"); /* the errors are expected; keep the test output clean */
     int r_ok = run_args(11, ok), r_port = run_args(3, bad_port), r_flag = run_args(2, bad_flag), r_missing = run_args(2, missing),
         r_stray = run_args(2, stray), r_admin = run_args(3, public_admin), r_file = run_args(3, no_file);
+    setenv("PARTYD_ADMIN_TOKEN", "fifteen-bytes!!", 1); /* 15 bytes: refused */
+    int r_short = run_args(3, loopback);
+    setenv("PARTYD_ADMIN_TOKEN", "sixteen-bytes!!!", 1);
+    int r_long = run_args(3, loopback);
+    unsetenv("PARTYD_ADMIN_TOKEN");
     fclose(stderr);
     stderr = saved;
     assert_int_equal(r_ok, 0);
@@ -185,6 +243,8 @@ static void test_args(void **state)
     assert_int_equal(r_stray, -1);
     assert_int_equal(r_admin, -1); /* a non-loopback admin listener needs a token */
     assert_int_equal(r_file, -1);
+    assert_int_equal(r_short, -1); /* admin.token: at least 16 bytes */
+    assert_int_equal(r_long, 0);
 }
 
 int main(void)
@@ -192,6 +252,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default),   cmocka_unit_test(test_errors), cmocka_unit_test(test_overlay),
         cmocka_unit_test(test_env_token), cmocka_unit_test(test_vars),   cmocka_unit_test(test_args),
+        cmocka_unit_test(test_origins_serve_backup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
