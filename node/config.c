@@ -673,7 +673,7 @@ int config_from_args(config_t *c, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     char err[512];
-    const char *config_path = NULL;
+    const char *config_path = NULL, *admin_flag = NULL;
     int print = 0, o;
 
     config_init_default(c);
@@ -767,6 +767,7 @@ int config_from_args(config_t *c, int argc, char **argv)
             break;
         case O_ADMIN:
             r = set_admin_listen(&e, "--admin", c, optarg);
+            admin_flag = optarg;
             break;
         case O_LOG_LEVEL:
             r = set_log_level(&e, "--log-level", c, optarg);
@@ -781,7 +782,11 @@ int config_from_args(config_t *c, int argc, char **argv)
         }
     }
     if (check_whole(c, err, sizeof(err)) != 0) {
-        fprintf(stderr, "partyd: bad config (%s): %s\n", c->source, err);
+        /* a rule broken by a flag is the flag's fault, not the file's or the embedded default's */
+        if (admin_flag != NULL && strncmp(err, "admin.listen: ", 14) == 0)
+            fprintf(stderr, "partyd: --admin %s: %s\n", admin_flag, err + 14);
+        else
+            fprintf(stderr, "partyd: bad config (%s): %s\n", c->source, err);
         return -1;
     }
     if (print) {

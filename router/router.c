@@ -175,6 +175,13 @@ static void on_signal(h2o_socket_t *sock, const char *err)
 
 /* ---- main ---- */
 
+/* OpenSSL's reason for the last error, never NULL */
+static const char *tls_reason(void)
+{
+    const char *r = ERR_reason_error_string(ERR_get_error());
+    return r != NULL ? r : "not a PEM file OpenSSL can use";
+}
+
 struct ssl_ctx_st *router_tls_context(const config_t *conf, char *err, size_t errlen)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -184,14 +191,22 @@ struct ssl_ctx_st *router_tls_context(const config_t *conf, char *err, size_t er
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    /* OpenSSL has no reason string for a file it could not open (it would print "(null)"): say what the system said */
+    if (access(conf->tls_cert, R_OK) != 0 || access(conf->tls_key, R_OK) != 0) {
+        int cert_bad = access(conf->tls_cert, R_OK) != 0;
+        snprintf(err, errlen, "%s: cannot read %s: %s", cert_bad ? "listen.tls.cert" : "listen.tls.key",
+                 cert_bad ? conf->tls_cert : conf->tls_key, strerror(errno));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, conf->tls_cert) != 1) {
-        snprintf(err, errlen, "listen.tls.cert: cannot load %s: %s", conf->tls_cert, ERR_reason_error_string(ERR_get_error()));
+        snprintf(err, errlen, "listen.tls.cert: cannot load %s: %s", conf->tls_cert, tls_reason());
         SSL_CTX_free(ctx);
         return NULL;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, conf->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
         snprintf(err, errlen, "listen.tls.key: cannot load %s, or it does not match the certificate: %s", conf->tls_key,
-                 ERR_reason_error_string(ERR_get_error()));
+                 tls_reason());
         SSL_CTX_free(ctx);
         return NULL;
     }
