@@ -493,10 +493,11 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     size_t nofile = raise_nofile();
     size_t usable = nofile > 2 * FD_RESERVE ? nofile - FD_RESERVE : nofile / 2;
     rt.max_conns = conf->limits.connections < usable ? conf->limits.connections : usable;
+    /* said at info, not as a warning: the default (100000) is above what a common LimitNOFILE allows, on purpose */
     if (rt.max_conns < conf->limits.connections)
-        log_warn("limits.connections is %u but %zu descriptors allow %zu connections (%d kept in reserve): raise the hard "
-                 "RLIMIT_NOFILE (LimitNOFILE= in the unit)",
-                 conf->limits.connections, nofile, rt.max_conns, FD_RESERVE);
+        log_info("accepting up to %zu connections: limits.connections is %u, but RLIMIT_NOFILE is %zu (%d kept in "
+                 "reserve); raise its hard limit (LimitNOFILE=) for more",
+                 rt.max_conns, conf->limits.connections, nofile, FD_RESERVE);
     h2o_timeout_init(router.loop, &rt.addr_sweep, 1000);
     rt.addr_sweep_entry.cb = on_addr_sweep;
     h2o_timeout_link(router.loop, &rt.addr_sweep, &rt.addr_sweep_entry);
