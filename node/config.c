@@ -830,15 +830,16 @@ char *config_to_json(const config_t *c)
     else
         snprintf(admin, sizeof(admin), "off");
     json_t *root = json_pack(
-        "{s:{s:s, s:i}, s:s, s:i, s:s, s:s, s:{s:s}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:s}",
+        "{s:{s:s, s:i}, s:s, s:i, s:s, s:s, s:{s:s}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, "
+        "s:I, s:I}, s:o, s:s}",
         "listen", "host", c->host, "port", c->port, "prefix", c->prefix, "shards", c->shards, "data_dir", c->data_dir, "durability",
         c->durability, "admin", "listen", admin, "limits", "message_bytes", (json_int_t)c->limits.message_bytes, "body_bytes",
         (json_int_t)c->limits.body_bytes, "output_bytes", (json_int_t)c->limits.output_bytes, "header_bytes",
         (json_int_t)c->limits.header_bytes, "header_count", (json_int_t)c->limits.header_count, "connections_per_room",
         (json_int_t)c->limits.connections_per_room, "rooms_in_memory", (json_int_t)c->limits.rooms_in_memory, "connections",
         (json_int_t)c->limits.connections, "connections_per_ip", (json_int_t)c->limits.connections_per_ip, "connects_per_ip_per_s",
-        (json_int_t)c->limits.connects_per_ip_per_s, "output_total_bytes", (json_int_t)c->limits.output_total_bytes, "timers", "idle_ms",
-        (json_int_t)c->timers.idle_ms, "ping_ms", (json_int_t)c->timers.ping_ms, "alarm_retry_ms",
+        (json_int_t)c->limits.connects_per_ip_per_s, "output_total_bytes", (json_int_t)c->limits.output_total_bytes, "timers",
+        "idle_ms", (json_int_t)c->timers.idle_ms, "ping_ms", (json_int_t)c->timers.ping_ms, "alarm_retry_ms",
         (json_int_t)c->timers.alarm_retry_ms, "drain_ms", (json_int_t)c->timers.drain_ms, "fetch_ms",
         (json_int_t)c->timers.fetch_ms, "parties", parties, "log_level", levels[c->log_level]);
     if (c->serve != NULL)

@@ -744,8 +744,8 @@ static void shed_output(void)
         if (has_socket(c) && !(c->_flags & F_REAP) && c->_qbytes != 0)
             v[n++] = c;
     qsort(v, n, sizeof(*v), more_behind);
-    log_warn("ws: %zu bytes of output queued, over limits.output_total_bytes (%zu); closing the slowest consumers",
-             ws.out_total, cap);
+    log_warn("ws: %zu bytes of output queued, over limits.output_total_bytes (%zu); closing the slowest consumers", ws.out_total,
+             cap);
     for (size_t i = 0; i < n && ws.out_total > target; ++i)
         if (!(v[i]->_flags & F_REAP)) /* a callback of an earlier close may have ended it */
             close_slow_consumer(v[i], "the router's output is over its total cap");

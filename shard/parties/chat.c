@@ -280,8 +280,8 @@ static int chat_on_connect(party_room_t *room, party_conn_t *conn, const party_r
     (void)req;
     chat_room_t *cr = party_room_data(room);
     send_json(room, conn, json_pack("{s:s, s:s}", "type", "welcome", "id", party_conn_id(conn)), NULL);
-    int r = send_json(room, conn, json_pack("{s:s, s:o, s:O}", "type", "state", "users", users_json(room), "messages", cr->messages),
-                      NULL);
+    int r = send_json(room, conn,
+                      json_pack("{s:s, s:o, s:O}", "type", "state", "users", users_json(room), "messages", cr->messages), NULL);
     if (r == -EMSGSIZE) {
         /* the window fits; the users of a very big room may not: the client learns it has no state */
         send_error(room, conn, "state: the room's users and messages are over limits.message_bytes");
@@ -339,7 +339,8 @@ static void on_chat(party_room_t *room, party_conn_t *conn, const json_t *m)
     int too_big;
     json_t *msg = append_message(room, party_conn_id(conn), content, len, &too_big);
     if (msg == NULL) {
-        send_error(room, conn, too_big ? "chat: the message is over limits.message_bytes" : "chat: the message could not be stored");
+        send_error(room, conn,
+                   too_big ? "chat: the message is over limits.message_bytes" : "chat: the message could not be stored");
         return;
     }
     broadcast_chat(room, msg);

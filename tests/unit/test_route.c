@@ -129,7 +129,8 @@ static void test_query_param(void **state)
     assert_int_equal(param("_pk=%ff", "_pk", out, sizeof(out)), 3);
     assert_string_equal(out, "\xef\xbf\xbd");
     assert_int_equal(param("_pk=a%E2%82b%C3", "_pk", out, sizeof(out)), 8);
-    assert_string_equal(out, "a\xef\xbf\xbd" "b\xef\xbf\xbd");
+    assert_string_equal(out, "a\xef\xbf\xbd"
+                             "b\xef\xbf\xbd");
     assert_int_equal(param("_pk=%ED%A0%80", "_pk", out, sizeof(out)), 9); /* a surrogate: three */
     assert_string_equal(out, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
     /* the cap counts the replaced bytes: 43 × %ff is 129 bytes decoded */
