@@ -95,6 +95,10 @@ test('chat: 100 messages of 4096 four-byte code points; new joiners still get st
   assert.deepEqual(state.messages.map((m) => m.content.split(':')[0]), body.messages.map((m) => m.content.split(':')[0]));
   assert.ok(JSON.stringify(state).length <= 1 << 20, 'state fits in limits.message_bytes');
   await c.close();
+  // the shard holds the window (under 1 MiB of JSON), not every message it was sent
+  const { pid: shardPid } = await node.shardPidOf('main', 'abuse-chat');
+  assert.ok(rss(shardPid) < 256 << 20, `the shard holds ${rss(shardPid) >> 20} MiB`);
+  await stillServes(node, 'a chat history over message_bytes');
 
   // after a restart of the room (evicted and read back from storage) the window is cut the same way
   const ev = await node.admin('/admin/rooms/main/abuse-chat/evict', { method: 'POST' });
