@@ -33,7 +33,9 @@ const char config_default_json[] =
     "  \"admin\": {\"listen\": \"127.0.0.1:1998\", \"token\": {\"env\": \"PARTYD_ADMIN_TOKEN\"}},\n"
     "  \"limits\": {\"message_bytes\": 1048576, \"body_bytes\": 1048576, \"output_bytes\": 8388608,\n"
     "             \"header_bytes\": 16384, \"header_count\": 64,\n"
-    "             \"connections_per_room\": 32768, \"rooms_in_memory\": 100000},\n"
+    "             \"connections_per_room\": 32768, \"rooms_in_memory\": 100000,\n"
+    "             \"connections\": 100000, \"connections_per_ip\": 0, \"connects_per_ip_per_s\": 0,\n"
+    "             \"output_total_bytes\": 268435456},\n"
     "  \"timers\": {\"idle_ms\": 30000, \"ping_ms\": 30000, \"alarm_retry_ms\": 2000, \"drain_ms\": 10000,\n"
     "             \"fetch_ms\": 30000},\n"
     "  \"parties\": {\"main\": {\"kind\": \"chat\"}, \"relay\": {\"kind\": \"relay\"}, \"counter\": {\"kind\": \"counter\"}},\n"
@@ -290,6 +292,10 @@ static const int_field_t limit_fields[] = {
     UINT_FIELD(limits, header_count, 1, 100), /* h2o itself refuses more than 100 headers */
     UINT_FIELD(limits, connections_per_room, 1, 1 << 20),
     UINT_FIELD(limits, rooms_in_memory, 1, 10 << 20),
+    UINT_FIELD(limits, connections, 1, 1 << 24),
+    UINT_FIELD(limits, connections_per_ip, 0, 1 << 24),
+    UINT_FIELD(limits, connects_per_ip_per_s, 0, 1 << 24),
+    SIZE_FIELD(limits, output_total_bytes, 1 << 20, 1LL << 40),
     {NULL, 0, 0, 0, 0},
 };
 
@@ -764,7 +770,7 @@ int config_from_args(config_t *c, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     char err[512];
-    const char *config_path = NULL;
+    const char *config_path = NULL, *admin_flag = NULL;
     int print = 0, o;
 
     config_init_default(c);
@@ -858,6 +864,7 @@ int config_from_args(config_t *c, int argc, char **argv)
             break;
         case O_ADMIN:
             r = set_admin_listen(&e, "--admin", c, optarg);
+            admin_flag = optarg;
             break;
         case O_LOG_LEVEL:
             r = set_log_level(&e, "--log-level", c, optarg);
@@ -872,7 +879,11 @@ int config_from_args(config_t *c, int argc, char **argv)
         }
     }
     if (check_whole(c, err, sizeof(err)) != 0) {
-        fprintf(stderr, "partyd: bad config (%s): %s\n", c->source, err);
+        /* a rule broken by a flag is the flag's fault, not the file's or the embedded default's */
+        if (admin_flag != NULL && strncmp(err, "admin.listen: ", 14) == 0)
+            fprintf(stderr, "partyd: --admin %s: %s\n", admin_flag, err + 14);
+        else
+            fprintf(stderr, "partyd: bad config (%s): %s\n", c->source, err);
         return -1;
     }
     if (print) {
@@ -920,13 +931,16 @@ char *config_to_json(const config_t *c)
     else
         snprintf(admin, sizeof(admin), "off");
     json_t *root = json_pack(
-        "{s:{s:s, s:i}, s:s, s:i, s:s, s:s, s:{s:s}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I, s:I}, s:o, s:s}",
+        "{s:{s:s, s:i}, s:s, s:i, s:s, s:s, s:{s:s}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I, s:I, "
+        "s:I, s:I}, s:o, s:s}",
         "listen", "host", c->host, "port", c->port, "prefix", c->prefix, "shards", c->shards, "data_dir", c->data_dir, "durability",
         c->durability, "admin", "listen", admin, "limits", "message_bytes", (json_int_t)c->limits.message_bytes, "body_bytes",
         (json_int_t)c->limits.body_bytes, "output_bytes", (json_int_t)c->limits.output_bytes, "header_bytes",
         (json_int_t)c->limits.header_bytes, "header_count", (json_int_t)c->limits.header_count, "connections_per_room",
-        (json_int_t)c->limits.connections_per_room, "rooms_in_memory", (json_int_t)c->limits.rooms_in_memory, "timers", "idle_ms",
-        (json_int_t)c->timers.idle_ms, "ping_ms", (json_int_t)c->timers.ping_ms, "alarm_retry_ms",
+        (json_int_t)c->limits.connections_per_room, "rooms_in_memory", (json_int_t)c->limits.rooms_in_memory, "connections",
+        (json_int_t)c->limits.connections, "connections_per_ip", (json_int_t)c->limits.connections_per_ip, "connects_per_ip_per_s",
+        (json_int_t)c->limits.connects_per_ip_per_s, "output_total_bytes", (json_int_t)c->limits.output_total_bytes, "timers",
+        "idle_ms", (json_int_t)c->timers.idle_ms, "ping_ms", (json_int_t)c->timers.ping_ms, "alarm_retry_ms",
         (json_int_t)c->timers.alarm_retry_ms, "drain_ms", (json_int_t)c->timers.drain_ms, "fetch_ms",
         (json_int_t)c->timers.fetch_ms, "parties", parties, "log_level", levels[c->log_level]);
     if (c->serve != NULL)

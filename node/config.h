@@ -71,6 +71,10 @@ typedef struct st_config_t {
         unsigned header_count;
         unsigned connections_per_room;
         unsigned rooms_in_memory;
+        unsigned connections;           /* client connections to the main listener (HTTP and WebSocket) */
+        unsigned connections_per_ip;    /* 0: no cap */
+        unsigned connects_per_ip_per_s; /* 0: no cap */
+        size_t output_total_bytes;      /* the router's queued WebSocket output, every connection together */
     } limits;
     struct {
         unsigned idle_ms;

@@ -30,6 +30,8 @@ typedef struct st_linger_t {
     int fd;             /* the duplicate descriptor, owned here */
     h2o_socket_t *sock; /* NULL while h2o owns the connection; the draining socket on fd after */
     h2o_timeout_entry_t timeout;
+    void (*prev_cb)(void *data); /* the socket's on_close before linger_watch (router.c's connection counts): chained */
+    void *prev_data;
 } linger_t;
 
 static struct {
@@ -66,6 +68,8 @@ static void on_linger_timeout(h2o_timeout_entry_t *entry)
 static void on_h2o_closed(void *data)
 {
     linger_t *l = data;
+    if (l->prev_cb != NULL)
+        l->prev_cb(l->prev_data);
     if (shutdown(l->fd, SHUT_WR) == -1) { /* the connection is already gone */
         close(l->fd);
         free(l);
@@ -88,6 +92,8 @@ void linger_watch(h2o_socket_t *sock)
         return; /* out of descriptors: this connection closes without lingering, as h2o would */
     linger_t *l = xcalloc(1, sizeof(*l));
     l->fd = fd;
+    l->prev_cb = sock->on_close.cb;
+    l->prev_data = sock->on_close.data;
     sock->on_close.cb = on_h2o_closed;
     sock->on_close.data = l;
 }
@@ -96,12 +102,19 @@ int linger_export(h2o_socket_t *sock, h2o_socket_export_t *info)
 {
     if (sock->on_close.cb == on_h2o_closed) {
         linger_t *l = sock->on_close.data;
-        sock->on_close.cb = NULL;
-        sock->on_close.data = NULL;
+        sock->on_close.cb = l->prev_cb; /* the export runs it, as h2o_socket_export would have */
+        sock->on_close.data = l->prev_data;
         close(l->fd);
         free(l);
     }
     return h2o_socket_export(sock, info);
+}
+
+void (*linger_close_cb(h2o_socket_t *sock))(void *)
+{
+    if (sock->on_close.cb == on_h2o_closed)
+        return ((linger_t *)sock->on_close.data)->prev_cb;
+    return sock->on_close.cb;
 }
 
 void linger_init(h2o_loop_t *loop)

@@ -3,6 +3,7 @@
  */
 #include "route.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "base.h"
@@ -93,7 +94,66 @@ void route_parse(route_t *r, const char *target, size_t len, const char *prefix)
     r->kind = ROUTE_ROOM;
 }
 
+/* Length of the valid UTF-8 sequence at s[0..len), or 0 when s starts an ill-formed one; then *bad is the length of
+ * its maximal subpart (the bytes one U+FFFD replaces, as the WHATWG decoder counts them). */
+static size_t utf8_seq(const unsigned char *s, size_t len, size_t *bad)
+{
+    unsigned c = s[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 2;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 3;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        *bad = 1;
+        return 0;
+    }
+    for (size_t i = 1; i <= n; ++i) {
+        if (i >= len || s[i] < lo || s[i] > hi) {
+            *bad = i;
+            return 0;
+        }
+        lo = 0x80, hi = 0xbf;
+    }
+    return n + 1;
+}
+
 long route_query_param(const char *query, size_t len, const char *name, char *out, size_t cap)
 {
-    return base_query_param(query, len, name, out, cap);
+    long n = base_query_param(query, len, name, out, cap);
+    if (n <= 0 || base_utf8_valid(out, (size_t)n))
+        return n;
+    /* URLSearchParams decodes the bytes as UTF-8 with replacement: "%ff" is U+FFFD, not an error */
+    unsigned char *raw = xmalloc((size_t)n);
+    memcpy(raw, out, (size_t)n);
+    size_t o = 0;
+    long result;
+    for (size_t i = 0; i < (size_t)n;) {
+        size_t bad = 0, ok = utf8_seq(raw + i, (size_t)n - i, &bad);
+        size_t w = ok != 0 ? ok : 3;
+        if (o + w > cap - 1) {
+            result = -2;
+            goto done;
+        }
+        if (ok != 0)
+            memcpy(out + o, raw + i, ok);
+        else
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+        o += w;
+        i += ok != 0 ? ok : bad;
+    }
+    out[o] = '\0';
+    result = (long)o;
+done:
+    free(raw);
+    return result;
 }

@@ -228,8 +228,11 @@ int router_ctl_send(uint32_t type, int shard);
 void linger_init(h2o_loop_t *loop);
 /* Called on an accepted connection before h2o gets it: when h2o closes `sock`, the connection is half-closed and
  * drained for up to 2 s instead of closed at once. Keeps a duplicate descriptor (close-on-exec) until then, and
- * sets sock->on_close (nobody else may). Router loop. Out of descriptors, the connection simply has no lingering. */
+ * chains itself in front of the on_close callback already set (router.c counts connections there; set it first, and
+ * change it no more after). Router loop. Out of descriptors, the connection simply has no lingering. */
 void linger_watch(h2o_socket_t *sock);
+/* The on_close callback the socket had before linger_watch chained itself in front of it (or its on_close.cb). */
+void (*linger_close_cb(h2o_socket_t *sock))(void *data);
 /* h2o_socket_export for a watched socket: the caller owns info->fd and closes it itself, without lingering.
  * Returns what h2o_socket_export returns (0, or -1 with `sock` untouched). Router loop. */
 int linger_export(h2o_socket_t *sock, h2o_socket_export_t *info);

@@ -5,6 +5,7 @@
 #include "ws.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -42,6 +43,10 @@ enum {
 #define READ_SLOT 4096 /* bytes one batched recv takes from a connection; a full slot is followed by plain reads */
 /* connections written per loop pass; the rest wait for the next pass (ws_flush) */
 #define PASS_WRITES 128
+/* bytes freed in big blocks after which the sweep gives the heap's free memory back to the system (malloc_trim):
+ * glibc keeps freed memory below its top otherwise, and a router that once held a flood's output would stay at
+ * that size */
+#define TRIM_AFTER (32 << 20)
 
 /* Connections waiting to be written, first in first out, linked through _dirty_next (F_DIRTY: in one of them). */
 typedef struct st_conn_list_t {
@@ -99,6 +104,8 @@ static struct {
     uint32_t tick_ms;
     ws_stats_t stats;
     ws_batch_t *batch; /* NULL: writev per connection */
+    size_t out_total;  /* the sum of every connection's _qbytes */
+    size_t freed;      /* bytes freed in big blocks since the last malloc_trim */
 } ws;
 
 /* ---- frames ----
@@ -144,6 +151,7 @@ void ws_frame_release(ws_frame_t *f)
         frame_pool.free = f;
         ++frame_pool.n;
     } else {
+        ws.freed += f->len > FRAME_SMALL ? f->len : FRAME_SMALL;
         free(f);
     }
 }
@@ -237,8 +245,12 @@ static void queue_clear(ws_conn_t *c, int keep_partial_head)
     }
     while (c->_qlen > keep) {
         uint32_t last = (c->_qhead + c->_qlen - 1) % c->_qcap;
-        c->_qbytes -= c->_q[last]->len;
-        ws_frame_release(c->_q[last]);
+        ws_frame_t *f = c->_q[last];
+        c->_qbytes -= f->len;
+        ws.out_total -= f->len;
+        if (f == c->_pong)
+            c->_pong = NULL;
+        ws_frame_release(f);
         --c->_qlen;
     }
     if (c->_qlen == 0) {
@@ -258,6 +270,13 @@ static void schedule_reap(ws_conn_t *c)
     ws.reap = c;
 }
 
+static void close_fd(ws_conn_t *c)
+{
+    if (ws.cb->on_socket != NULL)
+        ws.cb->on_socket(c, c->_fd, 0);
+    close(c->_fd);
+}
+
 static void conn_free(ws_conn_t *c)
 {
     uint32_t idx = (uint32_t)(c->cid & ((1u << CID_INDEX_BITS) - 1));
@@ -272,12 +291,13 @@ static void conn_free(ws_conn_t *c)
     if (ws.sweep_cursor == c)
         ws.sweep_cursor = c->_all_next;
     if (c->_fd != -1)
-        close(c->_fd);
+        close_fd(c);
     if (c->_sock != NULL) {
         h2o_socket_close(c->_sock); /* a write in flight is abandoned: its callback never runs */
         c->_sock = NULL;
     }
     queue_clear(c, 0);
+    ws.freed += c->_qcap * sizeof(*c->_q);
     free(c->_q);
     wsframe_parser_dispose(&c->_parser);
     free(c->id);
@@ -297,7 +317,7 @@ static void report(ws_conn_t *c, int code, const char *reason, int clean)
 static void conn_finish(ws_conn_t *c)
 {
     if (c->_fd != -1) {
-        close(c->_fd); /* also leaves the epoll set */
+        close_fd(c); /* also leaves the epoll set */
         c->_fd = -1;
         --ws.stats.open;
     } else if (c->_sock != NULL) {
@@ -339,7 +359,53 @@ static void queue_push(ws_conn_t *c, ws_frame_t *f)
     c->_q[(c->_qhead + c->_qlen) % c->_qcap] = f;
     ++c->_qlen;
     c->_qbytes += f->len;
+    ws.out_total += f->len;
     mark_dirty(c);
+}
+
+/* Whether a write is using frame `p` of the queue: the head half written, or (TLS) handed to h2o's write. Such a
+ * frame must not change. At most MAX_IOV frames are in flight, so the scan is short. */
+static int frame_in_write(const ws_conn_t *c, const ws_frame_t *p)
+{
+    if (c->_qlen == 0)
+        return 0;
+    if (c->_q[c->_qhead] == p && c->_qoff != 0)
+        return 1;
+    if (c->_sock == NULL || c->_inflight == 0)
+        return 0;
+    size_t covered = c->_qoff + c->_inflight;
+    for (uint32_t i = 0; i < c->_qlen && covered != 0; ++i) {
+        const ws_frame_t *f = c->_q[(c->_qhead + i) % c->_qcap];
+        if (f == p)
+            return 1;
+        covered -= covered < f->len ? covered : f->len;
+    }
+    return 0;
+}
+
+/* Answers a ping. RFC 6455 5.5.3 lets a pong answer only the most recent ping: while a pong waits unwritten, the
+ * next ping's payload replaces its own, so a client that sends pings and never reads costs one frame, not one per
+ * ping (it took the router to 4.3 GiB with 100 MiB of empty pings). A pong is small (≤ 127 bytes) and never shared:
+ * its frame is rewritten in place. */
+static void queue_pong(ws_conn_t *c, const uint8_t *data, size_t len)
+{
+    ws_frame_t *p = c->_pong;
+    if (p != NULL && p->refcnt == 1 && !frame_in_write(c, p)) {
+        uint8_t hdr[10];
+        size_t h = wsframe_header(hdr, WS_OP_PONG, len);
+        c->_qbytes -= p->len;
+        ws.out_total -= p->len;
+        p->len = (uint32_t)(h + len);
+        memcpy(p->data, hdr, h);
+        if (len != 0)
+            memcpy(p->data + h, data, len);
+        c->_qbytes += p->len;
+        ws.out_total += p->len;
+        return;
+    }
+    p = ws_frame_new(WS_OP_PONG, data, len);
+    queue_push(c, p);
+    c->_pong = p;
 }
 
 static void queue_close_frame(ws_conn_t *c, int code, const char *reason)
@@ -387,6 +453,9 @@ static void queue_advance(ws_conn_t *c, size_t done)
         done -= left;
         c->_qoff = 0;
         c->_qbytes -= f->len;
+        ws.out_total -= f->len;
+        if (f == c->_pong)
+            c->_pong = NULL;
         ws_frame_release(f);
         c->_qhead = (c->_qhead + 1) % c->_qcap;
         --c->_qlen;
@@ -653,6 +722,36 @@ static unsigned write_from(conn_list_t *l, unsigned max)
     return written;
 }
 
+static void close_slow_consumer(ws_conn_t *c, const char *why);
+
+static int more_behind(const void *a, const void *b)
+{
+    size_t x = (*(ws_conn_t *const *)a)->_qbytes, y = (*(ws_conn_t *const *)b)->_qbytes;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* The output of every connection together passed max_output_total: the connections furthest behind (most bytes
+ * queued) are closed first, until the total is back under 7/8 of the cap (so that a total hovering at the cap does
+ * not scan every connection every pass). One scan and a sort per shedding. */
+static void shed_output(void)
+{
+    size_t cap = ws.conf->max_output_total;
+    if (cap == 0 || ws.out_total <= cap)
+        return;
+    size_t n = 0, target = cap - cap / 8;
+    ws_conn_t **v = xmalloc(ws.count * sizeof(*v));
+    for (ws_conn_t *c = ws.all; c != NULL; c = c->_all_next)
+        if (has_socket(c) && !(c->_flags & F_REAP) && c->_qbytes != 0)
+            v[n++] = c;
+    qsort(v, n, sizeof(*v), more_behind);
+    log_warn("ws: %zu bytes of output queued, over limits.output_total_bytes (%zu); closing the slowest consumers", ws.out_total,
+             cap);
+    for (size_t i = 0; i < n && ws.out_total > target; ++i)
+        if (!(v[i]->_flags & F_REAP)) /* a callback of an earlier close may have ended it */
+            close_slow_consumer(v[i], "the router's output is over its total cap");
+    free(v);
+}
+
 /* A pass writes at most PASS_WRITES connections. Sending one message to 999 sockets takes ≈ 5 ms here (≈ 4.8 µs a
  * send); written in one pass, a message that comes in meanwhile waits for the whole fan-out and then for its own,
  * and every other room waits too. So a big fan-out is written in slices, and between them the loop reads what came
@@ -666,6 +765,7 @@ void ws_flush(void)
     unsigned written = write_from(&ws.dirty, ws.backlog.head != NULL ? PASS_WRITES / 2 : PASS_WRITES);
     written += write_from(&ws.backlog, PASS_WRITES - written);
     written += write_from(&ws.dirty, PASS_WRITES - written);
+    shed_output();
     if (ws.dirty.head != NULL) {
         if (ws.backlog.tail != NULL)
             ws.backlog.tail->_dirty_next = ws.dirty.head;
@@ -685,6 +785,11 @@ void ws_flush(void)
         *link = c->_reap_next;
         conn_free(c);
     }
+}
+
+size_t ws_output_total(void)
+{
+    return ws.out_total;
 }
 
 int ws_has_output(void)
@@ -714,7 +819,7 @@ static int on_frame_control(void *ctx, int opcode, uint8_t *data, size_t len)
     switch (opcode) {
     case WS_OP_PING:
         if (!(c->_flags & F_CLOSE_SENT))
-            queue_push(c, ws_frame_new(WS_OP_PONG, data, len));
+            queue_pong(c, data, len);
         return 0;
     case WS_OP_PONG:
         return 0; /* any input already counts as life */
@@ -875,6 +980,10 @@ static void on_tick(h2o_timeout_entry_t *entry)
         ws.sweep_cursor = c->_all_next;
         sweep_one(c, t);
     }
+    if (ws.freed >= TRIM_AFTER) {
+        ws.freed = 0;
+        malloc_trim(0);
+    }
     h2o_timeout_link(ws.loop, &ws.tick, &ws.tick_entry);
 }
 
@@ -952,6 +1061,8 @@ void ws_dispose(void)
 void ws_conn_attach(ws_conn_t *c, int fd, uint8_t *leftover, size_t len)
 {
     c->_fd = fd;
+    if (ws.cb->on_socket != NULL)
+        ws.cb->on_socket(c, fd, 1);
     ++ws.stats.open;
     ++ws.stats.accepted;
     c->_last_rx = now();
@@ -1006,18 +1117,26 @@ void ws_conn_abort(ws_conn_t *c)
     schedule_reap(c);
 }
 
+/* A client that does not read: keep a half-written frame (the stream must stay well-formed), drop the rest, say
+ * why, and let the others go on. One already closing has nothing left to say: its socket goes. */
+static void close_slow_consumer(ws_conn_t *c, const char *why)
+{
+    log_debug("ws: connection %s: %s (%zu bytes queued); closing it", c->id != NULL ? c->id : "?", why, c->_qbytes);
+    ++ws.stats.slow_consumers;
+    if (c->_flags & F_CLOSE_SENT) {
+        conn_finish(c);
+        return;
+    }
+    queue_clear(c, 1);
+    conn_fail(c, 1008, "slow consumer: output buffer full");
+}
+
 void ws_conn_send(ws_conn_t *c, ws_frame_t *f)
 {
     if ((c->_flags & (F_CLOSE_SENT | F_REAP)) != 0)
         return;
     if (c->_qbytes + f->len > ws.conf->max_output) {
-        /* a client that does not read: keep a half-written frame (the stream must stay well-formed), drop the rest,
-         * say why, and let the others go on */
-        log_debug("ws: connection %s passed the output cap (%zu bytes queued); closing it", c->id != NULL ? c->id : "?",
-                  c->_qbytes);
-        queue_clear(c, 1);
-        ++ws.stats.slow_consumers;
-        conn_fail(c, 1008, "slow consumer: output buffer full");
+        close_slow_consumer(c, "passed the output cap");
         return;
     }
     ++f->refcnt;

@@ -8,7 +8,10 @@
  *  - output as a queue of references to refcounted frames: a broadcast is encoded once and shared by all recipients;
  *  - writes coalesced per connection and flushed at the end of a loop pass, at most 128 connections per pass
  *    (ws_flush);
- *  - an output cap: a client that stops reading is closed with 1008 and the others go on;
+ *  - an output cap: a client that stops reading is closed with 1008 and the others go on; and a cap on the output
+ *    queued for every connection together: past it, the connections furthest behind are closed first (1008), as
+ *    Redis pairs client output limits with maxmemory;
+ *  - a pong answers the latest ping only (RFC 6455 5.5.3): a client that sends pings and never reads holds one;
  *  - pings to idle connections, and an incremental sweep (a slice per tick) that drops those that stop answering.
  * The sockets are watched by a private epoll set that is itself one socket of the h2o loop.
  *
@@ -52,6 +55,7 @@ struct st_ws_conn_t {
     char *id;                            /* the connection id (_pk) */
     uint16_t shard;
     uint8_t shard_knows; /* the shard holds this connection: it must be told when it closes */
+    void *client;        /* the router's per-address record, set in on_socket */
     /* ---- private ---- */
     uint8_t _state;
     uint16_t _flags;
@@ -62,6 +66,7 @@ struct st_ws_conn_t {
     uint32_t _qoff; /* bytes of the head frame already written */
     size_t _qbytes;
     ws_frame_t **_q;
+    ws_frame_t *_pong;  /* the queued pong not yet being written: a newer ping rewrites it */
     uint64_t _last_rx;  /* loop time of the last byte received */
     uint64_t _deadline; /* ping answer due, or closing handshake due */
     ws_conn_t *_dirty_next;
@@ -76,11 +81,15 @@ typedef struct st_ws_callbacks_t {
     /* The connection left: the client closed it (clean = 1 after a close handshake), it failed (1002 protocol error,
      * 1006 lost, 1007 bad UTF-8, 1008 slow consumer, 1009 too big), or ws_conn_close was called. Exactly once. */
     void (*on_closed)(ws_conn_t *conn, int code, const char *reason, int clean);
+    /* A plain connection's socket `fd` is now the layer's (open = 1: from ws_conn_attach), or is being closed
+     * (open = 0, once, before close(2)). TLS sockets stay h2o's and are not reported. May be NULL. */
+    void (*on_socket)(ws_conn_t *conn, int fd, int open);
 } ws_callbacks_t;
 
 typedef struct st_ws_config_t {
     size_t max_message;
-    size_t max_output;
+    size_t max_output;       /* per connection */
+    size_t max_output_total; /* every connection's queued output together (a shared frame counts for each); 0: none */
     uint32_t ping_ms;
 } ws_config_t;
 
@@ -117,6 +126,8 @@ int ws_conn_is_open(const ws_conn_t *conn);
 /* End of a loop pass: writes the queued frames of the connections first in line (at most 128 per pass: a big room's
  * fan-out is spread over passes, so that the loop reads in between), frees closed records. */
 void ws_flush(void);
+/* Bytes queued for every connection together (what max_output_total bounds). */
+size_t ws_output_total(void);
 /* Connections still wait to be written: the next pass must not sleep. */
 int ws_has_output(void);
 /* Starts closing every connection (drain). */
@@ -129,7 +140,7 @@ typedef struct st_ws_stats_t {
     uint64_t accepted; /* attached, ever */
     uint64_t messages_in, messages_out;
     uint64_t bytes_in, bytes_out;
-    uint64_t slow_consumers;
+    uint64_t slow_consumers; /* closed with 1008 at their own cap or at the total */
 } ws_stats_t;
 /* The layer's counters (for /metrics and /admin/node), owned by ws.c and updated in place. */
 const ws_stats_t *ws_stats(void);

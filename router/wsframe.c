@@ -170,9 +170,12 @@ long wsframe_parse(wsframe_parser_t *p, uint8_t *data, size_t len, size_t max_me
             if (!zero_copy) {
                 /* a message spanning reads or frames: buffer it (a single frame reserves exactly its size) */
                 msg_reserve(p, (size_t)p->remaining);
-                memcpy(p->msg + p->msg_len, here, avail);
-                unmask(p->msg + p->msg_len, avail, p->mask, p->mask_pos);
-                p->msg_len += avail;
+                /* an empty fragment may come before any buffer exists: memcpy to NULL is undefined even for 0 bytes */
+                if (avail != 0) {
+                    memcpy(p->msg + p->msg_len, here, avail);
+                    unmask(p->msg + p->msg_len, avail, p->mask, p->mask_pos);
+                    p->msg_len += avail;
+                }
             }
         }
         if (zero_copy)

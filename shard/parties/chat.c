@@ -16,6 +16,12 @@
  * anything the connection survives, hibernation included. The history is in the room's storage — "msg:" + a
  * 20-digit sequence number for each message (the last CHAT_KEEP are kept), "seq" for the last number — so it survives
  * eviction and restarts; on_start loads the last CHAT_HISTORY into memory for `state` and GET.
+ *
+ * The in-memory window is bounded by bytes as well as by count: its messages, encoded, take at most half of
+ * limits.message_bytes (party_message_max), so that `state` (the window and the users) fits in one message and GET in
+ * one response. 100 messages of 4096 four-byte code points would be 1.6 MB, past the default 1 MiB cap: such a
+ * window keeps fewer, newest first. A chat message whose broadcast would not fit in one message is refused before it
+ * is stored.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -35,9 +41,30 @@
 #define CHAT_JSON_FLAGS (JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL)
 
 typedef struct st_chat_room_t {
-    json_t *messages; /* array of Msg, oldest first, at most CHAT_HISTORY */
+    json_t *messages; /* array of Msg, oldest first, at most CHAT_HISTORY and window_budget() bytes encoded */
+    size_t bytes;     /* the messages' encoded size, commas included */
     uint64_t seq;     /* the number of the last message kept */
 } chat_room_t;
+
+/* What the window may take of a message: the other half is for the users and the envelope of `state`. */
+static size_t window_budget(void)
+{
+    return party_message_max() / 2;
+}
+
+static size_t encoded_size(const json_t *msg)
+{
+    return json_dumpb(msg, NULL, 0, JSON_COMPACT) + 1; /* and its comma */
+}
+
+/* Drops the oldest messages of the window until it is within its count and its bytes. */
+static void window_trim(chat_room_t *cr)
+{
+    while (json_array_size(cr->messages) > CHAT_HISTORY || (cr->bytes > window_budget() && json_array_size(cr->messages) != 0)) {
+        cr->bytes -= encoded_size(json_array_get(cr->messages, 0));
+        json_array_remove(cr->messages, 0);
+    }
+}
 
 /* A coordinate as the client sent it: integers stay integers on the way out. */
 typedef struct st_chat_number_t {
@@ -109,20 +136,29 @@ static json_t *users_json(party_room_t *room)
     return users;
 }
 
-/* Sends `msg` (consumed) to one connection, or to the room except `except` when conn is NULL. */
-static void send_json(party_room_t *room, party_conn_t *conn, json_t *msg, party_conn_t *except)
+/* Sends `msg` (consumed) to one connection, or to the room except `except` when conn is NULL. Returns what
+ * party_send or party_broadcast returned (-EMSGSIZE: over limits.message_bytes), -ENOMEM when it could not be encoded;
+ * a failure is logged. */
+static int send_json(party_room_t *room, party_conn_t *conn, json_t *msg, party_conn_t *except)
 {
     char *text = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
-    if (text == NULL)
-        return;
+    if (text == NULL) {
+        party_log(room, 0, "cannot encode a message");
+        return -ENOMEM;
+    }
+    int r;
     if (conn != NULL) {
-        party_send(conn, text, strlen(text), 0);
+        r = party_send(conn, text, strlen(text), 0);
     } else {
         const char *ids[1] = {except != NULL ? party_conn_id(except) : NULL};
-        party_broadcast(room, text, strlen(text), 0, ids, except != NULL ? 1 : 0);
+        r = party_broadcast(room, text, strlen(text), 0, ids, except != NULL ? 1 : 0);
     }
+    /* a connection that went away meanwhile is no fault of the message */
+    if (r != 0 && r != -ENOTCONN)
+        party_log(room, 1, "cannot send a %zu-byte message: %s", strlen(text), strerror(-r));
     free(text);
+    return r;
 }
 
 static void send_error(party_room_t *room, party_conn_t *conn, const char *why)
@@ -150,12 +186,19 @@ static int msg_key(char *out, uint64_t seq)
 }
 
 /* Keeps a message: in storage (the oldest beyond CHAT_KEEP goes) and in the in-memory window. NULL when storage
- * refused it. */
-static json_t *append_message(party_room_t *room, const char *sender, const char *content, size_t len)
+ * refused it, or when its broadcast would be over limits.message_bytes (*too_big set; nothing is kept then). */
+static json_t *append_message(party_room_t *room, const char *sender, const char *content, size_t len, int *too_big)
 {
     chat_room_t *cr = party_room_data(room);
     json_t *msg =
         json_pack("{s:s, s:s%, s:I}", "senderId", sender, "content", content, len, "timestamp", (json_int_t)party_now_ms());
+    /* the broadcast is the message and "type":"chat" (16 bytes more); a content of 4096 code points escaped as
+     * \u0001 is 24 KiB, over a small limits.message_bytes */
+    *too_big = encoded_size(msg) + 16 > party_message_max();
+    if (*too_big) {
+        json_decref(msg);
+        return NULL;
+    }
     char *text = json_dumps(msg, JSON_COMPACT);
     char key[32], seq[24];
     uint64_t n = cr->seq + 1;
@@ -174,8 +217,8 @@ static json_t *append_message(party_room_t *room, const char *sender, const char
     }
     cr->seq = n;
     json_array_append(cr->messages, msg);
-    while (json_array_size(cr->messages) > CHAT_HISTORY)
-        json_array_remove(cr->messages, 0);
+    cr->bytes += encoded_size(msg);
+    window_trim(cr);
     return msg;
 }
 
@@ -216,7 +259,13 @@ static int chat_on_start(party_room_t *room)
     }
     party_list_t last = {.prefix = "msg:", .prefix_len = 4, .limit = CHAT_HISTORY, .reverse = 1};
     long n = party_storage_list(room, &last, load_message, cr->messages);
-    return n < 0 ? (int)n : 0;
+    if (n < 0)
+        return (int)n;
+    /* a history written under a larger limits.message_bytes (or before the window counted bytes) is cut to fit */
+    for (size_t i = 0; i < json_array_size(cr->messages); ++i)
+        cr->bytes += encoded_size(json_array_get(cr->messages, i));
+    window_trim(cr);
+    return 0;
 }
 
 static void chat_on_stop(party_room_t *room)
@@ -231,7 +280,12 @@ static int chat_on_connect(party_room_t *room, party_conn_t *conn, const party_r
     (void)req;
     chat_room_t *cr = party_room_data(room);
     send_json(room, conn, json_pack("{s:s, s:s}", "type", "welcome", "id", party_conn_id(conn)), NULL);
-    send_json(room, conn, json_pack("{s:s, s:o, s:O}", "type", "state", "users", users_json(room), "messages", cr->messages), NULL);
+    int r = send_json(room, conn,
+                      json_pack("{s:s, s:o, s:O}", "type", "state", "users", users_json(room), "messages", cr->messages), NULL);
+    if (r == -EMSGSIZE) {
+        /* the window fits; the users of a very big room may not: the client learns it has no state */
+        send_error(room, conn, "state: the room's users and messages are over limits.message_bytes");
+    }
     return 0;
 }
 
@@ -282,9 +336,11 @@ static void on_chat(party_room_t *room, party_conn_t *conn, const json_t *m)
         send_error(room, conn, "chat: \"content\" must be a string of 1 to 4096 characters");
         return;
     }
-    json_t *msg = append_message(room, party_conn_id(conn), content, len);
+    int too_big;
+    json_t *msg = append_message(room, party_conn_id(conn), content, len, &too_big);
     if (msg == NULL) {
-        send_error(room, conn, "chat: the message could not be stored");
+        send_error(room, conn,
+                   too_big ? "chat: the message is over limits.message_bytes" : "chat: the message could not be stored");
         return;
     }
     broadcast_chat(room, msg);
@@ -358,10 +414,14 @@ static void chat_on_request(party_room_t *room, party_request_t *req)
         json_decref(m);
         return;
     }
-    json_t *msg = append_message(room, "http", content, clen);
+    int too_big;
+    json_t *msg = append_message(room, "http", content, clen, &too_big);
     json_decref(m);
     if (msg == NULL) {
-        parties_respond_json(req, 500, json_pack("{s:s}", "error", "the message could not be stored"));
+        if (too_big)
+            parties_respond_json(req, 413, json_pack("{s:s}", "error", "the message is over limits.message_bytes"));
+        else
+            parties_respond_json(req, 500, json_pack("{s:s}", "error", "the message could not be stored"));
         return;
     }
     broadcast_chat(room, msg);

@@ -136,6 +136,9 @@ test('the token from the environment ({"env": NAME}); a non-loopback admin liste
   const { code } = (await exitWithin(bad, 20000)) ?? { code: 'still running' };
   assert.equal(code, 2, `partyd did not refuse a non-loopback admin listener without a token (stderr: ${bad.stderr})`);
   assert.match(bad.stderr, /admin/);
+  // the flag is named, not the configuration it was laid over
+  assert.match(bad.stderr, /--admin 0\.0\.0\.0:0: /);
+  assert.doesNotMatch(bad.stderr, /embedded default/);
   assert.doesNotMatch(bad.stdout, /listening on/);
   bad.checkSanitizers();
 

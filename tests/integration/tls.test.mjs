@@ -310,6 +310,8 @@ test('a bad certificate or key stops partyd at start, naming listen.tls', T, asy
     }
     if (r.code === 0 || r.code === null) problems.push(`${what}: exit ${r.code} signal ${r.signal}`);
     if (!/listen\.tls/.test(node.stderr)) problems.push(`${what}: stderr does not name listen.tls: ${node.stderr.trim()}`);
+    if (/\(null\)/.test(node.stderr)) problems.push(`${what}: stderr says (null): ${node.stderr.trim()}`);
+    if (/missing/.test(what) && !/No such file or directory/.test(node.stderr)) problems.push(`${what}: stderr does not say why: ${node.stderr.trim()}`);
     if (/listening on/.test(node.stdout)) problems.push(`${what}: it said it was listening`);
     try { node.checkSanitizers(); } catch (e) { problems.push(`${what}: ${e.message}`); }
   }

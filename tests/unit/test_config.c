@@ -29,6 +29,10 @@ static void test_default(void **state)
     assert_int_equal(c.admin_port, 1998);
     assert_int_equal(c.limits.message_bytes, 1048576);
     assert_int_equal(c.limits.output_bytes, 8388608);
+    assert_int_equal(c.limits.output_total_bytes, 268435456);
+    assert_int_equal(c.limits.connections, 100000);
+    assert_int_equal(c.limits.connections_per_ip, 0); /* off: behind a proxy every client has one address */
+    assert_int_equal(c.limits.connects_per_ip_per_s, 0);
     assert_int_equal(c.timers.ping_ms, 30000);
     assert_int_equal(c.num_parties, 3);
     assert_non_null(config_find_party(&c, "main", 4));
@@ -63,6 +67,10 @@ static void test_errors(void **state)
     expect_error("{\"limits\":{\"message_bytes\":10}}", "limits.message_bytes");
     expect_error("{\"limits\":{\"header_count\":101}}", "limits.header_count");
     expect_error("{\"limits\":{\"bogus\":1}}", "limits.bogus");
+    expect_error("{\"limits\":{\"connections\":0}}", "limits.connections");
+    expect_error("{\"limits\":{\"connections_per_ip\":-1}}", "limits.connections_per_ip");
+    expect_error("{\"limits\":{\"connects_per_ip_per_s\":\"10\"}}", "limits.connects_per_ip_per_s");
+    expect_error("{\"limits\":{\"output_total_bytes\":1000}}", "limits.output_total_bytes");
     expect_error("{\"timers\":{\"ping_ms\":1}}", "timers.ping_ms");
     expect_error("{\"shards\":0}", "shards");
     expect_error("{\"shards\":\"many\"}", "shards");

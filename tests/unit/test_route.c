@@ -125,6 +125,21 @@ static void test_query_param(void **state)
     /* UTF-8 through percent-encoding */
     assert_int_equal(param("_pk=%C3%A9", "_pk", out, sizeof(out)), 2);
     assert_string_equal(out, "\xc3\xa9");
+    /* bytes that are not UTF-8 become U+FFFD, one for each maximal subpart, as URLSearchParams decodes them */
+    assert_int_equal(param("_pk=%ff", "_pk", out, sizeof(out)), 3);
+    assert_string_equal(out, "\xef\xbf\xbd");
+    assert_int_equal(param("_pk=a%E2%82b%C3", "_pk", out, sizeof(out)), 8);
+    assert_string_equal(out, "a\xef\xbf\xbd"
+                             "b\xef\xbf\xbd");
+    assert_int_equal(param("_pk=%ED%A0%80", "_pk", out, sizeof(out)), 9); /* a surrogate: three */
+    assert_string_equal(out, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    /* the cap counts the replaced bytes: 43 × %ff is 129 bytes decoded */
+    char f[400] = "_pk=";
+    for (int i = 0; i < 43; ++i)
+        memcpy(f + 4 + 3 * i, "%ff", 4);
+    assert_int_equal(param(f, "_pk", out, 129), -2);
+    f[4 + 3 * 42] = '\0';
+    assert_int_equal(param(f, "_pk", out, 129), 126);
     /* the cap: 128 bytes fit in 129, 129 do not */
     char q[400] = "_pk=";
     memset(q + 4, 'a', 128);

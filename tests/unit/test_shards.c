@@ -26,7 +26,7 @@
 static config_t conf;
 static char dir[] = "/tmp/partyd-test-shards-XXXXXX";
 static const ws_config_t ws_conf = {.max_message = 4096, .max_output = 1 << 20, .ping_ms = 60000};
-static const ws_callbacks_t ws_cb = {shards_on_ws_message, shards_on_ws_closed};
+static const ws_callbacks_t ws_cb = {shards_on_ws_message, shards_on_ws_closed, NULL};
 
 static void reset_router(void)
 {

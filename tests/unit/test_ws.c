@@ -58,7 +58,7 @@ static void on_closed(ws_conn_t *conn, int code, const char *reason, int clean)
     snprintf(seen.reason, sizeof(seen.reason), "%s", reason);
 }
 
-static const ws_callbacks_t callbacks = {on_message, on_closed};
+static const ws_callbacks_t callbacks = {on_message, on_closed, NULL};
 
 static int setup(int uring)
 {
