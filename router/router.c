@@ -26,8 +26,9 @@ router_t router;
  * shard links, lingering closes (linger.c), files. A flood that reaches limits.connections then still leaves the
  * operator a way in. */
 #define FD_RESERVE 256
-/* Admin connections at once; more are closed at once. */
-#define ADMIN_CONNS_MAX 64
+/* Admin connections at once; more get a 503 and are closed in the accept (an operator's tools need a handful; the
+ * cap keeps a flood on the admin port from eating the descriptors kept in reserve). */
+#define ADMIN_CONNS_MAX 128
 /* Connections past a cap (limits.connections or a per-address one) that are still accepted, to answer /health and
  * give everything else a 503 and a close: a load balancer's health check gets through a flood. Past these, a refused
  * connection is answered 503 (plain HTTP) and closed in the accept. */
@@ -285,7 +286,7 @@ static void on_accept(h2o_socket_t *sock, const char *err)
             continue;
         }
         if (rt.admin_conns >= ADMIN_CONNS_MAX) {
-            close(fd);
+            refuse(l, fd, "too many admin connections");
             continue;
         }
         int on = 1;
