@@ -7,14 +7,18 @@
  * by h2o exactly as router.c accepts a client (h2o_accept on the router's context, http_on_req as the handler), so
  * h2o's own request-line, header, chunked-body and pipelining code runs, then the router's header caps, route
  * parsing, party lookup, upgrade checks (method, Connection, version, key, `_pk`) and the frame it builds. Shard 0 is
- * a real link (node/link.c) on a second socketpair; this file plays the shard: it decodes every frame the router
- * sends (each must be well formed and name a configured party and a valid room), answers each forwarded request with
- * a 200 so that pipelined requests behind it run, and refuses each upgrade as a draining node does (a 101 would hand
- * the socket to ws.c, whose parser has its own target, fuzz_wsframe). Nothing else runs: no listener, no supervisor,
- * no RocksDB, no files (the slot table is the zeroed one: every slot on shard 0).
+ * a real link handed to shards_on_up (router/shards.c) on a second socketpair; this file plays the shard at its
+ * other end, as shard.c would: it says HELLO, checks every frame the router sends (well formed, a configured party,
+ * a valid room), answers each REQUEST with a RESPONSE (so that pipelined requests behind it run), each OPEN with
+ * ATTACH, a SEND and ACCEPT — or REJECT for a room whose name starts with "refuse" — and echoes each MESSAGE. So
+ * an accepted upgrade goes the whole way: h2o writes the 101, hands the socket over, and the bytes the client sent
+ * after its upgrade request are WebSocket frames for ws.c. Nothing else runs: no listener, no supervisor, no
+ * RocksDB, no files (the slot table is the zeroed one: every slot on shard 0, which is also the rendezvous table
+ * of one shard, so migrate.c has nothing to do).
  *
- * Passes of the loop run with a zero timeout until h2o closed the client's socket and nothing is held; h2o closes it
- * on the EOF the shutdown gives it, so an input that never ends there is a hang and aborts.
+ * Passes of the loop run with a zero timeout until the client's socket was closed (h2o closes it on the EOF the
+ * shutdown gives it, ws.c on the same EOF after an upgrade) and nothing is held; an input after which that never
+ * happens is a hang and aborts.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -27,7 +31,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_PASSES 10000
+#define MAX_PASSES 100000
 
 static config_t conf;
 static ws_config_t ws_conf;
@@ -37,28 +41,19 @@ static int shard_fd = -1; /* our end of shard 0's link */
 static proto_decoder_t shard_dec;
 static base_buf_t shard_in;
 
-static void on_link_closed(link_t *link, const char *why)
+static void shard_send(const proto_msg_t *m)
 {
-    (void)link;
-    (void)why;
-    abort(); /* our end never closes */
-}
-
-static void on_link_frame(link_t *link, const proto_msg_t *msg)
-{
-    (void)link;
-    (void)msg;
-}
-
-static void on_ws_message(ws_conn_t *conn, int binary, const uint8_t *d, size_t len)
-{
-    (void)conn, (void)binary, (void)d, (void)len;
-    abort(); /* no upgrade is ever accepted */
-}
-
-static void on_ws_closed(ws_conn_t *conn, int code, const char *reason, int clean)
-{
-    (void)conn, (void)code, (void)reason, (void)clean;
+    base_buf_t out;
+    base_buf_init(&out);
+    if (proto_encode(&out, m, router.max_frame) != 0)
+        abort();
+    for (size_t off = 0; off < base_buf_len(&out);) {
+        ssize_t n = write(shard_fd, base_buf_head(&out) + off, base_buf_len(&out) - off);
+        if (n <= 0)
+            abort(); /* the router reads its link every pass: the socket buffer never fills here */
+        off += (size_t)n;
+    }
+    base_buf_dispose(&out);
 }
 
 static void init_once(void)
@@ -81,21 +76,18 @@ static void init_once(void)
     accept_ctx.hosts = hosts;
 
     ws_conf = (ws_config_t){.max_message = conf.limits.message_bytes, .max_output = conf.limits.output_bytes, .ping_ms = 30000};
-    static const ws_callbacks_t ws_cb = {on_ws_message, on_ws_closed};
+    static const ws_callbacks_t ws_cb = {shards_on_ws_message, shards_on_ws_closed};
     ws_init(router.loop, &ws_conf, &ws_cb);
 
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
         abort();
-    static const link_callbacks_t link_cb = {NULL, on_link_frame, on_link_closed, NULL};
-    router.ids[0] = 0;
-    router.num_shards = 1;
-    router.shards[0].active = 1;
-    router.shards[0].state = SHARD_UP;
-    router.shards[0].link = link_open(router.loop, sv[0], router.max_frame, PROTO_ROLE_ROUTER, 0, &link_cb, NULL);
+    shards_on_up(0, (int)getpid(), 0, sv[0]);
     shard_fd = sv[1];
     proto_decoder_init(&shard_dec, router.max_frame);
     base_buf_init(&shard_in);
+    proto_msg_t hello = {.type = PROTO_HELLO, .version = PROTO_VERSION, .role = PROTO_ROLE_SHARD, .shard = 0, .pid = 1};
+    shard_send(&hello);
 }
 
 static int str_valid(proto_str_t s, size_t max)
@@ -103,20 +95,19 @@ static int str_valid(proto_str_t s, size_t max)
     return s.len != 0 && s.len <= max && memchr(s.base, '\0', s.len) == NULL;
 }
 
-/* Reads what the router sent shard 0 and checks every frame; returns the number of REQUEST and OPEN frames. */
-static size_t shard_read(void)
+/* Reads what the router sent shard 0, checks every frame and answers as a shard would. */
+static void shard_read(void)
 {
     for (;;) {
         char *dst = base_buf_reserve(&shard_in, 65536);
         ssize_t n = read(shard_fd, dst, 65536);
         if (n <= 0) {
-            if (n == -1 && errno != EAGAIN)
-                abort();
+            if (n == 0 || errno != EAGAIN)
+                abort(); /* the router never closes its link here */
             break;
         }
         base_buf_commit(&shard_in, (size_t)n);
     }
-    size_t count = 0;
     for (;;) {
         proto_msg_t m;
         long n = proto_decode(&shard_dec, base_buf_head(&shard_in), base_buf_len(&shard_in), &m);
@@ -128,41 +119,45 @@ static size_t shard_read(void)
         case PROTO_HELLO:
         case PROTO_CLOSE:
             break;
+        case PROTO_MESSAGE: {
+            proto_msg_t echo = {.type = PROTO_SEND, .id = m.id, .binary = m.binary, .data = m.data};
+            shard_send(&echo);
+            break;
+        }
         case PROTO_REQUEST:
         case PROTO_OPEN:
             /* what route.c promised: a configured party, a room within the name rules, a path */
             if (config_find_party(&conf, m.party.base, m.party.len) == NULL || !str_valid(m.room, ROUTE_ROOM_MAX) ||
                 memchr(m.room.base, '/', m.room.len) != NULL || m.path.len == 0 || m.path.base[0] != '/')
                 abort();
-            if (m.type == PROTO_REQUEST && m.method.len == 0)
-                abort();
-            if (m.type == PROTO_OPEN && !str_valid(m.conn_id, ROUTE_ID_MAX))
-                abort();
-            ++count;
+            if (m.type == PROTO_REQUEST) {
+                if (m.method.len == 0)
+                    abort();
+                static const proto_header_t headers[] = {{PROTO_STR("content-type"), PROTO_STR("text/plain")},
+                                                         {PROTO_STR("transfer-encoding"), PROTO_STR("chunked")}};
+                proto_msg_t res = {
+                    .type = PROTO_RESPONSE, .id = m.id, .status = 200, .headers = headers, .num_headers = 2, .data = m.room};
+                shard_send(&res);
+            } else {
+                if (!str_valid(m.conn_id, ROUTE_ID_MAX))
+                    abort();
+                if (m.room.len >= 6 && memcmp(m.room.base, "refuse", 6) == 0) {
+                    proto_msg_t rej = {.type = PROTO_REJECT, .id = m.id, .status = 403, .data = PROTO_STR("refused\nhere")};
+                    shard_send(&rej);
+                } else {
+                    proto_msg_t attach = {.type = PROTO_ATTACH, .id = m.id, .party = m.party, .room = m.room};
+                    proto_msg_t welcome = {.type = PROTO_SEND, .id = m.id, .data = m.conn_id};
+                    proto_msg_t accept = {.type = PROTO_ACCEPT, .id = m.id};
+                    shard_send(&attach);
+                    shard_send(&welcome);
+                    shard_send(&accept);
+                }
+            }
             break;
         default:
-            abort(); /* nothing else is the router's to send for a client request */
+            abort(); /* nothing else is the router's to send for a client's bytes */
         }
         base_buf_consume(&shard_in, (size_t)n);
-    }
-    return count;
-}
-
-/* The shard's answers: a 200 for a request, a refusal for an upgrade (as a draining node gives). */
-static void answer_pending(void)
-{
-    while (router.pending != NULL) {
-        router_pending_t *p = router.pending;
-        if (p->conn != NULL) {
-            shards_on_ws_closed(p->conn, 1001, "node shutting down", 0);
-            http_fail_pending(p, 503, "the node is shutting down");
-        } else {
-            static const proto_header_t headers[] = {{PROTO_STR("content-type"), PROTO_STR("text/plain")},
-                                                     {PROTO_STR("transfer-encoding"), PROTO_STR("chunked")}};
-            proto_msg_t m = {.type = PROTO_RESPONSE, .id = p->rid, .status = 200, .headers = headers, .num_headers = 2,
-                             .data = PROTO_STR("ok")};
-            http_respond_pending(p, &m);
-        }
     }
 }
 
@@ -176,7 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     h2o_socket_t *sock = h2o_evloop_socket_create(router.loop, sv[0], 0);
     h2o_accept(&accept_ctx, sock);
 
-    size_t off = 0, held = 0;
+    size_t off = 0;
     int closed = 0, shut = 0;
     for (int pass = 0;; ++pass) {
         if (pass == MAX_PASSES)
@@ -194,24 +189,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             shut = 1;
         }
         h2o_evloop_run(router.loop, 0);
+        /* the end of a router pass (router.c) */
         ws_flush();
         shards_flush();
-        held += shard_read();
-        answer_pending();
-        shards_flush();
+        shard_read();
         char drain[65536];
         ssize_t n;
         while ((n = read(sv[1], drain, sizeof(drain))) > 0)
             ;
         if (n == 0 || (n == -1 && errno != EAGAIN))
             closed = 1;
-        if (closed && router.pending == NULL && off == size)
+        if (closed && router.pending == NULL && ws_count() == 0 && off == size)
             break;
     }
     close(sv[1]);
     /* one more pass: what h2o disposes after the close (the request's pool, our tokens in it) */
     h2o_evloop_run(router.loop, 0);
     ws_flush();
-    (void)held;
     return 0;
 }
