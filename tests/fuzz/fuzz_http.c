@@ -14,7 +14,8 @@
  * an accepted upgrade goes the whole way: h2o writes the 101, hands the socket over, and the bytes the client sent
  * after its upgrade request are WebSocket frames for ws.c. Nothing else runs: no listener, no supervisor, no
  * RocksDB, no files (the slot table is the zeroed one: every slot on shard 0, which is also the rendezvous table
- * of one shard, so migrate.c has nothing to do).
+ * of one shard, so migrate.c has nothing to do). Not reached: TLS, what only time drives (h2o's request and keep-alive
+ * timeouts, ws.c's pings), the static files of "serve", and the admin listener.
  *
  * Passes of the loop run with a zero timeout until the client's socket was closed (h2o closes it on the EOF the
  * shutdown gives it, ws.c on the same EOF after an upgrade) and nothing is held; an input after which that never

@@ -23,12 +23,13 @@ for n in $names; do
     mkdir -p "$tmp/$n"
     before=$(ls "$corpus" | wc -l)
     # new inputs go to a scratch folder; the corpus itself is only read here
-    (cd "$tmp" && "$bin" -max_total_time="$secs" -timeout=20 -artifact_prefix="$tmp/$n-" "$tmp/$n" "$corpus" >"$tmp/$n.log" 2>&1) || {
+    if ! (cd "$tmp" && "$bin" -max_total_time="$secs" -timeout=20 -artifact_prefix="$tmp/$n-" "$tmp/$n" "$corpus" \
+        >"$tmp/$n.log" 2>&1); then
         echo "grow: fuzz_$n failed; the input is in build-fuzz/crashes:" >&2
         mkdir -p build-fuzz/crashes && cp "$tmp/$n"-* build-fuzz/crashes/ 2>/dev/null || true
         grep -a -m1 -A20 'ERROR:\|runtime error' "$tmp/$n.log" >&2
         exit 1
-    }
+    fi
     # keeps only inputs that add coverage over what the corpus has (libFuzzer names them by content hash)
     (cd "$tmp" && "$bin" -merge=1 "$corpus" "$tmp/$n" >"$tmp/$n.merge.log" 2>&1)
     echo "fuzz_$n: $before -> $(ls "$corpus" | wc -l) inputs" >&2
