@@ -554,11 +554,29 @@ static int origin_refused(h2o_req_t *req, const config_party_t *party)
     return 1;
 }
 
+/* RFC 9110's token: h2o's parser takes any printable run before the first space as the method, even an empty one
+ * (a request line that starts with a space), which no room should be handed. Found by tests/fuzz/fuzz_http. */
+static int method_valid(h2o_iovec_t m)
+{
+    if (m.len == 0)
+        return 0;
+    for (size_t i = 0; i < m.len; ++i) {
+        unsigned char c = (unsigned char)m.base[i];
+        if (c <= 0x20 || c >= 0x7f || strchr("\"(),/:;<=>?@[\\]{}", c) != NULL)
+            return 0;
+    }
+    return 1;
+}
+
 int http_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     (void)self;
     if (http_framing_refused(req))
         return 0; /* two lengths, or a length and a coding: 400, closed (framing.c) */
+    if (!method_valid(req->input.method)) {
+        http_send_error(req, 400, "malformed request method");
+        return 0;
+    }
     if (headers_over_cap(req)) {
         http_send_error(req, 431, "request headers over the cap");
         return 0;

@@ -2,6 +2,7 @@
 // name and size limits, _pk decoding, and the JSON errors for everything else.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { waitFor } from './lib.mjs';
 import { cleanupAfterEach, start, open, refused, stopClean } from './helpers.mjs';
 
@@ -190,6 +191,32 @@ test('routes: a missing room or party is 400', async () => {
     await wsError(node, p, 400);
   }
   await httpError(node, '/parties/main/', 400, { method: 'POST', body: '{"content":"x"}' });
+  await stopClean(node);
+});
+
+// One raw request on its own connection: the status and body of the answer.
+function rawRequest(port, text) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(text));
+    let got = '';
+    s.on('data', (d) => { got += d; });
+    s.on('error', reject);
+    s.on('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(got)?.[1]), body: got.split('\r\n\r\n')[1] ?? '' }));
+  });
+}
+
+test('routes: a request method that is not a token is 400, never handed to the room (found by fuzz_http)', async () => {
+  const node = await start();
+  // a request line that starts with a space: h2o parses an empty method
+  for (const line of [' /parties/main/r HTTP/1.1', 'GE(T /parties/main/r HTTP/1.1', 'G/T /parties/main/r HTTP/1.1']) {
+    const r = await rawRequest(node.port, `${line}\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    assert.equal(r.status, 400, line);
+    assert.deepEqual(JSON.parse(r.body), { error: 'malformed request method' }, line);
+  }
+  // any token is a method: the room decides what it does with it
+  const r = await rawRequest(node.port, 'M-SEARCH /parties/main/r HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  assert.notEqual(r.body.includes('malformed request method'), true, r.body);
+  assert.ok(r.status >= 200 && r.status < 600, `M-SEARCH → ${r.status}`);
   await stopClean(node);
 });
 
