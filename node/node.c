@@ -29,7 +29,7 @@
 
 #include "base.h"
 #include "ctl.h"
-#include "router.h"
+#include "router_main.h"
 #include "shard.h"
 
 #define RESTART_BASE_MS 50
@@ -51,6 +51,7 @@ typedef struct st_child_t {
 
 static struct {
     config_t *conf;
+    const partydefs_t *defs;
     int listen_fd, admin_fd, lock_fd, sig_fd;
     child_t router;
     child_t shards[CONFIG_MAX_SHARDS]; /* by shard id */
@@ -337,9 +338,9 @@ static int spawn(child_t *c)
         for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
             if (node.shards[i].active)
                 ids[n++] = i;
-        int status = c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd, node.started_ms, ids, n,
+        int status = c->index < 0 ? router_main(node.conf, node.defs, sv[1], node.listen_fd, node.admin_fd, node.started_ms, ids, n,
                                                 c->restarts == 0 ? node.conf->shards : 0)
-                                  : shard_main(node.conf, c->index, sv[1]);
+                                  : shard_main(node.conf, node.defs, c->index, sv[1]);
         close(sv[1]);
         config_dispose(node.conf);
         exit(status);
@@ -544,11 +545,12 @@ static void drain(void)
     wait_for(shards, n, base_now_mono_ms() + node.conf->timers.drain_ms);
 }
 
-int node_run(config_t *conf)
+int node_run(config_t *conf, const partydefs_t *defs)
 {
     log_set_role("node", -1);
     memset(&node, 0, sizeof(node));
     node.conf = conf;
+    node.defs = defs;
     node.started_ms = base_now_wall_ms();
     node.admin_fd = node.lock_fd = node.sig_fd = -1;
     signal(SIGPIPE, SIG_IGN);
@@ -599,7 +601,7 @@ int node_run(config_t *conf)
     for (size_t i = 0; i < conf->num_parties; ++i) {
         const config_party_t *p = &conf->parties[i];
         if (p->module != NULL)
-            log_info("party %s: module %s (kind %s)", p->name, p->module, p->kind);
+            log_info("party %s: module %s (kind %s)", p->name, p->module, defs->defs[i].kind);
         for (size_t k = 0; k < p->num_vars; ++k)
             if (p->vars[k].value == NULL)
                 log_warn("party %s: var %s: the environment variable %s is not set; the party sees no such var", p->name,

@@ -7,8 +7,10 @@
 #define PARTYD_NODE_H
 
 #include "config.h"
+#include "partydefs.h"
 
-/* Runs the node until it is told to stop; returns the exit status. */
-int node_run(config_t *conf);
+/* Runs the node until it is told to stop; returns the exit status. `defs` are conf's parties resolved to their code
+ * (shard/module.h); the router and the shards inherit both. */
+int node_run(config_t *conf, const partydefs_t *defs);
 
 #endif

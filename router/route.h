@@ -13,8 +13,10 @@
 
 #include <stddef.h>
 
-#define ROUTE_PARTY_MAX 64
-#define ROUTE_ROOM_MAX 256
+#include "names.h"
+
+#define ROUTE_PARTY_MAX NAMES_PARTY_MAX
+#define ROUTE_ROOM_MAX NAMES_ROOM_MAX
 #define ROUTE_ID_MAX 128
 
 typedef enum {
@@ -42,8 +44,5 @@ void route_parse(route_t *r, const char *target, size_t len, const char *prefix)
 /* Finds the first `name` parameter of a query string and decodes it into out[0..cap) (NUL-terminated).
  * Returns its decoded length, -1 when the parameter is absent, -2 when the decoded value needs more than cap - 1 bytes. */
 long route_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
-
-/* Whether a party name is 1–64 bytes of [A-Za-z0-9_-]. */
-int route_party_name_valid(const char *s, size_t len);
 
 #endif

@@ -229,7 +229,7 @@ static int bound_port(int fd)
     return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
-int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms, const int *ids,
+int router_main(const config_t *conf, const partydefs_t *defs, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms, const int *ids,
                 int num_ids, int target_shards)
 {
     log_set_role("router", -1);
@@ -237,6 +237,7 @@ int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, u
     memset(&router, 0, sizeof(router));
     memset(&rt, 0, sizeof(rt));
     router.conf = conf;
+    router.defs = defs;
     router.max_frame = config_frame_cap(conf);
     router.supervisor = getppid();
     int sfd = ctl_child_signals();

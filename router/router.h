@@ -18,20 +18,12 @@
 
 #include "config.h"
 #include "link.h"
+#include "partydefs.h"
 #include "proto.h"
 #include "slots.h"
 #include "ws.h"
 
-/* Runs the router until drained. The listening sockets are made by the supervisor (so they outlive a router
- * restart); admin_fd is -1 when the admin listener is off. Returns the exit status. */
-/* `ids` are the node's shards (their ids, from node.json); conf->shards is the count it should have, which the
- * router reaches by adding or draining shards live once they are all up (migrate.c). */
-int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms, const int *ids,
-                int num_ids, int target_shards);
-
-/* The TLS context of listen.tls (HTTP/1.1 only: WebSocket needs it), or NULL with the reason in err. The caller frees it
- * with SSL_CTX_free. */
-struct ssl_ctx_st *router_tls_context(const config_t *conf, char *err, size_t errlen);
+#include "router_main.h"
 
 /* A room as the router sees it: the sockets it fans the room's broadcasts out to. Exists while it has sockets. */
 typedef struct st_router_room_t {
@@ -74,6 +66,7 @@ typedef struct st_router_shard_t {
 
 typedef struct st_router_t {
     const config_t *conf;
+    const partydefs_t *defs; /* the parties resolved to their code (edge hooks) */
     h2o_evloop_t *loop;
     h2o_globalconf_t globalconf;
     h2o_context_t ctx;
@@ -179,7 +172,7 @@ typedef struct st_edge_headers_t {
 struct st_route_t;
 /* Runs the party's before_connect (upgrade) or before_request hook, if it has one. 0: go on, with the headers it set
  * in *out; 1: the request was answered (refused or answered by the hook, or the hook failed). */
-int edge_run(h2o_req_t *req, const struct st_route_t *r, const config_party_t *party, int upgrade, edge_headers_t *out);
+int edge_run(h2o_req_t *req, const struct st_route_t *r, const partydef_t *party, int upgrade, edge_headers_t *out);
 
 /* ---- fetch.c: rooms calling rooms ---- */
 /* A shard's FETCH: routed to the target room's shard as a REQUEST, or answered at once (400, 404, 503). */

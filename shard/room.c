@@ -356,8 +356,8 @@ static party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, co
     if (room != NULL)
         return room;
 
-    const config_party_t *pconf = config_find_party(rooms.conf, party.base, party.len);
-    if (pconf == NULL) {
+    const partydef_t *pdef = partydefs_find(shard_partydefs(), party.base, party.len);
+    if (pdef == NULL) {
         *status = 404;
         *why = "unknown party";
         return NULL;
@@ -367,9 +367,9 @@ static party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, co
     room->key_len = key_len;
     room->party_name = xstrndup(party.base, party.len);
     room->id = xstrndup(id.base, id.len);
-    room->conf = pconf;
-    room->party = pconf->party;
-    room->hibernates = pconf->hibernate;
+    room->conf = pdef->conf;
+    room->party = pdef->party;
+    room->hibernates = pdef->hibernate;
     uint16_t slot = slots_of_key(key, key_len);
     room->prefix[0] = (unsigned char)(slot >> 8);
     room->prefix[1] = (unsigned char)slot;

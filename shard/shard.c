@@ -41,6 +41,7 @@ static void idvec_push(idvec_t *v, uint64_t id)
 
 static struct {
     const config_t *conf;
+    const partydefs_t *defs;
     int index;
     h2o_evloop_t *loop;
     h2o_socket_t *ctl;
@@ -73,6 +74,11 @@ static struct {
 const config_t *shard_config(void)
 {
     return shard.conf;
+}
+
+const partydefs_t *shard_partydefs(void)
+{
+    return shard.defs;
 }
 
 uint64_t shard_pass(void)
@@ -351,12 +357,13 @@ static void await_reparenting(void)
         usleep(1000);
 }
 
-int shard_main(const config_t *conf, int index, int ctl_fd)
+int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl_fd)
 {
     log_set_role("shard", index);
     prctl(PR_SET_NAME, "partyd-shard", 0, 0, 0);
     memset(&shard, 0, sizeof(shard));
     shard.conf = conf;
+    shard.defs = defs;
     shard.index = index;
     shard.max_frame = config_frame_cap(conf);
     shard.supervisor = getppid();

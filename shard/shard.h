@@ -13,13 +13,14 @@
 #define PARTYD_SHARD_H
 
 #include "config.h"
+#include "partydefs.h"
 #include "party.h"
 #include "proto.h"
 #include "store.h"
 
 /* Runs shard `index` until the supervisor tells it to stop or goes away. `ctl_fd` is the shard's end of its control
  * socket. Returns the process exit status. */
-int shard_main(const config_t *conf, int index, int ctl_fd);
+int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl_fd);
 
 /* ---- between shard.c and room.c (one shard per process, so these act on the process's shard) ---- */
 
@@ -28,6 +29,8 @@ int shard_main(const config_t *conf, int index, int ctl_fd);
 int shard_emit(const proto_msg_t *msg);
 /* The caps of this node (limits.*). */
 const config_t *shard_config(void);
+/* The node's parties, resolved to their code. */
+const partydefs_t *shard_partydefs(void);
 
 /* The output gate. An event (a frame from the router, an alarm) starts with shard_event_begin. When the event writes
  * storage, shard_gate_event holds back everything the event emitted so far and emits from then on, until the end of

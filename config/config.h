@@ -11,8 +11,6 @@
 
 #include <stddef.h>
 
-#include "party.h"
-
 #define CONFIG_MAX_SHARDS 256
 #define CONFIG_MAX_PARTIES 256
 
@@ -25,13 +23,13 @@ typedef struct st_config_var_t {
     char *env;   /* the environment variable's name, or NULL for a literal */
 } config_var_t;
 
+/* A party as the file says it: never resolved here (which kinds are built in, what a module holds: shard/module.c,
+ * partydefs.h). */
 typedef struct st_config_party_t {
-    char *name;           /* the key under "parties": what URLs name */
-    char *kind;           /* built-in kind, or the module party's own kind */
-    char *module;         /* a module party: the shared object's absolute path; NULL for a built-in */
-    void *handle;         /* the module's dlopen handle */
-    const party_t *party; /* resolved callbacks */
-    int hibernate;
+    char *name;    /* the key under "parties": what URLs name */
+    char *kind;    /* "kind": a built-in kind's name, not checked here; NULL for a module party */
+    char *module;  /* "module": the shared object's absolute path (it exists); NULL for a built-in */
+    int hibernate; /* "hibernate": 1 or 0; -1 when not given (the party's own default applies) */
     config_var_t *vars;
     size_t num_vars;
 } config_party_t;
@@ -76,13 +74,15 @@ typedef struct st_config_t {
 extern const char config_default_json[];
 
 /* Parses the command line into `conf`: the embedded default, then --config FILE (or ./partyd.json when present), then
- * the flags. Returns 0 to run, 1 when a flag like --help or --version was answered (exit 0), or -1 after printing
- * a precise error to stderr (exit 2). */
+ * the flags. Returns 0 to run, 1 when a flag like --help or --version was answered (exit 0), 2 for --print-config
+ * (the caller resolves the parties, so that a bad module fails it too, then prints config_to_json), or -1 after
+ * printing a precise error to stderr (exit 2). Syntax only: a party's kind and module are checked by whoever
+ * resolves them (shard/module.c). */
 int config_from_args(config_t *conf, int argc, char **argv);
 
 /* Overlays the JSON text `json` onto `conf`; on error writes the reason to `err` and returns -1. `source` names the
  * text in messages; relative paths in it (a module, serve) are relative to the folder `base_dir` (NULL: the working
- * directory). Module parties are loaded here (module.c). */
+ * directory). A module's path must exist; the module is not loaded here. */
 int config_apply_json(config_t *conf, const char *json, size_t len, const char *source, const char *base_dir, char *err,
                       size_t errlen);
 
@@ -98,7 +98,8 @@ const config_party_t *config_find_party(const config_t *conf, const char *name, 
 /* The value of a party's var `name`, or NULL. */
 const char *config_party_var(const config_party_t *party, const char *name);
 
-/* Writes the effective configuration as JSON (for --print-config). The caller frees the result. */
+/* Writes the effective configuration as JSON (for --print-config; a party's "hibernate" appears when the file gave it).
+ * The caller frees the result. */
 char *config_to_json(const config_t *conf);
 
 #endif
