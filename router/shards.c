@@ -13,6 +13,42 @@
 
 #define ROOM_KEY_MAX (64 + 1 + 256)
 
+/* ---- the links on h2o's loop: link.c reads and writes the socket itself, h2o only says when it can ---- */
+
+static void on_link_readable(h2o_socket_t *sock, const char *err)
+{
+    (void)err; /* with H2O_SOCKET_FLAG_DONT_READ h2o reads nothing: the link's own read meets any error */
+    link_on_readable(sock->data);
+}
+
+static void on_link_writable(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    link_on_writable(sock->data);
+}
+
+static void *link_h2o_watch(void *loop, int fd, link_t *link)
+{
+    h2o_socket_t *sock = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    sock->data = link;
+    h2o_socket_read_start(sock, on_link_readable);
+    return sock;
+}
+
+static void link_h2o_want_write(void *handle, int on)
+{
+    /* h2o's notification is one-shot and cannot be taken back: a late one finds the link no longer waiting */
+    if (on)
+        h2o_socket_notify_write(handle, on_link_writable);
+}
+
+static void link_h2o_close(void *handle)
+{
+    h2o_socket_close(handle);
+}
+
+static const link_io_t link_io_h2o = {link_h2o_watch, link_h2o_want_write, link_h2o_close};
+
 static int id_cmp(const void *a, const void *b)
 {
     return *(const int *)a - *(const int *)b;
@@ -449,7 +485,7 @@ void shards_on_up(int shard, int pid, uint32_t restarts, int fd)
     router.shards[shard].restarts = restarts;
     router.shards[shard].state = SHARD_STARTING;
     router.shards[shard].link =
-        link_open(router.loop, fd, router.max_frame, PROTO_ROLE_ROUTER, shard, &link_callbacks, (void *)(intptr_t)shard);
+        link_open(&link_io_h2o, router.loop, fd, router.max_frame, PROTO_ROLE_ROUTER, shard, &link_callbacks, (void *)(intptr_t)shard);
     migrate_on_shard_up(shard, is_new);
 }
 

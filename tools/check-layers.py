@@ -28,7 +28,7 @@ LAYERS = {
 }
 # system headers that belong to one place
 SYSTEM = [
-    (re.compile(r'^h2o[./]'), lambda f: f.startswith('router/') or f in ('ipc/link.h', 'shard/shard.c'), 'h2o is the router\'s: include it only in router/'),
+    (re.compile(r'^h2o[./]'), lambda f: f.startswith('router/'), 'h2o is the router\'s: include it only in router/'),
     (re.compile(r'^rocksdb/'), lambda f: f == 'shard/store.c', 'RocksDB is store.c\'s alone (shard/store.c)'),
     (re.compile(r'^(mozjs|jsapi\.h|js/)'), lambda f: f.startswith('js/') or f.startswith('shard/js/'),
      'the JS engine is the JS runtime\'s folder\'s alone (js/ or shard/js/)'),
