@@ -25,7 +25,7 @@ struct st_loop_watch_t {
 
 struct st_loop_t {
     int epfd;
-    loop_timer_t *timers; /* sorted by due time, earliest first */
+    loop_timer_t *timers;  /* sorted by due time, earliest first */
     loop_watch_t *removed; /* freed at the end of the pass */
     void (*before_sleep)(void *data);
     void *before_sleep_data;

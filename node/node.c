@@ -119,28 +119,18 @@ static int lock_data_dir(void)
 
 static int write_node_json(void)
 {
-    char path[4200], tmp[4300];
-    snprintf(path, sizeof(path), "%s/node.json", node.conf->data_dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     json_t *ids = json_array();
     for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         if (node.shards[i].active)
             json_array_append_new(ids, json_integer(i));
     json_t *root = json_pack("{s:i, s:o, s:i}", "format", DATA_FORMAT, "shards", ids, "next_id", node.next_shard_id);
-    int r = json_dump_file(root, tmp, JSON_COMPACT);
+    char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
-    int fd = r == 0 ? open(tmp, O_RDONLY | O_CLOEXEC) : -1;
-    int bad = fd == -1 || fsync(fd) != 0;
-    if (fd != -1)
-        close(fd);
-    if (bad || rename(tmp, path) != 0) {
-        log_error("cannot write %s: %s", path, strerror(errno));
+    int r = base_write_file_atomic(node.conf->data_dir, "node.json", text, strlen(text));
+    free(text);
+    if (r != 0) {
+        log_error("cannot write %s/node.json: %s", node.conf->data_dir, strerror(-r));
         return -1;
-    }
-    int dfd = open(node.conf->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd != -1) {
-        fsync(dfd);
-        close(dfd);
     }
     return 0;
 }

@@ -233,8 +233,8 @@ static int bound_port(int fd)
     return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
-int router_main(const config_t *conf, const partydefs_t *defs, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms, const int *ids,
-                int num_ids, int target_shards)
+int router_main(const config_t *conf, const partydefs_t *defs, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms,
+                const int *ids, int num_ids, int target_shards)
 {
     log_set_role("router", -1);
     prctl(PR_SET_NAME, "partyd-router", 0, 0, 0);

@@ -16,8 +16,8 @@
  * hooks run here); they and `conf` outlive the call. Returns the exit status.
  * `ids` are the node's shards (their ids, from node.json); conf->shards is the count it should have, which the
  * router reaches by adding or draining shards live once they are all up (migrate.c). */
-int router_main(const config_t *conf, const partydefs_t *defs, int ctl_fd, int listen_fd, int admin_fd,
-                uint64_t node_started_ms, const int *ids, int num_ids, int target_shards);
+int router_main(const config_t *conf, const partydefs_t *defs, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms,
+                const int *ids, int num_ids, int target_shards);
 
 /* The TLS context of listen.tls (HTTP/1.1 only: WebSocket needs it), or NULL with the reason in err. The caller frees it
  * with SSL_CTX_free. */

@@ -75,34 +75,15 @@ static void slots_path(char *out, size_t len, const char *dir, const char *suffi
 
 int shards_save_slots_in(const char *dir)
 {
-    char path[4200], tmp[4300];
-    slots_path(path, sizeof(path), dir, "");
-    slots_path(tmp, sizeof(tmp), dir, ".tmp");
     unsigned char *buf = xmalloc(SLOTS_FILE_SIZE), *p = buf + sizeof(SLOTS_MAGIC) - 1;
     memcpy(buf, SLOTS_MAGIC, sizeof(SLOTS_MAGIC) - 1);
     for (size_t s = 0; s < SLOTS_COUNT; ++s) {
         p[2 * s] = (unsigned char)(router.slots.owner[s] >> 8);
         p[2 * s + 1] = (unsigned char)router.slots.owner[s];
     }
-    int err = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd == -1) {
-        err = -errno;
-    } else {
-        if (write(fd, buf, SLOTS_FILE_SIZE) != (ssize_t)SLOTS_FILE_SIZE || fsync(fd) != 0)
-            err = errno != 0 ? -errno : -EIO;
-        close(fd);
-        if (err == 0 && rename(tmp, path) != 0)
-            err = -errno;
-    }
+    int err = base_write_file_atomic(dir, "slots", buf, SLOTS_FILE_SIZE);
     free(buf);
-    if (err != 0)
-        return err;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd != -1) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
+    return err;
 }
 
 int shards_save_slots(void)
@@ -484,8 +465,8 @@ void shards_on_up(int shard, int pid, uint32_t restarts, int fd)
     router.shards[shard].pid = pid;
     router.shards[shard].restarts = restarts;
     router.shards[shard].state = SHARD_STARTING;
-    router.shards[shard].link =
-        link_open(&link_io_h2o, router.loop, fd, router.max_frame, PROTO_ROLE_ROUTER, shard, &link_callbacks, (void *)(intptr_t)shard);
+    router.shards[shard].link = link_open(&link_io_h2o, router.loop, fd, router.max_frame, PROTO_ROLE_ROUTER, shard,
+                                          &link_callbacks, (void *)(intptr_t)shard);
     migrate_on_shard_up(shard, is_new);
 }
 

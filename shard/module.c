@@ -102,7 +102,9 @@ static int probe(const char *path, char *err, size_t errlen)
     while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
         ;
     if (WIFSIGNALED(status)) {
-        snprintf(err, errlen, "loading %s killed the process that tried it with signal %d (%s): the module's constructor, or one of a library it needs, crashed or aborted",
+        snprintf(err, errlen,
+                 "loading %s killed the process that tried it with signal %d (%s): the module's constructor, or one of a library "
+                 "it needs, crashed or aborted",
                  path, WTERMSIG(status), strsignal(WTERMSIG(status)));
         return -1;
     }
