@@ -4,7 +4,12 @@
  * copy (the router and shards are forked from the supervisor).
  *
  * Unknown keys and wrong types are errors naming the field ("limits.message_bytes: expected an integer from 1024 to
- * 67108864"); nothing starts on a bad config.
+ * 67108864"); nothing starts on a bad config. Syntax only: whether a kind is built in, and what a module holds, is
+ * checked where parties live (shard/module.c), still before anything starts.
+ *
+ * config/ (above proto/ and api/, below router/ and shard/) holds:
+ *   config.c      this header's functions
+ *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
  */
 #ifndef PARTYD_CONFIG_H
 #define PARTYD_CONFIG_H

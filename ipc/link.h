@@ -2,6 +2,12 @@
  * link.h — one router⇄shard link: proto.h frames over a Unix stream socket, on whichever event loop its owner runs
  * (h2o's in the router, loop.h's in a shard).
  *
+ * ipc/ (above proto/, below router/ and shard/; no h2o) is how the processes talk:
+ *   link.c    this header: the router⇄shard links
+ *   ctl.c     the control sockets between the supervisor and its children (ctl.h)
+ *   child.c   what a child does with its control socket and SIGTERM, for either loop (child.h)
+ *   loop.c    the small epoll loop of the processes that do not run h2o (loop.h)
+ *
  * The link does its own non-blocking reads and writes on the socket; the owner's loop only says when the socket is
  * readable or writable, through the link_io_t the owner passes to link_open. So the link knows no loop.
  * The link owns the socket, a decoder and an output buffer: frames are appended to it and written once per loop pass

@@ -9,6 +9,16 @@
  *   shards.c   the shard links, the slot table, and what shards send back (fan-out of broadcasts to the room's sockets)
  *   admin.c    the admin listener
  *   linger.c   a lingering close for the client sockets h2o closes (so a 413 is read, not reset)
+ *   route.c    PartyKit's URL scheme, without h2o (route.h; the naming rules are proto/names.c's)
+ *   wsframe.c  the WebSocket framing, without h2o (wsframe.h)
+ *   migrate.c  moving slots between shards, adding and draining shards live
+ *   fetch.c    rooms calling rooms (party_fetch): a shard's FETCH routed like a client's request
+ *   edge.c     the parties' edge hooks (before_connect, before_request) and their party_edge_* API
+ *   dashboard.c, dashboard.html, embed.py   the admin dashboard page, compiled in
+ *   router_main.h   what node/ sees of the router: router_main and router_tls_context, no h2o type
+ *
+ * The only folder that includes h2o (tools/check-layers.py). It may include api/, proto/, config/ and ipc/, never
+ * shard/ or node/ (docs/architecture.md).
  */
 #ifndef PARTYD_ROUTER_H
 #define PARTYD_ROUTER_H

@@ -6,8 +6,14 @@
  *   shard.c   the process: loop, control socket, the router link, decoding frames and dispatching them to rooms;
  *             the output gate (what events that wrote storage produce waits for the pass's commit)
  *   room.c    rooms and connections, their life cycle (eviction, hibernation, alarms) and the room API of party.h
- *   store.c   the shard's RocksDB, written with one batch per loop pass
+ *   store.c   the shard's RocksDB, written with one batch per loop pass (the only file that includes rocksdb/)
+ *   admin.c   the ADMIN frames: stats, room lists, a room's keys, evictions
+ *   migrate.c the SLOT frames: a slot's data exported, imported, dropped
+ *   module.c  the configured parties resolved to their code: built-in kinds, modules (tried in a child first)
  *   parties/  the built-in parties (relay, chat, counter, kv), written against party.h only
+ *
+ * A shard runs on ipc/loop.h's loop, not h2o's. shard/ may include api/, proto/, config/ and ipc/, never router/ or
+ * node/ (docs/architecture.md).
  */
 #ifndef PARTYD_SHARD_H
 #define PARTYD_SHARD_H
