@@ -153,6 +153,8 @@ test('before_connect: refuses an upgrade before any room sees it, or passes the 
   ps.close();
   await stopClean(node, [c]);
   assert.match(node.stderr, /room echo\/w1: on_close stayer code=1001 clean=\d stopping=1/, 'the drain\'s close says the node stops');
+  // the client sees its close event when its socket closes, which may come after partyd's exit is seen: wait for it
+  await waitFor(() => stayer.closeCode !== undefined, { what: 'the stayer\'s close' });
   assert.equal(stayer.closeCode, 1001);
 });
 
