@@ -29,7 +29,7 @@
 
 #include "base.h"
 #include "ctl.h"
-#include "router.h"
+#include "router_main.h"
 #include "shard.h"
 
 #define RESTART_BASE_MS 50
@@ -51,6 +51,7 @@ typedef struct st_child_t {
 
 static struct {
     config_t *conf;
+    const partydefs_t *defs;
     int listen_fd, admin_fd, lock_fd, sig_fd;
     child_t router;
     child_t shards[CONFIG_MAX_SHARDS]; /* by shard id */
@@ -118,30 +119,18 @@ static int lock_data_dir(void)
 
 static int write_node_json(void)
 {
-    char path[BASE_PATH_MAX], tmp[BASE_PATH_MAX + 100];
-    snprintf(path, sizeof(path), "%s/node.json", node.conf->data_dir);
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     json_t *ids = json_array();
     for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         if (node.shards[i].active)
             json_array_append_new(ids, json_integer(i));
     json_t *root = json_pack("{s:i, s:o, s:i}", "format", DATA_FORMAT, "shards", ids, "next_id", node.next_shard_id);
-    errno = 0;
-    int r = json_dump_file(root, tmp, JSON_COMPACT);
+    char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
-    int fd = r == 0 ? open(tmp, O_RDONLY | O_CLOEXEC) : -1;
-    int bad = fd == -1 || fsync(fd) != 0;
-    if (fd != -1)
-        close(fd);
-    if (bad || rename(tmp, path) != 0) {
-        int err = errno != 0 ? errno : EIO; /* jansson may fail without setting errno */
-        log_error("cannot write %s: %s", path, strerror(err));
-        return -err;
-    }
-    int dfd = open(node.conf->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd != -1) {
-        fsync(dfd);
-        close(dfd);
+    int r = base_write_file_atomic(node.conf->data_dir, "node.json", text, strlen(text));
+    free(text);
+    if (r != 0) {
+        log_error("cannot write %s/node.json: %s", node.conf->data_dir, strerror(-r));
+        return r; /* -errno: the router tells the operator why (CTL_SPAWN_FAILED) */
     }
     return 0;
 }
@@ -339,9 +328,9 @@ static int spawn(child_t *c)
         for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
             if (node.shards[i].active)
                 ids[n++] = i;
-        int status = c->index < 0 ? router_main(node.conf, sv[1], node.listen_fd, node.admin_fd, node.started_ms, ids, n,
+        int status = c->index < 0 ? router_main(node.conf, node.defs, sv[1], node.listen_fd, node.admin_fd, node.started_ms, ids, n,
                                                 c->restarts == 0 ? node.conf->shards : 0)
-                                  : shard_main(node.conf, c->index, sv[1]);
+                                  : shard_main(node.conf, node.defs, c->index, sv[1]);
         close(sv[1]);
         config_dispose(node.conf);
         exit(status);
@@ -553,11 +542,12 @@ static void drain(void)
     wait_for(shards, n, base_now_mono_ms() + node.conf->timers.drain_ms);
 }
 
-int node_run(config_t *conf)
+int node_run(config_t *conf, const partydefs_t *defs)
 {
     log_set_role("node", -1);
     memset(&node, 0, sizeof(node));
     node.conf = conf;
+    node.defs = defs;
     node.started_ms = base_now_wall_ms();
     node.admin_fd = node.lock_fd = node.sig_fd = -1;
     signal(SIGPIPE, SIG_IGN);
@@ -608,7 +598,7 @@ int node_run(config_t *conf)
     for (size_t i = 0; i < conf->num_parties; ++i) {
         const config_party_t *p = &conf->parties[i];
         if (p->module != NULL)
-            log_info("party %s: module %s (kind %s)", p->name, p->module, p->kind);
+            log_info("party %s: module %s (kind %s)", p->name, p->module, defs->defs[i].kind);
         for (size_t k = 0; k < p->num_vars; ++k)
             if (p->vars[k].value == NULL)
                 log_warn("party %s: var %s: the environment variable %s is not set; the party sees no such var", p->name,

@@ -2,13 +2,20 @@
  * node.h — the supervisor: the `partyd` process itself. It binds the listeners, starts one router and N shards
  * (fork, no exec: they share the parsed config), hands out their links (ctl.h), restarts a child that dies (with
  * backoff), and drains on SIGTERM/SIGINT: the router first (clients get 1001), then the shards, then exit 0.
+ *
+ * node/ is the top layer; it may include every folder's header but not h2o's (it sees router/router_main.h):
+ *   node.c      this header: the supervisor
+ *   main.c      `partyd`: the config, the parties resolved (shard/module.h), then node_run
+ *   partyctl.c  `partyctl`, the admin API's command-line client (its own binary; proto/ and libcurl only)
  */
 #ifndef PARTYD_NODE_H
 #define PARTYD_NODE_H
 
 #include "config.h"
+#include "partydefs.h"
 
-/* Runs the node until it is told to stop; returns the exit status. */
-int node_run(config_t *conf);
+/* Runs the node until it is told to stop; returns the exit status. `defs` are conf's parties resolved to their code
+ * (shard/module.h); the router and the shards inherit both. */
+int node_run(config_t *conf, const partydefs_t *defs);
 
 #endif

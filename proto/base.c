@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -418,4 +419,41 @@ int base_http_value_valid(const char *s)
         if ((unsigned char)*s < 0x20 && *s != '\t')
             return 0;
     return 1;
+}
+
+int base_write_file_atomic(const char *dir, const char *name, const void *data, size_t len)
+{
+    char path[4200], tmp[4300];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+        return -ENAMETOOLONG;
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd == -1)
+        return -errno;
+    int err = 0;
+    for (size_t off = 0; off < len && err == 0;) {
+        ssize_t n = write(fd, (const char *)data + off, len - off);
+        if (n > 0)
+            off += (size_t)n;
+        else if (n == -1 && errno != EINTR)
+            err = -errno;
+        else if (n == 0)
+            err = -EIO;
+    }
+    if (err == 0 && fsync(fd) != 0)
+        err = -errno;
+    close(fd);
+    if (err == 0 && rename(tmp, path) != 0)
+        err = -errno;
+    if (err != 0) {
+        unlink(tmp);
+        return err;
+    }
+    /* the rename is an entry of the folder: durable once the folder is synced too */
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd != -1) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
 }

@@ -90,6 +90,11 @@ void log_vmsg(log_level_t level, const char *fmt, va_list ap);
             log_msg(LOG_DEBUG, __VA_ARGS__);                                                                                       \
     } while (0)
 
+/* Replaces the file `dir`/`name` with `len` bytes, all or nothing, across a crash or a power cut: written to
+ * `name`.tmp, fsynced, renamed over `name`, then the folder fsynced so that the rename itself is durable. Blocking (a
+ * small file, written rarely: the slot table, node.json). Returns 0 or -errno; on failure `name` is as it was. */
+int base_write_file_atomic(const char *dir, const char *name, const void *data, size_t len);
+
 /* Clocks, in milliseconds. */
 uint64_t base_now_wall_ms(void);
 uint64_t base_now_mono_ms(void);

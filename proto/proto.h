@@ -43,6 +43,12 @@
  * room again). Anything the shard sends between ATTACH and ACCEPT is queued by the router and written after the 101.
  *
  * No h2o or RocksDB type appears here.
+ *
+ * proto/ is the lowest layer (with api/): it includes nothing of ours above it, nor h2o, RocksDB or jansson. Its files:
+ *   base.c    allocation, the byte buffer, logging, clocks, UTF-8, the atomic file write (base.h)
+ *   proto.c   these frames, encoded and decoded (msgpack)
+ *   slots.c   room placement: a room's slot, a slot's shard (slots.h)
+ *   names.c   the URL scheme's naming rules: party names, room ids (names.h)
  */
 #ifndef PARTYD_PROTO_H
 #define PARTYD_PROTO_H

@@ -213,7 +213,7 @@ static json_t *config_summary(void)
     const config_t *conf = router.conf;
     json_t *parties = json_object();
     for (size_t i = 0; i < conf->num_parties; ++i) {
-        json_t *p = json_pack("{s:s, s:b}", "kind", conf->parties[i].kind, "hibernate", conf->parties[i].hibernate);
+        json_t *p = json_pack("{s:s, s:b}", "kind", router.defs->defs[i].kind, "hibernate", router.defs->defs[i].hibernate);
         if (conf->parties[i].module != NULL)
             json_object_set_new(p, "module", json_string(conf->parties[i].module));
         json_object_set_new(parties, conf->parties[i].name, p);

@@ -18,7 +18,7 @@
 
 struct st_party_edge_t {
     h2o_req_t *req;
-    const config_party_t *party;
+    const partydef_t *party;
     const char *party_name, *room, *method, *path, *query; /* NUL-terminated copies */
     size_t query_len;
     proto_header_t set[EDGE_SET_MAX]; /* headers for the room */
@@ -36,7 +36,7 @@ static const char *pool_str(h2o_req_t *req, const char *s, size_t len)
     return h2o_strdup(&req->pool, s, len).base;
 }
 
-int edge_run(h2o_req_t *req, const route_t *r, const config_party_t *party, int upgrade, edge_headers_t *out)
+int edge_run(h2o_req_t *req, const route_t *r, const partydef_t *party, int upgrade, edge_headers_t *out)
 {
     out->headers = NULL;
     out->num = 0;
@@ -179,7 +179,7 @@ int party_edge_response_header(party_edge_t *e, const char *name, const char *va
 
 const char *party_edge_var(const party_edge_t *e, const char *name)
 {
-    return name != NULL ? config_party_var(e->party, name) : NULL;
+    return name != NULL ? config_party_var(e->party->conf, name) : NULL;
 }
 
 void party_edge_log(const party_edge_t *e, int level, const char *fmt, ...)

@@ -600,7 +600,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(req, 400, r.error);
         return 0;
     }
-    const config_party_t *party = config_find_party(router.conf, r.party, r.party_len);
+    const partydef_t *party = partydefs_find(router.defs, r.party, r.party_len);
     if (party == NULL) {
         http_send_error(req, 404, "unknown party");
         return 0;
@@ -610,7 +610,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     int upgrade = req->upgrade.base != NULL && h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket"));
-    if (upgrade && origin_refused(req, party))
+    if (upgrade && origin_refused(req, party->conf))
         return 0;
     edge_headers_t edge;
     if (edge_run(req, &r, party, upgrade, &edge) != 0)

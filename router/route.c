@@ -7,28 +7,7 @@
 #include <string.h>
 
 #include "base.h"
-
-int route_party_name_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > ROUTE_PARTY_MAX)
-        return 0;
-    for (size_t i = 0; i < len; ++i) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-static int room_id_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > ROUTE_ROOM_MAX)
-        return 0;
-    for (size_t i = 0; i < len; ++i)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return 0;
-    return base_utf8_valid(s, len);
-}
+#include "names.h"
 
 /* Splits the segment that starts at `p` (after a '/'): returns its length. */
 static size_t segment(const char *p, const char *end)
@@ -68,7 +47,7 @@ void route_parse(route_t *r, const char *target, size_t len, const char *prefix)
         }
         ++p;
         size_t n = segment(p, end);
-        if (!route_party_name_valid(p, n)) {
+        if (!names_party_valid(p, n)) {
             r->error = "bad party name: 1 to 64 of A-Z a-z 0-9 _ -";
             return;
         }
@@ -85,7 +64,7 @@ void route_parse(route_t *r, const char *target, size_t len, const char *prefix)
     }
     ++p;
     size_t n = segment(p, end);
-    if (!room_id_valid(p, n)) {
+    if (!names_room_valid(p, n)) {
         r->error = "bad room id: 1 to 256 bytes of UTF-8 without control characters";
         return;
     }

@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "base.h"
+#include "names.h"
 
 #define ROUTE_PARTY_MAX BASE_PARTY_MAX
 #define ROUTE_ROOM_MAX BASE_ROOM_MAX
@@ -47,8 +48,5 @@ void route_parse(route_t *r, const char *target, size_t len, const char *prefix)
 /* Finds the first `name` parameter of a query string and decodes it into out[0..cap) (NUL-terminated).
  * Returns its decoded length, -1 when the parameter is absent, -2 when the decoded value needs more than cap - 1 bytes. */
 long route_query_param(const char *query, size_t len, const char *name, char *out, size_t cap);
-
-/* Whether a party name is 1–64 bytes of [A-Za-z0-9_-]. */
-int route_party_name_valid(const char *s, size_t len);
 
 #endif

@@ -16,7 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "ctl.h"
+#include "child.h"
 #include "router.h"
 
 router_t router;
@@ -360,52 +360,56 @@ static int drained(void)
 
 /* ---- control socket and signals ---- */
 
+static void on_ctl_record(const ctl_msg_t *m, int *fd, void *data)
+{
+    (void)data;
+    switch (m->type) {
+    case CTL_SHARD_UP:
+        if (*fd != -1) {
+            shards_on_up(m->shard, m->pid, m->restarts, *fd);
+            *fd = -1;
+        }
+        break;
+    case CTL_SHARD_DOWN:
+        shards_on_down(m->shard);
+        break;
+    case CTL_DRAIN:
+        begin_drain("asked by the supervisor");
+        break;
+    case CTL_SPAWN_FAILED:
+        migrate_on_spawn_failed(m->shard, m->pid);
+        break;
+    default:
+        log_warn("control: ignoring record type %u", m->type);
+        break;
+    }
+}
+
+static void on_orphaned(void *data)
+{
+    (void)data;
+    begin_drain("the supervisor went away");
+}
+
+static void on_term(void *data)
+{
+    (void)data;
+    begin_drain("SIGTERM");
+}
+
+static const child_callbacks_t child_callbacks = {on_ctl_record, on_orphaned, on_term};
+
 static void on_ctl(h2o_socket_t *sock, const char *err)
 {
     (void)err;
-    for (;;) {
-        ctl_msg_t m;
-        int fd;
-        int r = ctl_recv(h2o_socket_get_fd(sock), &m, &fd);
-        if (r == -EAGAIN)
-            return;
-        if (r <= 0) {
-            h2o_socket_read_stop(sock);
-            begin_drain("the supervisor went away");
-            return;
-        }
-        switch (m.type) {
-        case CTL_SHARD_UP:
-            if (fd != -1) {
-                shards_on_up(m.shard, m.pid, m.restarts, fd);
-                fd = -1;
-            }
-            break;
-        case CTL_SHARD_DOWN:
-            shards_on_down(m.shard);
-            break;
-        case CTL_DRAIN:
-            begin_drain("asked by the supervisor");
-            break;
-        case CTL_SPAWN_FAILED:
-            migrate_on_spawn_failed(m.shard, m.pid);
-            break;
-        default:
-            log_warn("control: ignoring record type %u", m.type);
-            break;
-        }
-        if (fd != -1)
-            close(fd);
-    }
+    if (child_ctl_readable(h2o_socket_get_fd(sock), &child_callbacks, NULL) != 0)
+        h2o_socket_read_stop(sock);
 }
 
 static void on_signal(h2o_socket_t *sock, const char *err)
 {
     (void)err;
-    struct signalfd_siginfo si;
-    while (read(h2o_socket_get_fd(sock), &si, sizeof(si)) == (ssize_t)sizeof(si))
-        if (si.ssi_signo == SIGTERM)
-            begin_drain("SIGTERM");
+    child_signals_readable(h2o_socket_get_fd(sock), &child_callbacks, NULL);
 }
 
 /* ---- main ---- */
@@ -481,14 +485,15 @@ static int bound_port(int fd)
     return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
-int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms, const int *ids,
-                int num_ids, int target_shards)
+int router_main(const config_t *conf, const partydefs_t *defs, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms,
+                const int *ids, int num_ids, int target_shards)
 {
     log_set_role("router", -1);
     prctl(PR_SET_NAME, "partyd-router", 0, 0, 0);
     memset(&router, 0, sizeof(router));
     memset(&rt, 0, sizeof(rt));
     router.conf = conf;
+    router.defs = defs;
     router.max_frame = config_frame_cap(conf);
     router.supervisor = getppid();
     int sfd = ctl_child_signals();

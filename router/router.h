@@ -6,7 +6,8 @@
  *   router.h       this file: the router's state (`router`) and what its .c files call in each other
  *   http.c         where a request enters: routes it (route.c), answers /health, holds WebSocket upgrades until the
  *                  room accepted them, forwards HTTP requests to the room's shard and relays the response
- *   route.c/.h     PartyKit's URL scheme: path → party, room, sub-path; the _pk connection id (no h2o, unit-tested)
+ *   route.c/.h     PartyKit's URL scheme: path → party, room, sub-path; the _pk connection id (no h2o, unit-tested;
+ *                  the naming rules are proto/names.c's)
  *   ws.c/.h        WebSocket connections after the 101: reading, writing, pings, output caps, the closing handshake
  *   wsframe.c/.h   RFC 6455 framing: parsing client frames, building server frames (no sockets, unit-tested)
  *   shards.c       the shard links, the slot table file, and what shards send back (fan-out of broadcasts)
@@ -22,7 +23,11 @@
  *   serve.c        the `serve` folder: only regular files inside it, opened without blocking; no dotfiles or NUL
  *   framing.c      request framing checks before routing: two Content-Lengths, or one with Transfer-Encoding → 400
  *   linger.c       a lingering close for the client connections h2o closes (so a 413 is read, not reset)
+ *   router_main.h  what node/ sees of the router: router_main and router_tls_context, no h2o type
  *   meson.build    the router's sources
+ *
+ * The only folder that includes h2o (tools/check-layers.py). It may include api/, proto/, config/ and ipc/, never
+ * shard/ or node/ (docs/architecture.md).
  *
  * Unless a declaration says otherwise: the router process has one thread and one loop (router.loop), and every
  * function here is called on it, never from a signal handler or another thread. Pointers passed in are borrowed for
@@ -38,20 +43,12 @@
 
 #include "config.h"
 #include "link.h"
+#include "partydefs.h"
 #include "proto.h"
 #include "slots.h"
 #include "ws.h"
 
-/* Runs the router until drained. The listening sockets are made by the supervisor (so they outlive a router
- * restart); admin_fd is -1 when the admin listener is off. Returns the exit status. */
-/* `ids` are the node's shards (their ids, from node.json); conf->shards is the count it should have, which the
- * router reaches by adding or draining shards live once they are all up (migrate.c). */
-int router_main(const config_t *conf, int ctl_fd, int listen_fd, int admin_fd, uint64_t node_started_ms, const int *ids,
-                int num_ids, int target_shards);
-
-/* The TLS context of listen.tls (HTTP/1.1 only: WebSocket needs it), or NULL with the reason in err. The caller frees it
- * with SSL_CTX_free. */
-struct ssl_ctx_st *router_tls_context(const config_t *conf, char *err, size_t errlen);
+#include "router_main.h"
 
 /* A room as the router sees it: the sockets it fans the room's broadcasts out to. Exists while it has sockets. */
 typedef struct st_router_room_t {
@@ -94,6 +91,7 @@ typedef struct st_router_shard_t {
 
 typedef struct st_router_t {
     const config_t *conf;
+    const partydefs_t *defs; /* the parties resolved to their code (edge hooks) */
     h2o_evloop_t *loop;
     h2o_globalconf_t globalconf;
     h2o_context_t ctx;
@@ -246,7 +244,7 @@ typedef struct st_edge_headers_t {
 struct st_route_t;
 /* Runs the party's before_connect (upgrade) or before_request hook, if it has one. 0: go on, with the headers it set
  * in *out; 1: the request was answered (refused or answered by the hook, or the hook failed). */
-int edge_run(h2o_req_t *req, const struct st_route_t *r, const config_party_t *party, int upgrade, edge_headers_t *out);
+int edge_run(h2o_req_t *req, const struct st_route_t *r, const partydef_t *party, int upgrade, edge_headers_t *out);
 
 /* ---- fetch.c: rooms calling rooms ---- */
 /* A shard's FETCH: routed to the target room's shard as a REQUEST, or answered at once (400, 404, 503). */

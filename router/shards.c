@@ -12,6 +12,42 @@
 #include "router.h"
 
 
+/* ---- the links on h2o's loop: link.c reads and writes the socket itself, h2o only says when it can ---- */
+
+static void on_link_readable(h2o_socket_t *sock, const char *err)
+{
+    (void)err; /* with H2O_SOCKET_FLAG_DONT_READ h2o reads nothing: the link's own read meets any error */
+    link_on_readable(sock->data);
+}
+
+static void on_link_writable(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    link_on_writable(sock->data);
+}
+
+static void *link_h2o_watch(void *loop, int fd, link_t *link)
+{
+    h2o_socket_t *sock = h2o_evloop_socket_create(loop, fd, H2O_SOCKET_FLAG_DONT_READ);
+    sock->data = link;
+    h2o_socket_read_start(sock, on_link_readable);
+    return sock;
+}
+
+static void link_h2o_want_write(void *handle, int on)
+{
+    /* h2o's notification is one-shot and cannot be taken back: a late one finds the link no longer waiting */
+    if (on)
+        h2o_socket_notify_write(handle, on_link_writable);
+}
+
+static void link_h2o_close(void *handle)
+{
+    h2o_socket_close(handle);
+}
+
+static const link_io_t link_io_h2o = {link_h2o_watch, link_h2o_want_write, link_h2o_close};
+
 static int id_cmp(const void *a, const void *b)
 {
     return *(const int *)a - *(const int *)b;
@@ -38,34 +74,15 @@ static void slots_path(char *out, size_t len, const char *dir, const char *suffi
 
 int shards_save_slots_in(const char *dir)
 {
-    char path[BASE_PATH_MAX], tmp[BASE_PATH_MAX + 100];
-    slots_path(path, sizeof(path), dir, "");
-    slots_path(tmp, sizeof(tmp), dir, ".tmp");
     unsigned char *buf = xmalloc(SLOTS_FILE_SIZE), *p = buf + sizeof(SLOTS_MAGIC) - 1;
     memcpy(buf, SLOTS_MAGIC, sizeof(SLOTS_MAGIC) - 1);
     for (size_t s = 0; s < SLOTS_COUNT; ++s) {
         p[2 * s] = (unsigned char)(router.slots.owner[s] >> 8);
         p[2 * s + 1] = (unsigned char)router.slots.owner[s];
     }
-    int err = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd == -1) {
-        err = -errno;
-    } else {
-        if (write(fd, buf, SLOTS_FILE_SIZE) != (ssize_t)SLOTS_FILE_SIZE || fsync(fd) != 0)
-            err = errno != 0 ? -errno : -EIO;
-        close(fd);
-        if (err == 0 && rename(tmp, path) != 0)
-            err = -errno;
-    }
+    int err = base_write_file_atomic(dir, "slots", buf, SLOTS_FILE_SIZE);
     free(buf);
-    if (err != 0)
-        return err;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd != -1) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
+    return err;
 }
 
 int shards_save_slots(void)
@@ -460,8 +477,8 @@ void shards_on_up(int shard, int pid, uint32_t restarts, int fd)
     router.shards[shard].pid = pid;
     router.shards[shard].restarts = restarts;
     router.shards[shard].state = SHARD_STARTING;
-    router.shards[shard].link =
-        link_open(router.loop, fd, router.max_frame, PROTO_ROLE_ROUTER, shard, &link_callbacks, (void *)(intptr_t)shard);
+    router.shards[shard].link = link_open(&link_io_h2o, router.loop, fd, router.max_frame, PROTO_ROLE_ROUTER, shard,
+                                          &link_callbacks, (void *)(intptr_t)shard);
     migrate_on_shard_up(shard, is_new);
 }
 

@@ -207,8 +207,8 @@ party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, const cha
     if (room != NULL)
         return room;
 
-    const config_party_t *pconf = config_find_party(rooms.conf, party.base, party.len);
-    if (pconf == NULL) {
+    const partydef_t *pdef = partydefs_find(shard_partydefs(), party.base, party.len);
+    if (pdef == NULL) {
         *status = 404;
         *why = "unknown party";
         return NULL;
@@ -218,9 +218,9 @@ party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, const cha
     room->key_len = key_len;
     room->party_name = xstrndup(party.base, party.len);
     room->id = xstrndup(id.base, id.len);
-    room->conf = pconf;
-    room->party = pconf->party;
-    room->hibernates = pconf->hibernate;
+    room->conf = pdef->conf;
+    room->party = pdef->party;
+    room->hibernates = pdef->hibernate;
     room->prefix_len = keys_room_prefix(key, key_len, room->prefix);
     uint16_t slot = (uint16_t)(room->prefix[0] << 8 | room->prefix[1]);
     HASH_ADD_KEYPTR(hh, rooms.by_key, room->key, room->key_len, room);

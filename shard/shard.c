@@ -1,6 +1,6 @@
 /*
- * shard.c — where a message enters a shard: the shard process, its loop, its control socket and its link to the
- * router. Frames are decoded by link.c and dispatched to the room layer (room_int.h) here.
+ * shard.c — where a message enters a shard: the shard process, its loop (ipc/loop.h: no h2o here), its control
+ * socket and its link to the router. Frames are decoded by link.c and dispatched to the room layer (room_int.h) here.
  */
 #include <errno.h>
 #include <signal.h>
@@ -12,14 +12,10 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <h2o/socket.h>
-#include <h2o/socket/evloop.h>
-
-#include <h2o/timeout.h>
-
-#include "ctl.h"
+#include "child.h"
 #include "gate.h"
 #include "link.h"
+#include "loop.h"
 #include "shard.h"
 
 #define TICK_MS 50
@@ -42,16 +38,16 @@ static void idvec_push(idvec_t *v, uint64_t id)
 
 static struct {
     const config_t *conf;
+    const partydefs_t *defs;
     int index;
-    h2o_evloop_t *loop;
-    h2o_socket_t *ctl;
-    h2o_socket_t *sig;
+    loop_t *loop;
+    loop_watch_t *ctl; /* NULL once the supervisor's end closed */
+    loop_watch_t *sig;
     link_t *link; /* to the router; NULL while there is none */
     size_t max_frame;
     store_t *store;
-    h2o_timeout_t tick;
-    h2o_timeout_entry_t tick_entry;
-    h2o_socket_t *alarm_timer; /* a timerfd at the earliest alarm's due time (NULL: the ticks alone look) */
+    loop_timer_t tick;
+    loop_watch_t *alarm_timer; /* a timerfd at the earliest alarm's due time (NULL: the ticks alone look) */
     /* the output gate (gate.h) */
     gate_t *gate;
     idvec_t pass_arrivals; /* when this pass's client events arrived, for the latency histogram */
@@ -66,6 +62,11 @@ static struct {
 const config_t *shard_config(void)
 {
     return shard.conf;
+}
+
+const partydefs_t *shard_partydefs(void)
+{
+    return shard.defs;
 }
 
 uint64_t shard_pass(void)
@@ -182,20 +183,19 @@ static void commit_pass(void)
     }
 }
 
-static void on_tick(h2o_timeout_entry_t *entry)
+static void on_tick(loop_timer_t *timer)
 {
-    (void)entry;
     rooms_tick();
-    h2o_timeout_link(shard.loop, &shard.tick, &shard.tick_entry);
+    loop_timer_start(shard.loop, timer, TICK_MS);
 }
 
 /* ---- the alarm timer ---- */
 
-static void on_alarm_timer(h2o_socket_t *sock, const char *err)
+static void on_alarm_timer(loop_watch_t *watch, int events)
 {
-    (void)err;
+    (void)events;
     uint64_t expirations;
-    while (read(h2o_socket_get_fd(sock), &expirations, sizeof(expirations)) == (ssize_t)sizeof(expirations))
+    while (read(loop_watch_fd(watch), &expirations, sizeof(expirations)) == (ssize_t)sizeof(expirations))
         ;
     rooms_fire_alarms();
 }
@@ -208,8 +208,10 @@ static void alarm_timer_open(void)
         log_warn("timerfd_create: %s; alarms are looked for every %d ms only", strerror(errno), TICK_MS);
         return;
     }
-    shard.alarm_timer = h2o_evloop_socket_create(shard.loop, fd, H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(shard.alarm_timer, on_alarm_timer);
+    if ((shard.alarm_timer = loop_watch(shard.loop, fd, on_alarm_timer, NULL)) == NULL) {
+        log_warn("epoll: %s; alarms are looked for every %d ms only", strerror(errno), TICK_MS);
+        close(fd);
+    }
 }
 
 void shard_alarms_wake_at(uint64_t wall_ms)
@@ -223,7 +225,7 @@ void shard_alarms_wake_at(uint64_t wall_ms)
         its.it_value.tv_sec = (time_t)(wall_ms / 1000);
         its.it_value.tv_nsec = (long)(wall_ms % 1000) * 1000000;
     }
-    if (timerfd_settime(h2o_socket_get_fd(shard.alarm_timer), TFD_TIMER_ABSTIME, &its, NULL) != 0)
+    if (timerfd_settime(loop_watch_fd(shard.alarm_timer), TFD_TIMER_ABSTIME, &its, NULL) != 0)
         log_warn("timerfd_settime: %s; alarms are looked for every %d ms only", strerror(errno), TICK_MS);
 }
 
@@ -297,61 +299,75 @@ static void replace_link(int fd)
         router_gone();
         rooms_on_router_lost();
     }
-    shard.link = link_open(shard.loop, fd, shard.max_frame, PROTO_ROLE_SHARD, shard.index, &link_callbacks, NULL);
+    shard.link = link_open(&link_io_loop, shard.loop, fd, shard.max_frame, PROTO_ROLE_SHARD, shard.index, &link_callbacks, NULL);
 }
 
 /* ---- control socket and signals ---- */
 
-static void on_ctl(h2o_socket_t *sock, const char *err)
+static void on_ctl_record(const ctl_msg_t *m, int *fd, void *data)
 {
-    (void)err;
-    for (;;) {
-        ctl_msg_t m;
-        int fd;
-        int r = ctl_recv(h2o_socket_get_fd(sock), &m, &fd);
-        if (r == -EAGAIN)
-            return;
-        if (r <= 0) {
-            if (!shard.stop)
-                log_info("supervisor went away; shutting down");
-            shard.orphaned = 1;
-            shard.stop = 1;
-            h2o_socket_read_stop(sock);
-            return;
-        }
-        switch (m.type) {
-        case CTL_LINK:
-            if (fd == -1) {
-                log_error("control: CTL_LINK without a socket");
-                break;
-            }
-            replace_link(fd);
-            fd = -1;
-            break;
-        case CTL_DRAIN:
-            rooms_node_stopping();
-            shard.stop = 1;
-            break;
-        default:
-            log_warn("control: ignoring record type %u", m.type);
+    (void)data;
+    switch (m->type) {
+    case CTL_LINK:
+        if (*fd == -1) {
+            log_error("control: CTL_LINK without a socket");
             break;
         }
-        if (fd != -1)
-            close(fd);
+        replace_link(*fd);
+        *fd = -1;
+        break;
+    case CTL_DRAIN:
+        rooms_node_stopping();
+        shard.stop = 1;
+        break;
+    default:
+        log_warn("control: ignoring record type %u", m->type);
+        break;
     }
 }
 
-static void on_signal(h2o_socket_t *sock, const char *err)
+static void on_orphaned(void *data)
 {
-    (void)err;
-    struct signalfd_siginfo si;
-    while (read(h2o_socket_get_fd(sock), &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGTERM) {
-            log_info("SIGTERM: shutting down");
-            rooms_node_stopping();
-            shard.stop = 1;
-        }
+    (void)data;
+    if (!shard.stop)
+        log_info("supervisor went away; shutting down");
+    shard.orphaned = 1;
+    shard.stop = 1;
+}
+
+static void on_term(void *data)
+{
+    (void)data;
+    log_info("SIGTERM: shutting down");
+    rooms_node_stopping();
+    shard.stop = 1;
+}
+
+static const child_callbacks_t child_callbacks = {on_ctl_record, on_orphaned, on_term};
+
+static void on_ctl(loop_watch_t *watch, int events)
+{
+    (void)events;
+    if (child_ctl_readable(loop_watch_fd(watch), &child_callbacks, NULL) != 0) {
+        loop_unwatch(watch);
+        shard.ctl = NULL;
     }
+}
+
+static void on_signal(loop_watch_t *watch, int events)
+{
+    (void)events;
+    child_signals_readable(loop_watch_fd(watch), &child_callbacks, NULL);
+}
+
+/* The loop's before-sleep hook: the end of the pass. One commit for every write, then everything the rooms produced
+ * goes out in one write. */
+static void end_of_pass(void *data)
+{
+    (void)data;
+    commit_pass();
+    if (shard.link != NULL)
+        link_flush(shard.link);
 }
 
 /* A dying supervisor closes its files before the kernel hands its children to a new parent, and the shard can be
@@ -365,12 +381,13 @@ static void await_reparenting(void)
         usleep(1000);
 }
 
-int shard_main(const config_t *conf, int index, int ctl_fd)
+int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl_fd)
 {
     log_set_role("shard", index);
     prctl(PR_SET_NAME, "partyd-shard", 0, 0, 0);
     memset(&shard, 0, sizeof(shard));
     shard.conf = conf;
+    shard.defs = defs;
     shard.index = index;
     shard.max_frame = config_frame_cap(conf);
     shard.supervisor = getppid();
@@ -387,25 +404,26 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
     }
 
     shard.gate = gate_new(&gate_ops, NULL, shard.max_frame);
-    shard.loop = h2o_evloop_create();
-    h2o_timeout_init(shard.loop, &shard.tick, TICK_MS);
-    shard.tick_entry.cb = on_tick;
-    h2o_timeout_link(shard.loop, &shard.tick, &shard.tick_entry);
-    shard.ctl = h2o_evloop_socket_create(shard.loop, ctl_fd, H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(shard.ctl, on_ctl);
-    shard.sig = h2o_evloop_socket_create(shard.loop, sfd, H2O_SOCKET_FLAG_DONT_READ);
-    h2o_socket_read_start(shard.sig, on_signal);
+    shard.loop = loop_create();
+    shard.tick.cb = on_tick;
+    loop_timer_start(shard.loop, &shard.tick, TICK_MS);
+    shard.ctl = loop_watch(shard.loop, ctl_fd, on_ctl, NULL);
+    shard.sig = loop_watch(shard.loop, sfd, on_signal, NULL);
+    if (shard.ctl == NULL || shard.sig == NULL) {
+        log_error("epoll: %s", strerror(errno));
+        return 1;
+    }
+    loop_set_before_sleep(shard.loop, end_of_pass, NULL);
     alarm_timer_open();
     rooms_init(conf, shard.store);
     log_info("started (storage %s, durability %s)", path, conf->durability);
 
-    while (!shard.stop) {
-        h2o_evloop_run(shard.loop, INT32_MAX);
-        /* end of the pass: one commit for every write, then everything the rooms produced goes out in one write */
-        commit_pass();
-        if (shard.link != NULL)
-            link_flush(shard.link);
-    }
+    while (!shard.stop)
+        if (loop_run_once(shard.loop, -1) != 0) {
+            log_error("epoll_wait: %s; stopping", strerror(errno));
+            shard.status = 1;
+            break;
+        }
 
     shard_event_begin();
     rooms_dispose();
@@ -416,17 +434,20 @@ int shard_main(const config_t *conf, int index, int ctl_fd)
         link_flush(shard.link);
         link_close(shard.link);
     }
-    h2o_timeout_unlink(&shard.tick_entry);
-    h2o_timeout_dispose(shard.loop, &shard.tick);
+    loop_timer_stop(&shard.tick);
     store_close(shard.store);
     gate_free(shard.gate);
     free(shard.pass_arrivals.ids);
-    h2o_socket_close(shard.ctl);
-    h2o_socket_close(shard.sig);
-    if (shard.alarm_timer != NULL)
-        h2o_socket_close(shard.alarm_timer);
-    h2o_evloop_run(shard.loop, 0); /* lets h2o free the closed sockets */
-    h2o_evloop_destroy(shard.loop);
+    if (shard.ctl != NULL)
+        loop_unwatch(shard.ctl);
+    close(ctl_fd);
+    loop_unwatch(shard.sig);
+    close(sfd);
+    if (shard.alarm_timer != NULL) {
+        close(loop_watch_fd(shard.alarm_timer));
+        loop_unwatch(shard.alarm_timer);
+    }
+    loop_destroy(shard.loop);
     log_info("stopped");
     return shard.status;
 }

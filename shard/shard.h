@@ -3,7 +3,8 @@
  * (proto.h frames) and to the supervisor over a control socket.
  *
  * Where things are:
- *   shard.c     the process: loop, control socket, the router link, decoding frames and dispatching them to rooms
+ *   shard.c     the process: loop (ipc/loop.h), control socket, the router link, decoding frames and dispatching them
+ *               to rooms
  *   room_int.h  the room layer's private header: its structs and state, the life cycle, the files below
  *   rooms.c     the room registry, life cycle, LRU, eviction and the idle sweep
  *   events.c    the frames from the router handled by rooms (open, message, close, request, router lost)
@@ -17,24 +18,31 @@
  *   store.c     the shard's RocksDB, written with one batch per loop pass (the only file including rocksdb/c.h)
  *   admin.c     the admin endpoint's operations, with the room layer's rooms_admin_*
  *   migrate.c   a shard's half of a slot move, with the room layer's rooms_slot_*
+ *   module.c    the configured parties resolved to their code: built-in kinds, modules (tried in a child first)
  *   parties/    the built-in parties (relay, chat, counter, kv), written against party.h only
+ *
+ * A shard runs on ipc/loop.h's loop, not h2o's. shard/ may include api/, proto/, config/ and ipc/, never router/ or
+ * node/ (docs/architecture.md).
  */
 #ifndef PARTYD_SHARD_H
 #define PARTYD_SHARD_H
 
 #include "config.h"
+#include "partydefs.h"
 #include "party.h"
 #include "proto.h"
 #include "store.h"
 
 /* Runs shard `index` until the supervisor tells it to stop or goes away. `ctl_fd` is the shard's end of its control
  * socket. Returns the process exit status. */
-int shard_main(const config_t *conf, int index, int ctl_fd);
+int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl_fd);
 
 /* ---- between shard.c and the room layer (one shard per process, so these act on the process's shard) ---- */
 
 /* The caps of this node (limits.*). */
 const config_t *shard_config(void);
+/* The node's parties, resolved to their code. */
+const partydefs_t *shard_partydefs(void);
 
 /* The output gate (gate.h; these act on the shard's gate). An event — a frame from the router, an alarm, a room's share
  * of the router going away — runs between shard_event_begin and shard_event_end, each called once on its path.

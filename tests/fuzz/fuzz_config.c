@@ -4,39 +4,19 @@
  * made: an accepted config prints (--print-config) and reads back to the same text, and a refused one still disposes.
  *
  * No side effects: the parser reads the environment ({"env": NAME}) and asks the file system whether a "serve"
- * folder exists, both read-only; but a "module" party would dlopen whatever file the bytes name and run its
- * constructors, so inputs that name a module are skipped before the parser sees them (module.c is a dlopen and three
- * checks, covered by the integration tests with real modules).
+ * folder exists, both read-only. It never loads a "module" party: config/ reads the file only, and shard/module.c
+ * resolves parties to their code (covered by the integration tests with real modules).
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static int names_a_module(const uint8_t *data, size_t size)
-{
-    json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
-    int found = 0;
-    json_t *parties = json_object_get(root, "parties");
-    const char *name;
-    json_t *p;
-    json_object_foreach(parties, name, p)
-    {
-        if (json_object_get(p, "module") != NULL)
-            found = 1;
-    }
-    json_decref(root);
-    return found;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (names_a_module(data, size))
-        return 0;
     config_t conf;
     config_init_default(&conf);
     char err[512];

@@ -57,10 +57,19 @@ static void shard_send(const proto_msg_t *m)
     base_buf_dispose(&out);
 }
 
+/* The default config's parties as the router sees them: built-ins, which have no edge hooks (shard/module.c resolves
+ * them in partyd; the router's layer cannot call it, and needs nothing of a built-in but that it exists). */
+static const party_t no_hooks = {.abi_version = PARTY_ABI_VERSION, .kind = "builtin"};
+static partydef_t defs_table[CONFIG_MAX_PARTIES];
+static partydefs_t defs = {defs_table, 0};
+
 static void init_once(void)
 {
     log_set_level(LOG_ERROR);
     config_init_default(&conf);
+    for (size_t i = 0; i < conf.num_parties && i < CONFIG_MAX_PARTIES; ++i)
+        defs_table[defs.num_defs++] = (partydef_t){&conf.parties[i], &no_hooks, conf.parties[i].kind, NULL, 0};
+    router.defs = &defs;
     router.conf = &conf;
     router.max_frame = config_frame_cap(&conf);
     router.loop = h2o_evloop_create();

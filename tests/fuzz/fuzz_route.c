@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r.party != NULL && strcmp(r.party, "main") != 0)
             inside(r.party, r.party_len, s, size);
         inside(r.room, r.room_len, s, size);
-        if (!route_party_name_valid(r.party, r.party_len) || r.room_len == 0 || r.room_len > ROUTE_ROOM_MAX ||
+        if (!names_party_valid(r.party, r.party_len) || r.room_len == 0 || r.room_len > ROUTE_ROOM_MAX ||
             !base_utf8_valid(r.room, r.room_len) || memchr(r.room, '/', r.room_len) != NULL)
             abort();
     }

@@ -1,5 +1,6 @@
 // modules.test.mjs — parties loaded from shared objects (tests/modules/*.c, built next to the binary under test):
-// refused at start when they cannot work (another ABI, no party, a missing function, no file), found relative to
+// refused at start when they cannot work (another ABI, no party, a missing function, no file, a constructor that
+// aborts), found relative to
 // the config file, with vars from the config and the environment; edge hooks that refuse, answer, or pass headers on
 // (replacing the client's); rooms calling rooms with party_fetch across shards, with partyd's own statuses (400,
 // 404, 503, 504) and a header the target can trust; and the "serve" folder.
@@ -30,6 +31,10 @@ test('a module that cannot work stops partyd at start, naming the field and the 
     [{ module: MOD('no_symbol') }, /parties\.x\.module: .*no_symbol\.so defines no partyd_party/],
     [{ module: MOD('missing_function') }, /parties\.x\.module: cannot load .*missing_function\.so: .*undefined symbol: party_function_that_does_not_exist/],
     [{ module: '/nonexistent/x.so' }, /parties\.x\.module: \/nonexistent\/x\.so: No such file or directory/],
+    // its constructor aborts: the child that tries it dies, the supervisor says which module and how
+    [{ module: MOD('aborts') }, /parties\.x\.module: loading .*aborts\.so killed the process that tried it with signal 6 \(Aborted\)/],
+    // which kinds exist is known where parties live, not by the config's syntax check: still refused at start
+    [{ kind: 'pizza' }, /parties\.x\.kind: unknown kind "pizza": expected one of .*chat/],
     [{ module: MOD('echo'), kind: 'relay' }, /parties\.x: needs either "kind" .* or "module" .*, not both/],
     [{ hibernate: true }, /parties\.x: needs either "kind" .* or "module" .*, not neither/],
     [{ module: MOD('echo'), vars: { 'bad-name': 'v' } }, /parties\.x\.vars\.bad-name: a var name is 1 to 64 of A-Z a-z 0-9 _/],
@@ -148,6 +153,8 @@ test('before_connect: refuses an upgrade before any room sees it, or passes the 
   ps.close();
   await stopClean(node, [c]);
   assert.match(node.stderr, /room echo\/w1: on_close stayer code=1001 clean=\d stopping=1/, 'the drain\'s close says the node stops');
+  // the client sees its close event when its socket closes, which may come after partyd's exit is seen: wait for it
+  await waitFor(() => stayer.closeCode !== undefined, { what: 'the stayer\'s close' });
   assert.equal(stayer.closeCode, 1001);
 });
 

@@ -1,10 +1,15 @@
 /*
- * test_base.c — UTF-8 validation (what decides 1007), code point counting, UUIDs and the byte buffer.
+ * test_base.c — UTF-8 validation (what decides 1007), code point counting, UUIDs, the byte buffer and the atomic file
+ * write.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -110,11 +115,36 @@ static void test_hex(void **state)
     assert_int_equal(base_hex_decode("00112233", 8, back, 3), -1); /* over cap */
 }
 
+/* A real file in a real folder: replaced whole, no .tmp left behind; a folder that is not there fails with -ENOENT and
+ * writes nothing. */
+static void test_write_file_atomic(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/partyd-test-base-XXXXXX", path[64], buf[32];
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(base_write_file_atomic(dir, "f", "first version", 13), 0);
+    assert_int_equal(base_write_file_atomic(dir, "f", "second", 6), 0);
+    snprintf(path, sizeof(path), "%s/f", dir);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    assert_int_equal(n, 6);
+    assert_memory_equal(buf, "second", 6);
+    snprintf(path, sizeof(path), "%s/f.tmp", dir);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/none", dir);
+    assert_int_equal(base_write_file_atomic(path, "f", "x", 1), -ENOENT);
+    snprintf(path, sizeof(path), "%s/f", dir);
+    unlink(path);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8), cmocka_unit_test(test_utf8_count), cmocka_unit_test(test_uuid),
-        cmocka_unit_test(test_buf),  cmocka_unit_test(test_hex),
+        cmocka_unit_test(test_buf),  cmocka_unit_test(test_hex),        cmocka_unit_test(test_write_file_atomic),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -163,7 +163,14 @@ static const party_t test_party = {
     .on_alarm = t_on_alarm,
 };
 
-static config_party_t test_party_conf = {.name = "t", .kind = "test", .party = &test_party};
+static config_party_t test_party_conf = {.name = "t", .kind = "test", .hibernate = -1};
+static partydef_t test_partydef = {.conf = &test_party_conf, .party = &test_party, .kind = "test"};
+static const partydefs_t test_partydefs = {&test_partydef, 1};
+
+const partydefs_t *shard_partydefs(void)
+{
+    return &test_partydefs;
+}
 
 /* ---- fixture ---- */
 

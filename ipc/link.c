@@ -1,15 +1,26 @@
 /*
- * link.c — proto frames over an h2o socket (see link.h).
+ * link.c — proto frames over a Unix stream socket, on any loop (see link.h).
  */
 #include "link.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "loop.h"
+
+/* What one readable event reads at most before decoding: the loops are level-triggered, so the rest waits for the next
+ * pass instead of keeping this link's peer in front of everything else. */
+#define LINK_READ_MAX (4 << 20)
+#define LINK_READ_CHUNK (64 << 10)
+
 struct st_link_t {
-    h2o_socket_t *sock;
+    const link_io_t *io;
+    void *handle; /* the owner's loop's, for our fd */
+    int fd;
+    base_buf_t in; /* read, not decoded yet (a partial frame) */
     const link_callbacks_t *cb;
     void *data;
     proto_decoder_t dec;
@@ -26,9 +37,9 @@ struct st_link_t {
 
 static void link_free(link_t *link)
 {
-    if (link->sock != NULL)
-        h2o_socket_close(link->sock);
+    link->io->close(link->handle);
     proto_decoder_dispose(&link->dec);
+    base_buf_dispose(&link->in);
     base_buf_dispose(&link->out);
     free(link);
 }
@@ -59,19 +70,40 @@ static int check_hello(link_t *link, const proto_msg_t *m)
     return 0;
 }
 
-static void on_read(h2o_socket_t *sock, const char *err)
+/* Reads what the socket holds (up to LINK_READ_MAX). Returns NULL, or why the link failed. */
+static const char *link_read(link_t *link)
 {
-    link_t *link = sock->data;
-    if (err != NULL) {
-        link_fail(link, err);
-        return;
+    for (size_t total = 0; total < LINK_READ_MAX;) {
+        char *dst = base_buf_reserve(&link->in, LINK_READ_CHUNK);
+        ssize_t n = read(link->fd, dst, LINK_READ_CHUNK);
+        if (n > 0) {
+            base_buf_commit(&link->in, (size_t)n);
+            total += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return "connection closed by peer";
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN)
+            return NULL;
+        return strerror(errno);
     }
+    return NULL;
+}
+
+void link_on_readable(link_t *link)
+{
+    if (link->failed || link->closed)
+        return;
+    const char *why = link_read(link);
     size_t off = 0;
-    const char *why = NULL;
+    const char *head = base_buf_head(&link->in);
+    size_t len = base_buf_len(&link->in);
     link->in_read = 1;
     while (!link->closed) {
         proto_msg_t msg;
-        long n = proto_decode(&link->dec, sock->input->bytes + off, sock->input->size - off, &msg);
+        long n = proto_decode(&link->dec, head + off, len - off, &msg);
         if (n == -2)
             break;
         if (n == -1) {
@@ -97,23 +129,30 @@ static void on_read(h2o_socket_t *sock, const char *err)
         link_free(link);
         return;
     }
-    h2o_buffer_consume(&sock->input, off);
+    base_buf_consume(&link->in, off);
+    base_buf_shrink(&link->in, 1 << 20);
     if (why != NULL)
         link_fail(link, why);
 }
 
-link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb, void *data)
+link_t *link_open(const link_io_t *io, void *loop, int fd, size_t max_frame, proto_role_t role, int shard,
+                  const link_callbacks_t *cb, void *data)
 {
     link_t *link = xcalloc(1, sizeof(*link));
+    link->io = io;
+    link->fd = fd;
+    /* the link's reads and writes must never wait: a loop tells it when they can go on */
+    int flags = fcntl(fd, F_GETFL);
+    if (flags == -1 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) == -1)
+        log_warn("link: fcntl(O_NONBLOCK): %s", strerror(errno));
     link->cb = cb;
     link->data = data;
     link->max_frame = max_frame;
     link->peer_role = role == PROTO_ROLE_ROUTER ? PROTO_ROLE_SHARD : PROTO_ROLE_ROUTER;
     proto_decoder_init(&link->dec, max_frame);
     base_buf_init(&link->out);
-    link->sock = h2o_evloop_socket_create(loop, fd, 0);
-    link->sock->data = link;
-    h2o_socket_read_start(link->sock, on_read);
+    base_buf_init(&link->in);
+    link->handle = io->watch(loop, fd, link);
     proto_msg_t hello = {.type = PROTO_HELLO, .version = PROTO_VERSION, .role = role, .shard = shard, .pid = (uint32_t)getpid()};
     /* written by the caller's next link_flush: a write failing here would free the link before the caller has it */
     link_emit(link, &hello);
@@ -163,29 +202,26 @@ void link_emit_raw(link_t *link, const void *frames, size_t len)
     base_buf_append(&link->out, frames, len);
 }
 
-/* Writes are the link's own: write() on the socket, as much as the kernel takes; when it takes no more, h2o tells us
- * once the socket is writable again (h2o_socket_notify_write). h2o_socket_write is not used here on purpose: in h2o
- * 2.2.5 a write that completes at once, started outside h2o's own callbacks (as our end-of-pass flush is), leaves the
- * socket registered for EPOLLOUT with no write callback, and the next writable event aborts the process in
- * write_pending. */
+/* Writes are the link's own: write() on the socket, as much as the kernel takes; when it takes no more, the owner's
+ * loop says when it is writable again (io->want_write, link_on_writable). In the router this also keeps h2o's
+ * h2o_socket_write out of it: in h2o 2.2.5 a write that completes at once, started outside h2o's own callbacks (as
+ * our end-of-pass flush is), leaves the socket registered for EPOLLOUT with no write callback, and the next writable
+ * event aborts the process in write_pending. */
 static void link_write(link_t *link);
 
-static void on_writable(h2o_socket_t *sock, const char *err)
+void link_on_writable(link_t *link)
 {
-    link_t *link = sock->data;
-    link->waiting = 0;
-    if (err != NULL) {
-        link_fail(link, err);
+    if (!link->waiting || link->failed || link->closed)
         return;
-    }
+    link->waiting = 0;
+    link->io->want_write(link->handle, 0);
     link_write(link);
 }
 
 static void link_write(link_t *link)
 {
-    int fd = h2o_socket_get_fd(link->sock);
     while (base_buf_len(&link->out) != 0) {
-        ssize_t n = write(fd, base_buf_head(&link->out), base_buf_len(&link->out));
+        ssize_t n = write(link->fd, base_buf_head(&link->out), base_buf_len(&link->out));
         if (n > 0) {
             base_buf_consume(&link->out, (size_t)n);
             continue;
@@ -194,7 +230,7 @@ static void link_write(link_t *link)
             continue;
         if (n == -1 && errno == EAGAIN) {
             link->waiting = 1;
-            h2o_socket_notify_write(link->sock, on_writable);
+            link->io->want_write(link->handle, 1);
             return;
         }
         link_fail(link, n == -1 ? strerror(errno) : "write returned 0");
@@ -236,3 +272,39 @@ void *link_data(const link_t *link)
 {
     return link->data;
 }
+
+/* ---- on loop.h's loop ---- */
+
+static void loop_on_event(loop_watch_t *watch, int events)
+{
+    link_t *link = loop_watch_data(watch);
+    /* writable first: reading may run on_closed, after which the link is gone */
+    if ((events & LOOP_WRITABLE) != 0)
+        link_on_writable(link);
+    else if ((events & LOOP_READABLE) != 0)
+        link_on_readable(link);
+}
+
+static void *loop_io_watch(void *loop, int fd, link_t *link)
+{
+    loop_watch_t *w = loop_watch(loop, fd, loop_on_event, link);
+    if (w == NULL) {
+        log_error("link: cannot watch fd %d: %s", fd, strerror(errno));
+        abort();
+    }
+    return w;
+}
+
+static void loop_io_want_write(void *handle, int on)
+{
+    loop_watch_write(handle, on);
+}
+
+static void loop_io_close(void *handle)
+{
+    int fd = loop_watch_fd(handle);
+    loop_unwatch(handle);
+    close(fd);
+}
+
+const link_io_t link_io_loop = {loop_io_watch, loop_io_want_write, loop_io_close};

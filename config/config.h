@@ -4,14 +4,17 @@
  * copy (the router and shards are forked from the supervisor).
  *
  * Unknown keys and wrong types are errors naming the field ("limits.message_bytes: expected an integer from 1024 to
- * 67108864"); nothing starts on a bad config.
+ * 67108864"); nothing starts on a bad config. Syntax only: whether a kind is built in, and what a module holds, is
+ * checked where parties live (shard/module.c), still before anything starts.
+ *
+ * config/ (above proto/ and api/, below router/ and shard/) holds:
+ *   config.c      this header's functions
+ *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
  */
 #ifndef PARTYD_CONFIG_H
 #define PARTYD_CONFIG_H
 
 #include <stddef.h>
-
-#include "party.h"
 
 #define CONFIG_MAX_SHARDS 256
 #define CONFIG_MAX_PARTIES 256
@@ -34,13 +37,13 @@ typedef struct st_config_var_t {
     char *env;   /* the environment variable's name, or NULL for a literal */
 } config_var_t;
 
+/* A party as the file says it: never resolved here (which kinds are built in, what a module holds: shard/module.c,
+ * partydefs.h). */
 typedef struct st_config_party_t {
-    char *name;           /* the key under "parties": what URLs name */
-    char *kind;           /* built-in kind, or the module party's own kind */
-    char *module;         /* a module party: the shared object's absolute path; NULL for a built-in */
-    void *handle;         /* the module's dlopen handle */
-    const party_t *party; /* resolved callbacks */
-    int hibernate;
+    char *name;    /* the key under "parties": what URLs name */
+    char *kind;    /* "kind": a built-in kind's name, not checked here; NULL for a module party */
+    char *module;  /* "module": the shared object's absolute path (it exists); NULL for a built-in */
+    int hibernate; /* "hibernate": 1 or 0; -1 when not given (the party's own default applies) */
     config_var_t *vars;
     size_t num_vars;
     config_origins_t origins; /* parties.NAME.origins; unset: the node's */
@@ -93,13 +96,15 @@ typedef struct st_config_t {
 extern const char config_default_json[];
 
 /* Parses the command line into `conf`: the embedded default, then --config FILE (or ./partyd.json when present), then
- * the flags. Returns 0 to run, 1 when a flag like --help or --version was answered (exit 0), or -1 after printing
- * a precise error to stderr (exit 2). */
+ * the flags. Returns 0 to run, 1 when a flag like --help or --version was answered (exit 0), 2 for --print-config
+ * (the caller resolves the parties, so that a bad module fails it too, then prints config_to_json), or -1 after
+ * printing a precise error to stderr (exit 2). Syntax only: a party's kind and module are checked by whoever
+ * resolves them (shard/module.c). */
 int config_from_args(config_t *conf, int argc, char **argv);
 
 /* Overlays the JSON text `json` onto `conf`; on error writes the reason to `err` and returns -1. `source` names the
  * text in messages; relative paths in it (a module, serve) are relative to the folder `base_dir` (NULL: the working
- * directory). Module parties are loaded here (module.c). */
+ * directory). A module's path must exist; the module is not loaded here. */
 int config_apply_json(config_t *conf, const char *json, size_t len, const char *source, const char *base_dir, char *err,
                       size_t errlen);
 
@@ -120,7 +125,8 @@ const char *config_party_var(const config_party_t *party, const char *name);
 int config_origin_allowed(const config_t *conf, const config_party_t *p, const char *origin, size_t len);
 void config_origins_free(config_origins_t *o);
 
-/* Writes the effective configuration as JSON (for --print-config). The caller frees the result. */
+/* Writes the effective configuration as JSON (for --print-config; a party's "hibernate" appears when the file gave it).
+ * The caller frees the result. */
 char *config_to_json(const config_t *conf);
 
 #endif

@@ -1,6 +1,9 @@
 /*
  * party.h — the room API of partyd. Installed as <partyd/party.h>.
  *
+ * (In the tree: api/, the lowest layer with proto/, header only; api/party.sym lists the functions of this header that
+ * the partyd binary exports to modules.)
+ *
  * A *party* is room logic: a table of callbacks (party_t). Every room of a party runs those callbacks on its shard's
  * single event loop, one at a time, so a room never needs locks: no two callbacks of any room ever run at once.
  * This is PartyKit's model (onStart, onConnect, onMessage, onClose, onError, onRequest) in C.

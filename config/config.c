@@ -18,10 +18,10 @@
 #include <jansson.h>
 
 #include "base.h"
-#include "module.h"
+#include "names.h"
+#include "party.h"
+#include "partydefs.h"
 #include "proto.h"
-#include "parties.h"
-#include "route.h"
 
 const char config_default_json[] =
     "{\n"
@@ -336,7 +336,6 @@ static void party_free(config_party_t *p)
     free(p->name);
     free(p->kind);
     free(p->module);
-    module_unload(p->handle);
     for (size_t i = 0; i < p->num_vars; ++i) {
         free(p->vars[i].name);
         free(p->vars[i].value);
@@ -427,14 +426,13 @@ static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, js
     json_t *kind = json_object_get(p, "kind"), *module = json_object_get(p, "module");
     char field[200];
     if ((kind == NULL) == (module == NULL))
-        return fail(e, path, "needs either \"kind\" (a built-in: %s) or \"module\" (a shared object), not %s", parties_kind_list(),
+        return fail(e, path, "needs either \"kind\" (a built-in party) or \"module\" (a shared object), not %s",
                     kind == NULL ? "neither" : "both");
     if (kind != NULL) {
+        /* whether the kind exists is known where parties live (shard/module.c, at start) */
         snprintf(field, sizeof(field), "%s.kind", path);
-        if (!json_is_string(kind))
-            return fail(e, field, "expected a string: one of %s", parties_kind_list());
-        if ((party->party = parties_find_kind(json_string_value(kind))) == NULL)
-            return fail(e, field, "unknown kind \"%s\": expected one of %s", json_string_value(kind), parties_kind_list());
+        if (!json_is_string(kind) || json_string_length(kind) == 0)
+            return fail(e, field, "expected a string: a built-in kind");
         party->kind = xstrdup(json_string_value(kind));
     } else {
         snprintf(field, sizeof(field), "%s.module", path);
@@ -442,17 +440,13 @@ static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, js
             return fail(e, field, "expected the path of a shared object");
         if ((party->module = resolve_path(e, field, json_string_value(module))) == NULL)
             return -1;
-        char why[600];
-        if ((party->party = module_load(party->module, &party->handle, why, sizeof(why))) == NULL)
-            return fail(e, field, "%s", why);
-        party->kind = xstrdup(party->party->kind);
     }
     json_t *hib = json_object_get(p, "hibernate");
     if (hib != NULL && !json_is_boolean(hib)) {
         snprintf(field, sizeof(field), "%s.hibernate", path);
         return fail(e, field, "expected true or false");
     }
-    party->hibernate = hib != NULL ? json_is_true(hib) : party->party->hibernate;
+    party->hibernate = hib != NULL ? json_is_true(hib) : -1;
     json_t *vars = json_object_get(p, "vars");
     if (vars != NULL && apply_vars(e, path, party, vars) != 0)
         return -1;
@@ -479,7 +473,7 @@ static int apply_parties(cfg_err_t *e, config_t *c, json_t *v)
     {
         char path[128];
         snprintf(path, sizeof(path), "parties.%s", name);
-        if (!route_party_name_valid(name, strlen(name))) {
+        if (!names_party_valid(name, strlen(name))) {
             fail(e, path, "a party name is 1 to 64 of A-Z a-z 0-9 _ -");
             goto Error;
         }
@@ -523,7 +517,7 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
     if ((v = json_object_get(root, "listen")) != NULL && apply_listen(&e, c, v) != 0)
         goto Exit;
     if ((v = json_object_get(root, "prefix")) != NULL) {
-        if (!json_is_string(v) || !route_party_name_valid(json_string_value(v), json_string_length(v)) ||
+        if (!json_is_string(v) || !names_party_valid(json_string_value(v), json_string_length(v)) ||
             strcmp(json_string_value(v), "party") == 0) {
             fail(&e, "prefix", "expected 1 to 64 of A-Z a-z 0-9 _ - (and not \"party\", which /party/:room uses)");
             goto Exit;
@@ -886,14 +880,7 @@ int config_from_args(config_t *c, int argc, char **argv)
             fprintf(stderr, "partyd: bad config (%s): %s\n", c->source, err);
         return -1;
     }
-    if (print) {
-        char *json = config_to_json(c);
-        fputs(json, stdout);
-        fputc('\n', stdout);
-        free(json);
-        return 1;
-    }
-    return 0;
+    return print ? 2 : 0;
 }
 
 static json_t *origins_json(const config_origins_t *o)
@@ -911,7 +898,8 @@ char *config_to_json(const config_t *c)
     for (size_t i = 0; i < c->num_parties; ++i) {
         const config_party_t *p = &c->parties[i];
         json_t *o = p->module != NULL ? json_pack("{s:s}", "module", p->module) : json_pack("{s:s}", "kind", p->kind);
-        json_object_set_new(o, "hibernate", json_boolean(p->hibernate));
+        if (p->hibernate != -1)
+            json_object_set_new(o, "hibernate", json_boolean(p->hibernate));
         if (p->num_vars != 0) {
             /* values from the environment stay there: a printed config shows where they come from, not the secret */
             json_t *vars = json_object();
@@ -959,4 +947,12 @@ char *config_to_json(const config_t *c)
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
     return text;
+}
+
+const partydef_t *partydefs_find(const partydefs_t *d, const char *name, size_t len)
+{
+    for (size_t i = 0; i < d->num_defs; ++i)
+        if (strlen(d->defs[i].conf->name) == len && memcmp(d->defs[i].conf->name, name, len) == 0)
+            return &d->defs[i];
+    return NULL;
 }

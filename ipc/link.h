@@ -1,14 +1,21 @@
 /*
- * link.h — one router⇄shard link: proto.h frames over a Unix stream socket on an h2o event loop.
+ * link.h — one router⇄shard link: proto.h frames over a Unix stream socket, on whichever event loop its owner runs
+ * (h2o's in the router, loop.h's in a shard).
  *
+ * ipc/ (above proto/, below router/ and shard/; no h2o) is how the processes talk:
+ *   link.c    this header: the router⇄shard links
+ *   ctl.c     the control sockets between the supervisor and its children (ctl.h)
+ *   child.c   what a child does with its control socket and SIGTERM, for either loop (child.h)
+ *   loop.c    the small epoll loop of the processes that do not run h2o (loop.h)
+ *
+ * The link does its own non-blocking reads and writes on the socket; the owner's loop only says when the socket is
+ * readable or writable, through the link_io_t the owner passes to link_open. So the link knows no loop.
  * The link owns the socket, a decoder and an output buffer: frames are appended to it and written once per loop pass
  * (link_flush), so a pass that produces a thousand frames costs one write().
  * The first frame each way is HELLO; a peer with another PROTO_VERSION or the wrong role is refused.
  */
 #ifndef PARTYD_LINK_H
 #define PARTYD_LINK_H
-
-#include <h2o/socket.h>
 
 #include "proto.h"
 
@@ -31,8 +38,29 @@ typedef struct st_link_callbacks_t {
 #define LINK_HIGH_WATER (8 << 20)
 #define LINK_LOW_WATER (2 << 20)
 
-/* Wraps `fd` (ownership passes to the link) and sends our HELLO. `max_frame` caps every frame in both directions. */
-link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb, void *data);
+/* How the owner's loop watches a link's socket. */
+typedef struct st_link_io_t {
+    /* Starts watching `fd` on `loop` for reading and returns the owner's handle of it: from then on the owner calls
+     * link_on_readable(link) whenever the fd is readable. */
+    void *(*watch)(void *loop, int fd, link_t *link);
+    /* Asks for one link_on_writable(link) call once the fd is writable (on = 1), or no more (on = 0). */
+    void (*want_write)(void *handle, int on);
+    /* Stops watching and closes the fd. No link_on_* call follows. */
+    void (*close)(void *handle);
+} link_io_t;
+
+/* The link_io_t of loop.h's loop (a shard's): `loop` is a loop_t *. */
+extern const link_io_t link_io_loop;
+
+/* Wraps `fd` (ownership passes to the link: `io` closes it when the link is freed) and sends our HELLO. `max_frame`
+ * caps every frame in both directions. `io` and `loop` outlive the link. */
+link_t *link_open(const link_io_t *io, void *loop, int fd, size_t max_frame, proto_role_t role, int shard,
+                  const link_callbacks_t *cb, void *data);
+/* The owner's loop saw the socket readable: the link reads what is there and runs on_hello/on_frame for every whole
+ * frame, or on_closed when the peer went away (then the link is freed). */
+void link_on_readable(link_t *link);
+/* The socket became writable after io->want_write: the link writes what waits. May fail the link (on_closed). */
+void link_on_writable(link_t *link);
 /* Closes the socket and frees the link. Safe inside the link's own on_frame (the free is deferred until it returns);
  * on_closed is not called. */
 void link_close(link_t *link);
