@@ -67,6 +67,11 @@ int shard_emit_verdict(const proto_msg_t *m)
     return shard_emit(m);
 }
 
+int shard_emit_close(const proto_msg_t *m)
+{
+    return shard_emit(m);
+}
+
 void shard_gate_event(void)
 {
     ++gates;
@@ -298,7 +303,7 @@ static void test_alarm_wakes_the_shard_when_due(void **state)
     request(3, "PUT", "w3");
     char err[256];
     store_commit(store, err, sizeof(err));
-    rooms_on_commit_failed(NULL, 0, NULL, 0);
+    rooms_on_commit_failed(NULL, 0, NULL, 0, NULL, 0);
     assert_true(wake_at == 0);
 }
 
@@ -342,7 +347,7 @@ static void test_commit_failure_resets_the_room(void **state)
     store_discard(store);
     num_frames = 0;
     uint64_t held[1] = {7};
-    rooms_on_commit_failed(held, 1, NULL, 0);
+    rooms_on_commit_failed(held, 1, NULL, 0, NULL, 0);
     ++pass;
     r = find_frame(PROTO_RESPONSE, 7);
     assert_non_null(r);
