@@ -130,7 +130,7 @@ static int fire_alarm(const unsigned char *idx, size_t idx_len)
         /* the room cannot start now (limits.rooms_in_memory): on_alarm did not run, so no try is spent */
         failed = 0;
         alarm_write(room, room_wall_ms() + rooms.conf->timers.alarm_retry_ms, tries);
-        log_info("room %s: %s; its alarm waits %u ms", room->key, why, rooms.conf->timers.alarm_retry_ms);
+        log_debug("room %s: %s; its alarm waits %u ms", room->key, why, rooms.conf->timers.alarm_retry_ms);
     } else if (woke != 0) {
         failed = 1;
     } else {
