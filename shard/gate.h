@@ -49,8 +49,8 @@ typedef struct st_gate_ops_t {
     /* After a commit failed (the held output is dropped): the requests and connections among it that were owed an
      * answer or a verdict, and the connections whose close was dropped. The arrays are the gate's, valid during the
      * call; frames emitted from it go out at once. */
-    void (*failed)(void *ctx, const uint64_t *rids, size_t num_rids, const uint64_t *cids, size_t num_cids,
-                   const uint64_t *closed, size_t num_closed);
+    void (*failed)(void *ctx, const uint64_t *rids, size_t num_rids, const uint64_t *cids, size_t num_cids, const uint64_t *closed,
+                   size_t num_closed);
 } gate_ops_t;
 
 /* `ops` and `ctx` must outlive the gate; `max_frame` caps every frame (as the link does). */
