@@ -43,7 +43,8 @@ int shard_emit(const proto_msg_t *m)
         f->status = m->status;
         f->code = m->code;
         size_t n = m->data.len < sizeof(f->data) - 1 ? m->data.len : sizeof(f->data) - 1;
-        memcpy(f->data, m->data.base, n);
+        if (n != 0) /* a CLOSE_CONN carries no data (UBSan: memcpy from NULL) */
+            memcpy(f->data, m->data.base, n);
         f->data[n] = '\0';
     }
     return 0;
