@@ -119,14 +119,24 @@ static void advance_ms(unsigned ms)
 
 static struct {
     unsigned starts, stops, alarms;
+    unsigned fail_start_after_fetch, fetch_answers;
     unsigned alarm_failures_left;
     uint64_t alarm_times[16];
 } seen;
 
+static void t_on_fetch_answer(party_room_t *room, void *arg, const party_fetch_t *res)
+{
+    (void)room, (void)arg, (void)res;
+    ++seen.fetch_answers;
+}
+
 static int t_on_start(party_room_t *room)
 {
-    (void)room;
     ++seen.starts;
+    if (seen.fail_start_after_fetch) {
+        assert_int_equal(party_fetch(room, "t", "other", NULL, NULL, NULL, NULL, 0, t_on_fetch_answer, NULL), 0);
+        return -1;
+    }
     return 0;
 }
 
@@ -134,6 +144,11 @@ static void t_on_stop(party_room_t *room)
 {
     (void)room;
     ++seen.stops;
+}
+
+static void t_on_close(party_room_t *room, party_conn_t *conn, int code, const char *reason, size_t len, int clean)
+{
+    (void)room, (void)conn, (void)code, (void)reason, (void)len, (void)clean;
 }
 
 static int t_on_alarm(party_room_t *room)
@@ -166,6 +181,7 @@ static const party_t test_party = {
     .on_start = t_on_start,
     .on_stop = t_on_stop,
     .on_request = t_on_request,
+    .on_close = t_on_close,
     .on_alarm = t_on_alarm,
 };
 
@@ -484,6 +500,31 @@ static void test_evict_of_a_room_that_wrote_holds_its_closes(void **state)
     assert_int_equal(seen.stops, 2);
 }
 
+/* A fetch made in an on_start that fails, in a room woken by a close (or an alarm, which does not drop the room
+ * either): its answer never reaches the callback, as party.h says (issue 17 item 16). */
+static void test_fetch_of_a_failed_start_is_dropped(void **state)
+{
+    (void)state;
+    test_party_conf.hibernate = 1;
+    open_conn(300, "h", "c");
+    end_pass();
+    run_for(200); /* idle_ms is 100: the room hibernates with its connection */
+    assert_int_equal(seen.stops, 1);
+    seen.fail_start_after_fetch = 1;
+    num_frames = 0;
+    close_conn(300); /* wakes the room for on_close: on_start fetches, then fails */
+    test_party_conf.hibernate = 0;
+    assert_int_equal(seen.starts, 2);
+    const frame_t *f = NULL;
+    for (size_t i = 0; i < num_frames; ++i)
+        if (frames[i].type == PROTO_FETCH)
+            f = &frames[i];
+    assert_non_null(f);
+    proto_msg_t reply = {.type = PROTO_FETCH_REPLY, .id = f->id, .status = 200};
+    rooms_on_fetch_reply(&reply);
+    assert_int_equal(seen.fetch_answers, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +538,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_rooms_are_evicted_by_the_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_waits_for_room_without_spending_tries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evict_of_a_room_that_wrote_holds_its_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_of_a_failed_start_is_dropped, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
