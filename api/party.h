@@ -23,6 +23,7 @@
  *   -EALREADY  the request was already answered
  *   -ENOENT    no such key, no alarm
  *   -EIO       the storage failed (the shard logs why)
+ *   -EBUSY     not allowed from this callback (party_conn_set_tags outside on_connect, party_fetch in on_stop)
  *
  * Durability: storage writes are atomic per loop pass and durable once committed; what a callback sends, broadcasts
  * or answers after (or before) writing is held back until those writes are on disk, so no client ever sees an effect
@@ -70,7 +71,11 @@ typedef struct st_party_t {
      * upgrade, a request 500); on_stop runs then too, so free what was set, and the next event tries again. */
     int (*on_start)(party_room_t *room);
     /* The room leaves memory: it was idle for timers.idle_ms (or hibernates), the shard stops, or on_start failed.
-     * Free what party_room_set_data holds. Do not send or write here. May be NULL. */
+     * Free what party_room_set_data holds. Do not send or write here; party_fetch is refused (-EBUSY), and the
+     * room's fetches still waiting are dropped (their callbacks never run). When the room is taken down (an operator
+     * evict or delete, a slot move, a failed commit), the connection pointers the party kept are still valid here —
+     * their id, tags and state can be read — though they are closed and no longer listed; they are freed after it.
+     * May be NULL. */
     void (*on_stop)(party_room_t *room);
 
     /* A WebSocket connection asks to join. `req` is the upgrade request (method, path, query, headers).
@@ -288,7 +293,8 @@ typedef void (*party_fetch_cb)(party_room_t *room, void *arg, const party_fetch_
  * then it never runs, so free what `arg` holds in on_stop too (for example, keep pending args in the room's data).
  *
  * Like a message, the request leaves only once the writes this callback made are committed (the output gate).
- * Returns 0, -EINVAL (a bad argument), -EMSGSIZE (the body is over limits.body_bytes). */
+ * Returns 0, -EINVAL (a bad argument), -EMSGSIZE (the body is over limits.body_bytes), -EBUSY (called from on_stop:
+ * the room is stopping, and its answer would find the party's state gone). */
 int party_fetch(party_room_t *room, const char *party, const char *room_id, const char *method, const char *path,
                 const char *const *headers, const void *body, size_t len, party_fetch_cb cb, void *arg);
 /* The answer's HTTP status. */

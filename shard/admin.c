@@ -306,14 +306,28 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
     }
     unsigned char hi[PREFIX_MAX + 1];
     size_t hi_len = keys_successor(prefix, prefix_len, hi);
+    /* The keys are read first and deleted after: a delete between two steps of the iterator makes it seek again
+     * (store.h: it sees its own writes), through every deletion queued before, which made a big room's delete
+     * quadratic and froze the shard for minutes. */
+    base_buf_t doomed; /* key lengths (size_t) and keys, one after the other */
+    base_buf_init(&doomed);
     store_iter_t *it = store_iter_open(rooms.store, prefix, prefix_len, hi, hi_len, 0);
     for (; store_iter_valid(it); store_iter_next(it)) {
         size_t kl;
         const char *k = store_iter_key(it, &kl);
-        store_delete(rooms.store, k, kl);
+        base_buf_append(&doomed, &kl, sizeof(kl));
+        base_buf_append(&doomed, k, kl);
         deleted += k[prefix_len] == TAG_DATA;
     }
-    return store_iter_close(it) != 0 ? -EIO : deleted;
+    int r = store_iter_close(it);
+    for (const char *p = base_buf_head(&doomed), *end = p + base_buf_len(&doomed); r == 0 && p < end;) {
+        size_t kl;
+        memcpy(&kl, p, sizeof(kl));
+        store_delete(rooms.store, p + sizeof(kl), kl);
+        p += sizeof(kl) + kl;
+    }
+    base_buf_dispose(&doomed);
+    return r != 0 ? -EIO : deleted;
 }
 
 /* ---- the operations ---- */
@@ -400,6 +414,8 @@ void shard_admin(const proto_msg_t *msg)
         if (room_args(msg->id, args, &party, &room) == 0) {
             int del = OP("delete");
             long n = rooms_admin_evict(party, room, del);
+            if (del && n != -ENOENT)
+                room_admin_held(msg->id); /* its reply is held (rooms_admin_evict): answered 500 if the commit fails */
             if (n == -ENOENT)
                 fail(msg->id, 404, "unknown party");
             else if (n < 0)

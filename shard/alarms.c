@@ -125,11 +125,17 @@ static int fire_alarm(const unsigned char *idx, size_t idx_len)
     uint8_t tries = room->alarm_tries;
     /* cleared before the callback (which may set the next one); committed with whatever the callback writes */
     alarm_write(room, 0, 0);
-    int failed;
-    if (room_wake(room, &why) != 0)
+    int failed, woke = room_wake(room, &why);
+    if (woke == 503) {
+        /* the room cannot start now (limits.rooms_in_memory): on_alarm did not run, so no try is spent */
+        failed = 0;
+        alarm_write(room, room_wall_ms() + rooms.conf->timers.alarm_retry_ms, tries);
+        log_debug("room %s: %s; its alarm waits %u ms", room->key, why, rooms.conf->timers.alarm_retry_ms);
+    } else if (woke != 0) {
         failed = 1;
-    else
+    } else {
         failed = room->party->on_alarm != NULL ? room->party->on_alarm(room) != 0 : 0;
+    }
     if (failed) {
         if (room->alarm_at == 0 && tries + 1 < ALARM_TRIES) {
             uint64_t delay = (uint64_t)rooms.conf->timers.alarm_retry_ms << tries;

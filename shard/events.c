@@ -224,29 +224,46 @@ void rooms_on_request(const proto_msg_t *msg)
     room_leave(room);
 }
 
+/* One room's share of the router going away, as an event of its own. */
+static void room_router_lost(party_room_t *room)
+{
+    shard_event_begin();
+    room_enter(room);
+    while (room->conns != NULL) {
+        room_conn_close_now(room->conns, 1006, "router went away", 0, "connection lost");
+        rooms_run_deferred();
+    }
+    /* the answers to its fetches went with the router */
+    room_fetches_drop(room);
+    /* nobody is waiting for these answers any more */
+    while (room->requests != NULL) {
+        party_request_t *req = room->requests;
+        room_request_unlink(req);
+        room_request_free(req);
+    }
+    room_leave(room);
+    shard_event_end();
+}
+
 void rooms_on_router_lost(void)
 {
     rooms_run_deferred();
-    party_room_t *room, *tmp;
-    HASH_ITER(hh, rooms.by_key, room, tmp)
-    {
-        shard_event_begin();
-        room_enter(room);
-        while (room->conns != NULL) {
-            room_conn_close_now(room->conns, 1006, "router went away", 0, "connection lost");
-            rooms_run_deferred();
-        }
-        /* the answers to its fetches went with the router */
-        room_fetches_drop(room);
-        /* nobody is waiting for these answers any more */
-        while (room->requests != NULL) {
-            party_request_t *req = room->requests;
-            room_request_unlink(req);
-            room_request_free(req);
-        }
-        room_leave(room);
-        shard_event_end();
+    /* Closing a hibernating room's connections wakes it for on_close, and at limits.rooms_in_memory that wake evicts
+     * (frees) the least recently used idle room — any room of the table, the iteration's next one included. So the
+     * rooms with something to let go of are named first and looked up again by name, each in turn. */
+    size_t n = 0;
+    char **keys = xcalloc(rooms.num_rooms + 1, sizeof(*keys));
+    for (party_room_t *room = rooms.by_key; room != NULL; room = room->hh.next)
+        if (room->conns != NULL || room->fetches != NULL || room->requests != NULL)
+            keys[n++] = xstrndup(room->key, room->key_len);
+    for (size_t i = 0; i < n; ++i) {
+        party_room_t *room;
+        HASH_FIND(hh, rooms.by_key, keys[i], strlen(keys[i]), room);
+        if (room != NULL)
+            room_router_lost(room);
+        free(keys[i]);
     }
+    free(keys);
 }
 
 void rooms_run_deferred(void)

@@ -37,6 +37,8 @@ void room_fetches_drop(party_room_t *room)
 int party_fetch(party_room_t *room, const char *party, const char *room_id, const char *method, const char *path,
                 const char *const *headers, const void *body, size_t len, party_fetch_cb cb, void *arg)
 {
+    if (room->stopping)
+        return -EBUSY; /* from on_stop: the room's fetches are dropped right after it, the answer would find it gone */
     if (party == NULL || room_id == NULL || cb == NULL || (body == NULL && len != 0))
         return -EINVAL;
     if (method == NULL)

@@ -15,9 +15,10 @@ typedef struct st_idvec_t {
     size_t n, cap;
 } idvec_t;
 
-/* What is owed an answer in some output: requests (GATE_ANSWER) and connections (GATE_VERDICT). */
+/* What is owed an answer in some output: requests (GATE_ANSWER) and connections (GATE_VERDICT), and the connections
+ * closed in it (GATE_CLOSE). */
 typedef struct st_owed_t {
-    idvec_t rids, cids;
+    idvec_t rids, cids, closed;
 } owed_t;
 
 struct st_gate_t {
@@ -45,13 +46,14 @@ static void idvec_push(idvec_t *v, uint64_t id)
 
 static void owed_clear(owed_t *o)
 {
-    o->rids.n = o->cids.n = 0;
+    o->rids.n = o->cids.n = o->closed.n = 0;
 }
 
 static void owed_dispose(owed_t *o)
 {
     free(o->rids.ids);
     free(o->cids.ids);
+    free(o->closed.ids);
 }
 
 static void buf_clear(base_buf_t *b)
@@ -99,6 +101,8 @@ void gate_event_end(gate_t *g)
             idvec_push(&g->held_owed.rids, g->event_owed.rids.ids[i]);
         for (size_t i = 0; i < g->event_owed.cids.n; ++i)
             idvec_push(&g->held_owed.cids, g->event_owed.cids.ids[i]);
+        for (size_t i = 0; i < g->event_owed.closed.n; ++i)
+            idvec_push(&g->held_owed.closed, g->event_owed.closed.ids[i]);
     } else if (base_buf_len(&g->event) != 0 && g->ops->connected(g->ctx)) {
         g->ops->out(g->ctx, base_buf_head(&g->event), base_buf_len(&g->event));
     }
@@ -137,6 +141,8 @@ int gate_emit(gate_t *g, const proto_msg_t *msg, gate_kind_t kind)
         idvec_push(&g->event_owed.rids, msg->id);
     else if (kind == GATE_VERDICT)
         idvec_push(&g->event_owed.cids, msg->id);
+    else if (kind == GATE_CLOSE)
+        idvec_push(&g->event_owed.closed, msg->id);
     return 0;
 }
 
@@ -156,7 +162,8 @@ int gate_end_pass(gate_t *g, char *err, size_t errlen)
             ret = -EIO;
             buf_clear(&g->held);
             /* the ids stay valid during the call: they are cleared after it */
-            g->ops->failed(g->ctx, g->held_owed.rids.ids, g->held_owed.rids.n, g->held_owed.cids.ids, g->held_owed.cids.n);
+            g->ops->failed(g->ctx, g->held_owed.rids.ids, g->held_owed.rids.n, g->held_owed.cids.ids, g->held_owed.cids.n,
+                           g->held_owed.closed.ids, g->held_owed.closed.n);
             owed_clear(&g->held_owed);
         }
         g->pass_held = 0;

@@ -31,6 +31,8 @@ typedef enum en_gate_kind_t {
     GATE_FRAME = 0, /* anything else: a message, a broadcast, a close, an admin or slot reply */
     GATE_ANSWER,    /* the answer (RESPONSE) to request msg->id */
     GATE_VERDICT,   /* the verdict (ACCEPT or REJECT) on connection msg->id */
+    GATE_CLOSE,     /* the close (CLOSE_CONN) of connection msg->id, which has left the room: if it is dropped, the room
+                     * layer must send it again or the socket stays open in the router */
 } gate_kind_t;
 
 typedef struct st_gate_ops_t {
@@ -45,8 +47,10 @@ typedef struct st_gate_ops_t {
     /* After a commit returned 0: the writes of the pass are durable (the held output has gone out). */
     void (*committed)(void *ctx);
     /* After a commit failed (the held output is dropped): the requests and connections among it that were owed an
-     * answer or a verdict. The arrays are the gate's, valid during the call; frames emitted from it go out at once. */
-    void (*failed)(void *ctx, const uint64_t *rids, size_t num_rids, const uint64_t *cids, size_t num_cids);
+     * answer or a verdict, and the connections whose close was dropped. The arrays are the gate's, valid during the
+     * call; frames emitted from it go out at once. */
+    void (*failed)(void *ctx, const uint64_t *rids, size_t num_rids, const uint64_t *cids, size_t num_cids, const uint64_t *closed,
+                   size_t num_closed);
 } gate_ops_t;
 
 /* `ops` and `ctx` must outlive the gate; `max_frame` caps every frame (as the link does). */

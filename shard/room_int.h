@@ -122,6 +122,7 @@ struct st_party_room_t {
     uint8_t started;
     uint8_t in_lru;
     uint8_t hibernates;
+    uint8_t stopping; /* on_stop runs: party_fetch is refused */
     party_room_t *lru_prev, *lru_next;
     party_room_t *slot_prev, *slot_next; /* rooms.by_slot[slot] */
     uint16_t slot;
@@ -176,7 +177,8 @@ void room_lru_remove(party_room_t *room);
 void room_lru_append(party_room_t *room);
 /* Puts the room in the idle list, or takes it out, as its state says. */
 void room_settle(party_room_t *room);
-/* Frees a room that has no connections left. */
+/* Frees the room: on_stop when it is started, then its requests are answered 503 and its connection records freed
+ * (only ones already closed: a caller with open connections closes them first, room_close_all_now). */
 void room_destroy(party_room_t *room);
 /* Finds the room, creating its struct when needed (not started). NULL with an HTTP status when it cannot be. */
 party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, const char **why);
@@ -189,6 +191,9 @@ void room_leave(party_room_t *room);
 void room_wrote(party_room_t *room);
 void room_emit_close_conn(uint64_t cid, int code, const char *reason);
 void room_emit_reject(uint64_t cid, int status, const char *why);
+/* The reply to admin request `rid` (a delete) is held for this pass's commit: if the commit fails, it is answered 500
+ * (nothing was deleted) instead of never. */
+void room_admin_held(uint64_t rid);
 /* Closes every connection of the room at once, without callbacks: the clients get `code` and `why` and reconnect to
  * find the room started afresh (from storage). The caller then drops the room. */
 void room_close_all_now(party_room_t *room, int code, const char *why);

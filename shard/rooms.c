@@ -14,6 +14,12 @@
 
 rooms_state_t rooms;
 
+/* The admin deletes answered in this pass: their replies are held for its commit. */
+static struct {
+    uint64_t *rids;
+    size_t n, cap;
+} held_admin;
+
 static uint64_t (*clock_mono_ms)(void) = base_now_mono_ms;
 static uint64_t (*clock_wall_ms)(void) = base_now_wall_ms;
 
@@ -127,25 +133,42 @@ void room_settle(party_room_t *room)
         room_lru_remove(room);
 }
 
-static void room_stop(party_room_t *room)
+/* on_stop, where the room refuses new fetches (party_fetch: -EBUSY), since its waiting fetches are dropped right after
+ * and an answer would find the party's state gone (party.h, party_fetch). */
+static void room_run_on_stop(party_room_t *room)
 {
-    /* answers still to come would find the party's state gone: they are dropped (party.h, party_fetch) */
-    room_fetches_drop(room);
-    if (!room->started)
-        return;
+    room->stopping = 1;
     if (room->party->on_stop != NULL)
         room->party->on_stop(room);
+    room->stopping = 0;
     room->data = NULL;
-    room->started = 0;
-    --rooms.num_started;
+    room_fetches_drop(room);
 }
 
-/* Frees a room that has no connections left. */
+static void room_stop(party_room_t *room)
+{
+    if (!room->started) {
+        room_fetches_drop(room);
+        return;
+    }
+    room->started = 0;
+    --rooms.num_started;
+    room_run_on_stop(room);
+}
+
+/* Frees a room: its party stops (on_stop), then what is left goes — requests are answered 503, and connections
+ * already closed by room_close_all_now are freed only now, since party.h promises their pointers until on_stop. */
 void room_destroy(party_room_t *room)
 {
+    room_stop(room);
     while (room->requests != NULL)
         room_request_answer(room->requests, 503, "the room stopped");
-    room_stop(room);
+    while (room->conns != NULL) {
+        party_conn_t *c = room->conns;
+        room_conn_forget(c);
+        room_conn_unlink(c);
+        room_conn_free(c);
+    }
     room_lru_remove(room);
     if (room->gated_pass == shard_pass() + 1) {
         /* it wrote in this pass (an admin eviction, a slot move): the list of rooms to reset must not keep it */
@@ -259,9 +282,8 @@ int room_wake(party_room_t *room, const char **why)
         log_warn("room %s failed to start", room->key);
         room->started = 0;
         --rooms.num_started;
-        if (room->party->on_stop != NULL)
-            room->party->on_stop(room);
-        room->data = NULL;
+        /* a fetch made in on_start is dropped too: its callback must not run in a room that never started */
+        room_run_on_stop(room);
         *why = "the room failed to start";
         return 500;
     }
@@ -286,7 +308,7 @@ void room_leave(party_room_t *room)
 void room_emit_close_conn(uint64_t cid, int code, const char *reason)
 {
     proto_msg_t m = {.type = PROTO_CLOSE_CONN, .id = cid, .code = code, .reason = proto_str(reason, strlen(reason))};
-    shard_emit(&m);
+    shard_emit_close(&m);
 }
 
 void room_emit_reject(uint64_t cid, int status, const char *why)
@@ -296,17 +318,30 @@ void room_emit_reject(uint64_t cid, int status, const char *why)
 }
 
 /* Closes every connection of the room at once, without callbacks: the clients get `code` and `why` and reconnect to
- * find the room started afresh (from storage). The caller then drops the room. */
+ * find the room started afresh (from storage). The caller then drops the room (room_destroy), which frees the
+ * connection records after on_stop (party.h: their pointers stay valid until then).
+ *
+ * When the room wrote in this pass, the ATTACH and ACCEPT of a connection that joined in it may be held by the gate:
+ * the closes are then held too, as an event of their own, so the router gets them after those and never a close
+ * before the connection's ATTACH. The caller's event goes on unheld after them (an operator evict's reply, a slot's
+ * export chunks), as it was. Called outside an event only by the failure path, which clears gated_pass first. */
 void room_close_all_now(party_room_t *room, int code, const char *why)
 {
     rooms_run_deferred();
-    while (room->conns != NULL) {
-        party_conn_t *c = room->conns;
+    int hold = room->gated_pass == shard_pass() + 1;
+    if (hold) {
+        shard_event_end();
+        shard_event_begin();
+        shard_gate_event();
+    }
+    for (party_conn_t *c = room->conns; c != NULL; c = c->next) {
         if ((c->flags & CONN_CLOSED) == 0)
             room_emit_close_conn(c->cid, code, why);
         room_conn_forget(c);
-        room_conn_unlink(c);
-        room_conn_free(c);
+    }
+    if (hold) {
+        shard_event_end();
+        shard_event_begin();
     }
 }
 
@@ -335,6 +370,9 @@ static void log_activity(uint64_t now_ms)
 
 void rooms_dispose(void)
 {
+    free(held_admin.rids);
+    held_admin.rids = NULL;
+    held_admin.n = held_admin.cap = 0;
     log_activity(room_mono_ms());
     rooms_run_deferred();
     party_room_t *room, *tmp;
@@ -383,16 +421,41 @@ void room_wrote(party_room_t *room)
     shard_gate_event();
 }
 
+void room_admin_held(uint64_t rid)
+{
+    if (held_admin.n == held_admin.cap) {
+        held_admin.cap = held_admin.cap == 0 ? 8 : 2 * held_admin.cap;
+        held_admin.rids = xrealloc(held_admin.rids, held_admin.cap * sizeof(*held_admin.rids));
+    }
+    held_admin.rids[held_admin.n++] = rid;
+}
+
 void rooms_on_committed(void)
 {
     rooms.gated = NULL;
+    held_admin.n = 0;
 }
 
-void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const uint64_t *held_cids, size_t num_cids)
+static int id_in(uint64_t id, const uint64_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; ++i)
+        if (ids[i] == id)
+            return 1;
+    return 0;
+}
+
+void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const uint64_t *held_cids, size_t num_cids,
+                            const uint64_t *held_closed, size_t num_closed)
 {
     /* answers that never left: the router still waits for them */
     for (size_t i = 0; i < num_rids; ++i)
         room_respond_simple(held_rids[i], 500, "the room's storage failed");
+    static const char failed_json[] = "{\"error\":\"the storage failed before the delete was committed; retry it\"}";
+    for (size_t i = 0; i < held_admin.n; ++i) {
+        proto_msg_t m = {.type = PROTO_ADMIN_REPLY, .id = held_admin.rids[i], .status = 500, .data = PROTO_STR(failed_json)};
+        shard_emit(&m);
+    }
+    held_admin.n = 0;
     for (size_t i = 0; i < num_cids; ++i) {
         party_conn_t *c = room_conn_by_cid(held_cids[i]);
         if (c != NULL) {
@@ -403,12 +466,19 @@ void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const ui
             room_emit_reject(held_cids[i], 500, "the room's storage failed");
         }
     }
+    /* closes that never left, of connections that already left their room (a party_conn_close, a `_pk` replacement,
+     * an evict): without them the router would keep the socket open in the room for good. One refused above needs
+     * none. */
+    for (size_t i = 0; i < num_closed; ++i)
+        if (!id_in(held_closed[i], held_cids, num_cids) && room_conn_by_cid(held_closed[i]) == NULL)
+            room_emit_close_conn(held_closed[i], 1011, "the room's storage failed");
     /* the pass's deletes of due alarms' index entries are lost too: look through the whole index again */
     rooms.alarms_from = 0;
     shard_alarms_wake_at(0);
     while (rooms.gated != NULL) {
         party_room_t *room = rooms.gated;
         rooms.gated = room->gated_next;
+        room->gated_pass = 0; /* off the list; its closes go out at once (room_close_all_now) */
         log_warn("room %s: its writes of this pass were lost; resetting it", room->key);
         room_fail(room, "the room's storage failed");
     }

@@ -121,10 +121,11 @@ static void gate_committed(void *ctx)
     rooms_on_committed();
 }
 
-static void gate_failed(void *ctx, const uint64_t *rids, size_t num_rids, const uint64_t *cids, size_t num_cids)
+static void gate_failed(void *ctx, const uint64_t *rids, size_t num_rids, const uint64_t *cids, size_t num_cids,
+                        const uint64_t *closed, size_t num_closed)
 {
     (void)ctx;
-    rooms_on_commit_failed(rids, num_rids, cids, num_cids);
+    rooms_on_commit_failed(rids, num_rids, cids, num_cids, closed, num_closed);
 }
 
 static const gate_ops_t gate_ops = {gate_commit, gate_pending, gate_connected, gate_out, gate_committed, gate_failed};
@@ -157,6 +158,11 @@ int shard_emit_answer(const proto_msg_t *msg)
 int shard_emit_verdict(const proto_msg_t *msg)
 {
     return gate_emit(shard.gate, msg, GATE_VERDICT);
+}
+
+int shard_emit_close(const proto_msg_t *msg)
+{
+    return gate_emit(shard.gate, msg, GATE_CLOSE);
 }
 
 /* End of a loop pass: commit the pass's writes (one WAL sync), then release what waited for them. */

@@ -59,6 +59,8 @@ void shard_gate_event(void);
 int shard_emit(const proto_msg_t *msg);
 int shard_emit_answer(const proto_msg_t *msg);
 int shard_emit_verdict(const proto_msg_t *msg);
+/* A CLOSE_CONN for a connection that has left the room: sent again by rooms_on_commit_failed if it is dropped. */
+int shard_emit_close(const proto_msg_t *msg);
 /* alarms.c: call rooms_fire_alarms at `wall_ms` (CLOCK_REALTIME ms; at once when that has passed; UINT64_MAX: no alarm
  * is pending). Each call replaces the last. */
 void shard_alarms_wake_at(uint64_t wall_ms);
@@ -143,7 +145,9 @@ void rooms_fire_alarms(void);
 /* After the end-of-pass commit: every gated room's writes are durable now. */
 void rooms_on_committed(void);
 /* The commit failed: the held frames are gone. Every room that wrote in this pass is reset (its connections closed
- * with 1011, its held requests and upgrades answered 500, its memory dropped: the next event starts it from disk). */
-void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const uint64_t *held_cids, size_t num_cids);
+ * with 1011, its held requests and upgrades answered 500, its memory dropped: the next event starts it from disk);
+ * the connections whose held close was dropped (held_closed) are closed again, with 1011. */
+void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const uint64_t *held_cids, size_t num_cids,
+                            const uint64_t *held_closed, size_t num_closed);
 
 #endif

@@ -25,6 +25,8 @@ static struct {
     int fail_next;  /* the next commit fails */
     size_t pending; /* writes waiting */
     unsigned commits, committed, failed;
+    size_t num_closed;
+    uint64_t closed0;
     size_t out_at_commit; /* bytes the link had when the commit ran */
     uint64_t rids[16], cids[16];
     size_t num_rids, num_cids;
@@ -68,9 +70,13 @@ static void f_committed(void *ctx)
     ++fake.committed;
 }
 
-static void f_failed(void *ctx, const uint64_t *rids, size_t num_rids, const uint64_t *cids, size_t num_cids)
+static void f_failed(void *ctx, const uint64_t *rids, size_t num_rids, const uint64_t *cids, size_t num_cids,
+                     const uint64_t *closed, size_t num_closed)
 {
     (void)ctx;
+    fake.num_closed = num_closed;
+    if (num_closed != 0)
+        fake.closed0 = closed[0];
     ++fake.failed;
     assert_true(num_rids <= 16 && num_cids <= 16);
     if (num_rids != 0)
@@ -113,6 +119,7 @@ static int emit(proto_type_t type, uint64_t id)
         .type = type, .id = id, .status = 200, .party = PROTO_STR("p"), .room = PROTO_STR("r"), .data = proto_str(tag, (size_t)n)};
     gate_kind_t kind = type == PROTO_RESPONSE                         ? GATE_ANSWER
                        : type == PROTO_ACCEPT || type == PROTO_REJECT ? GATE_VERDICT
+                       : type == PROTO_CLOSE_CONN                     ? GATE_CLOSE
                                                                       : GATE_FRAME;
     return gate_emit(gate, &m, kind);
 }
@@ -190,8 +197,9 @@ static void test_nothing_leaves_before_the_commit_returned(void **state)
     assert_int_equal(gate_pass(gate), 1);
 }
 
-/* Answers (RESPONSE), broadcasts and verdicts (ACCEPT, REJECT) are held alike; a failed commit drops all of them and
- * names the requests and connections that were owed, and nothing else. */
+/* Answers (RESPONSE), broadcasts, verdicts (ACCEPT, REJECT) and closes are held alike; a failed commit drops all of
+ * them and names the requests and connections that were owed, the connections whose close was dropped, and nothing
+ * else. */
 static void test_answers_broadcasts_and_accepts_held_alike(void **state)
 {
     (void)state;
@@ -202,6 +210,7 @@ static void test_answers_broadcasts_and_accepts_held_alike(void **state)
     emit(PROTO_BROADCAST, 12);
     emit(PROTO_REJECT, 13);
     emit(PROTO_RESPONSE, 14);
+    emit(PROTO_CLOSE_CONN, 15);
     gate_event_end(gate);
     assert_sent(NULL, 0);
 
@@ -216,6 +225,9 @@ static void test_answers_broadcasts_and_accepts_held_alike(void **state)
     assert_int_equal(fake.num_cids, 2);
     assert_int_equal(fake.cids[0], 11);
     assert_int_equal(fake.cids[1], 13);
+    /* the dropped close is named too, so the room layer can close the connection again (a zombie socket otherwise) */
+    assert_int_equal(fake.num_closed, 1);
+    assert_int_equal(fake.closed0, 15);
 }
 
 /* A failed commit drops exactly what its pass held: not what went out unheld in that pass, not what the next pass
