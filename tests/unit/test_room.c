@@ -512,7 +512,7 @@ static void test_evict_of_a_room_that_wrote_holds_its_closes(void **state)
 static void test_fetch_of_a_failed_start_is_dropped(void **state)
 {
     (void)state;
-    test_party_conf.hibernate = 1;
+    test_partydef.hibernate = 1;
     open_conn(300, "h", "c");
     end_pass();
     run_for(200); /* idle_ms is 100: the room hibernates with its connection */
@@ -520,7 +520,7 @@ static void test_fetch_of_a_failed_start_is_dropped(void **state)
     seen.fail_start_after_fetch = 1;
     num_frames = 0;
     close_conn(300); /* wakes the room for on_close: on_start fetches, then fails */
-    test_party_conf.hibernate = 0;
+    test_partydef.hibernate = 0;
     assert_int_equal(seen.starts, 2);
     const frame_t *f = NULL;
     for (size_t i = 0; i < num_frames; ++i)
