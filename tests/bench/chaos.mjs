@@ -1,0 +1,50 @@
+// chaos.mjs — the long chaos run (issue 16): tests/integration/chaoslib.mjs's writers and kills for --rounds rounds
+// (1,000 by default), every acknowledged write checked after each round, the figures printed. Run through
+// tests/bench/chaos; build/partyd, or $PARTYD_BIN, or --bin.
+//
+//   tests/bench/chaos [--rounds 1000] [--seed 1] [--shard-share 0.5] [--early-share 0.2] [--max-delay-ms 400]
+//                     [--full-every 25] [--writers 2] [--bin PATH] [--keep]
+//
+// A progress line (JSON) to stderr every 50 rounds; the summary, one JSON line, on stdout: rounds, kills by kind,
+// acknowledged writes by kind, lost (must be 0), writes present without an acknowledgement, problems (must be 0),
+// restart times (kill → /health 200 for the whole tree; kill → the shard up again for one shard), p50/p99/max.
+// Exit status: 0 nothing lost and no problem; 1 otherwise (the problems are printed to stderr).
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { runChaos } from '../integration/chaoslib.mjs';
+
+const { values: opt } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '1000' },
+    seed: { type: 'string', default: '1' },
+    'shard-share': { type: 'string', default: '0.5' },
+    'early-share': { type: 'string', default: '0.2' },
+    'max-delay-ms': { type: 'string', default: '400' },
+    'full-every': { type: 'string', default: '25' },
+    writers: { type: 'string', default: '2' },
+    bin: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+
+const started = new Date().toISOString();
+const { summary, problems, dir } = await runChaos({
+  rounds: Number(opt.rounds),
+  seed: Number(opt.seed),
+  shardShare: Number(opt['shard-share']),
+  earlyShare: Number(opt['early-share']),
+  maxDelayMs: Number(opt['max-delay-ms']),
+  fullEvery: Number(opt['full-every']),
+  writers: Number(opt.writers),
+  bin: opt.bin && path.resolve(opt.bin),
+  keep: opt.keep,
+  log: (s) => process.stderr.write(`${JSON.stringify({ progress: s.rounds, lost: s.lost, problems: s.problems, acked: s.acked.total, elapsed_s: s.elapsed_s })}\n`),
+  logEvery: 50,
+});
+console.log(JSON.stringify({ ...summary, started, cpus: os.cpus().length, bin: opt.bin ?? process.env.PARTYD_BIN ?? 'build/partyd' }));
+if (opt.keep) console.error(`data kept in ${dir}`);
+if (summary.lost || problems.length) {
+  console.error(problems.join('\n'));
+  process.exit(1);
+}
