@@ -135,7 +135,8 @@ export class Chaos {
   // opts: seed (1), rounds (20), shards (2), shardShare (share of rounds that kill one shard; 0.5), earlyShare
   // (share of whole-tree rounds that also kill the restarting node before it is ready; 0.2), maxDelayMs (the kill
   // comes 0..maxDelayMs after the round's first writes; 400), fullEvery (check every room every N rounds, else only
-  // the rooms written since the last check; 1), writers (per kind; 2), bin, log (progress lines; none)
+  // the rooms written since the last check; 1), writers (per kind; 2), bin, log (progress lines; none), logEvery (50),
+  // keep (leave the data directory), beforeCheck (async (chaos) => ..., run before each check, writers paused)
   constructor(opts = {}) {
     this.o = { seed: 1, rounds: 20, shards: 2, shardShare: 0.5, earlyShare: 0.2, maxDelayMs: 400, fullEvery: 1, writers: 2, ...opts };
     this.rand = rng(this.o.seed);
@@ -467,6 +468,7 @@ export class Chaos {
   async verify(all) {
     this.paused = true;
     await waitFor(() => this.inflight === 0, { timeout: ACK_MS + 5000, what: 'the writes in flight to settle' });
+    await this.o.beforeCheck?.(this); // the test of the checks themselves takes something away here
     const rooms = all ? this.rooms : [...this.dirty];
     this.dirty.clear();
     for (const r of rooms) await this.check(r);
