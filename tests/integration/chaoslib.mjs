@@ -490,13 +490,15 @@ export class Chaos {
   async treeRound() {
     const old = this.node;
     this.node = null; // the writers wait: the next node listens on another port
-    const t0 = performance.now();
+    let t0 = performance.now();
     await this.killTree(old);
     if (this.rand() < this.o.earlyShare) {
-      // killed again while starting: RocksDB recovery, shard spawn or the router's start cut short
+      // killed again while starting: RocksDB recovery, shard spawn or the router's start cut short (the restart
+      // time is from this second kill)
       this.kills.early++;
       const early = await this.start({ ready: false });
       await sleep(this.rand() * 300);
+      t0 = performance.now();
       await this.killTree(early);
     }
     this.node = await this.start();
