@@ -397,11 +397,16 @@ export class Chaos {
 
   // ---- checks -------------------------------------------------------------------------------------------------------
 
-  async get(path) {
-    const r = await waitFor(async () => {
+  // GET, retried while refused or answered 503 (nothing should be: the check runs once every shard is up).
+  async read(path) {
+    return waitFor(async () => {
       const r = await request(this.node.port, 'GET', path);
-      return r.status === 200 ? r : null;
-    }, { timeout: 30000, what: `GET ${path} to answer 200` });
+      return r.status !== 503 ? r : null;
+    }, { timeout: 30000, what: `GET ${path} to answer` });
+  }
+  async get(path) {
+    const r = await this.read(path);
+    if (r.status !== 200) throw new Error(`GET ${path}: ${r.status} ${r.body}`);
     return JSON.parse(r.body);
   }
 
@@ -440,10 +445,19 @@ export class Chaos {
           if (room.values.get(k) !== v) this.problem(`${room.name}: key ${k} holds ${JSON.stringify(v)}, never written`);
           else if (!room.ackedKeys.has(k)) room.extra++;
         }
+        let last;
         for (const k of room.ackedKeys) {
+          last = k;
           if (stored.get(k) !== room.values.get(k)) {
             this.lost++;
             this.problem(`${room.name}: acknowledged ${k}=${room.values.get(k)} reads ${JSON.stringify(stored.get(k))}`);
+          }
+        }
+        if (last !== undefined) {
+          // and the newest acknowledged key by itself, through the point read (?key=) rather than the listing
+          const r = await this.read(`${path}?key=${last}`);
+          if (r.status !== 200 || r.body !== room.values.get(last)) {
+            this.problem(`${room.name}: GET ?key=${last} answered ${r.status} ${JSON.stringify(r.body)}, not ${room.values.get(last)}`);
           }
         }
       } else {
@@ -507,9 +521,11 @@ export class Chaos {
   }
 
   async shardRound() {
-    const shards = await this.node.shards();
-    const victim = shards[Math.floor(this.rand() * shards.length)];
-    if (victim.state !== 'up' || !(victim.pid > 0)) throw new Error(`shard ${victim.id} is not up before the kill: ${JSON.stringify(victim)}`);
+    const id = Math.floor(this.rand() * this.o.shards);
+    const victim = await waitFor(async () => {
+      const s = (await this.node.shards()).find((x) => x.id === id);
+      return s.state === 'up' && s.pid > 0 ? s : null;
+    }, { timeout: 30000, what: `shard ${id} to be up before its kill` });
     const t0 = performance.now();
     process.kill(victim.pid, 'SIGKILL');
     await waitFor(async () => {
