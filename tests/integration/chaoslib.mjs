@@ -154,7 +154,7 @@ export class Chaos {
     this.timeouts = 0;
     this.round = 0;
     this.kills = { tree: 0, early: 0, shard: 0 };
-    this.restartMs = { tree: [], shard: [] };
+    this.restartMs = { tree: [], shard: [], backoff: [] };
   }
 
   start(opts = {}) {
@@ -533,6 +533,9 @@ export class Chaos {
       return s.state === 'up' && s.pid > 0 && s.pid !== victim.pid;
     }, { timeout: 30000, interval: 5, what: `shard ${victim.id} to be back after SIGKILL` });
     this.restartMs.shard.push(performance.now() - t0);
+    // the part of that which is the supervisor's backoff for a shard that keeps dying (50 ms doubling, up to 5 s)
+    const m = new RegExp(`shard ${id} \\(pid ${victim.pid}\\) .* restarting in (\\d+) ms`).exec(this.node.stderr);
+    if (m) this.restartMs.backoff.push(Number(m[1]));
     this.kills.shard++;
   }
 
@@ -590,7 +593,7 @@ export class Chaos {
       lost: this.lost,
       unacked_present: extra,
       problems: this.problems.length,
-      restart_ms: { tree: stat(this.restartMs.tree), shard: stat(this.restartMs.shard) },
+      restart_ms: { tree: stat(this.restartMs.tree), shard: stat(this.restartMs.shard), shard_backoff: stat(this.restartMs.backoff) },
       rooms: this.rooms.length,
       elapsed_s: Math.round((Date.now() - t0) / 1000),
     };
