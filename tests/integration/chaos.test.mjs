@@ -20,6 +20,7 @@ test(`${ROUNDS} rounds of SIGKILL (whole tree and single shards) while six kinds
   assert.deepEqual(chaos.problems, [], why);
   assert.equal(summary.rounds, ROUNDS);
   assert.ok(summary.kills.tree >= 3 && summary.kills.shard >= 3, `both kinds of kill, several times: ${why}`);
+  assert.ok(summary.kills.held >= 1, `a kill while WAL syncs were held (tests/preload/holdsync.so): ${why}`);
   for (const [kind, n] of Object.entries(summary.acked)) assert.ok(n > 0, `no ${kind} write was acknowledged: ${why}`);
 });
 

@@ -25,7 +25,8 @@
 // interleaving with the writers is the machine's. Everything runs on 127.0.0.1; every process started is killed.
 import fs from 'node:fs';
 import http from 'node:http';
-import { startNode, tmpDir, waitFor, sleep, WebSocket } from './lib.mjs';
+import path from 'node:path';
+import { BIN, startNode, tmpDir, waitFor, sleep, WebSocket } from './lib.mjs';
 
 export const CHAOS_CONFIG = {
   durability: 'sync',
@@ -69,7 +70,8 @@ function gone(pid) {
 // One HTTP request on a keep-alive agent; resolves {status, body} or rejects (refused, reset, timeout). node:http
 // never retries a request by itself, so one call is one attempt.
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-function request(port, method, path, body) {
+// onSent runs once the request has been handed to the kernel.
+function request(port, method, path, body, onSent) {
   return new Promise((resolve, reject) => {
     const r = http.request({ host: '127.0.0.1', port, method, path, agent }, (res) => {
       const chunks = [];
@@ -79,6 +81,7 @@ function request(port, method, path, body) {
     });
     r.setTimeout(ACK_MS, () => r.destroy(new Error('timeout')));
     r.on('error', reject);
+    if (onSent) r.on('finish', onSent);
     r.end(body);
   });
 }
@@ -134,13 +137,19 @@ class Sock {
 export class Chaos {
   // opts: seed (1), rounds (20), shards (2), shardShare (share of rounds that kill one shard; 0.5), earlyShare
   // (share of whole-tree rounds that also kill the restarting node before it is ready; 0.2), maxDelayMs (the kill
-  // comes 0..maxDelayMs after the round's first writes; 400), fullEvery (check every room every N rounds, else only
+  // comes 0..maxDelayMs after the round's first writes, then 0..maxSpinUs µs after the next write is sent; 400,
+  // 2000), fullEvery (check every room every N rounds, else only
   // the rooms written since the last check; 1), writers (per kind; 2), bin, log (progress lines; none), logEvery (50),
   // keep (leave the data directory), beforeCheck (async (chaos) => ..., run before each check, writers paused)
   constructor(opts = {}) {
-    this.o = { seed: 1, rounds: 20, shards: 2, shardShare: 0.5, earlyShare: 0.2, maxDelayMs: 400, fullEvery: 1, writers: 2, ...opts };
+    this.o = { seed: 1, rounds: 20, shards: 2, shardShare: 0.5, earlyShare: 0.2, heldShare: 0.25, maxDelayMs: 400, maxSpinUs: 2000, fullEvery: 1, writers: 2, ...opts };
+    // tests/preload/holdsync.so, built next to the binary: while this.hold exists, the shards' WAL syncs wait
+    this.shim = path.join(path.dirname(this.o.bin ?? BIN), 'tests', 'preload', 'holdsync.so');
+    if (!fs.existsSync(this.shim)) this.shim = null;
+    this.inflightAtKill = [];
     this.rand = rng(this.o.seed);
     this.dir = tmpDir('partyd-chaos-');
+    this.hold = path.join(this.dir, 'hold-sync');
     this.node = null;
     this.paused = false;
     this.stopped = false;
@@ -153,12 +162,15 @@ export class Chaos {
     this.problems = [];
     this.timeouts = 0;
     this.round = 0;
-    this.kills = { tree: 0, early: 0, shard: 0 };
+    this.kills = { tree: 0, early: 0, shard: 0, held: 0 };
     this.restartMs = { tree: [], shard: [], backoff: [] };
+    this.armed = null;
+    this.sent = () => this.armed?.();
   }
 
   start(opts = {}) {
-    return startNode({ dir: this.dir, shards: this.o.shards, config: CHAOS_CONFIG, bin: this.o.bin, ...opts });
+    const env = this.shim ? { LD_PRELOAD: this.shim, PARTYD_TEST_HOLD_SYNC: this.hold } : {};
+    return startNode({ dir: this.dir, shards: this.o.shards, config: CHAOS_CONFIG, bin: this.o.bin, env, ...opts });
   }
 
   problem(text) {
@@ -173,9 +185,10 @@ export class Chaos {
   }
 
   // Runs fn as one write: waits while the driver is paused or the node is restarting, and counts it in flight.
+  // Resolves null, without running fn, once the driver stops.
   async op(fn) {
     while ((this.paused || !this.node) && !this.stopped) await sleep(5);
-    if (this.stopped) return false;
+    if (this.stopped) return null;
     this.inflight++;
     try {
       return await fn(this.node);
@@ -201,7 +214,7 @@ export class Chaos {
         this.attempted++;
         this.dirty.add(room);
         try {
-          const r = await request(node.port, 'POST', `/parties/counter/${room.name}`);
+          const r = await request(node.port, 'POST', `/parties/counter/${room.name}`, undefined, this.sent);
           if (r.status !== 200) return false;
           this.ackCount(room, 'http_counter', JSON.parse(r.body).count);
           return true;
@@ -212,6 +225,15 @@ export class Chaos {
       });
       if (!ok) await sleep(20);
     }
+  }
+
+  // A new socket once its greeting came; null (the socket dropped) if it closed first.
+  async greeted(c, room, pred) {
+    const m = await c.next(pred);
+    if (m) return c;
+    if (m === undefined) this.stall(`${room.name}: no greeting on a new socket`);
+    c.terminate();
+    return null;
   }
 
   stall(text) {
@@ -226,9 +248,7 @@ export class Chaos {
       if (!s || s.closed) {
         s = await this.op(async (node) => {
           const c = await Sock.open(node.wsUrl(`/parties/counter/${room.name}?_pk=w${w}`));
-          if (c && (await c.next((m) => m.type === 'count'))) return c; // the count on connect
-          c?.terminate();
-          return null;
+          return c && this.greeted(c, room, (m) => m.type === 'count'); // the count on connect
         });
         if (!s) await sleep(20);
         continue;
@@ -238,6 +258,7 @@ export class Chaos {
         room.attempted++;
         this.attempted++;
         this.dirty.add(room);
+        this.sent();
         const m = await s.next((m) => m.type === 'count' || m.type === 'error');
         if (m === undefined) this.stall(`${room.name}: increment unanswered on an open socket`);
         if (!m) return false;
@@ -274,9 +295,7 @@ export class Chaos {
       if (!s || s.closed) {
         s = await this.op(async (node) => {
           const c = await Sock.open(node.wsUrl(`/parties/main/${room.name}?_pk=w${w}`));
-          if (c && (await c.next((m) => m.type === 'state'))) return c; // welcome, then the state
-          c?.terminate();
-          return null;
+          return c && this.greeted(c, room, (m) => m.type === 'state'); // welcome, then the state
         });
         if (!s) await sleep(20);
         continue;
@@ -288,6 +307,7 @@ export class Chaos {
         this.attempted++;
         room.sent.add(content);
         this.dirty.add(room);
+        this.sent();
         const m = await s.next((m) => (m.type === 'chat' && m.content === content) || m.type === 'error');
         if (m === undefined) this.stall(`${room.name}: chat "${content}" unanswered on an open socket`);
         if (!m) return false;
@@ -320,7 +340,7 @@ export class Chaos {
         room.sent.add(content);
         this.dirty.add(room);
         try {
-          const r = await request(node.port, 'POST', `/parties/main/${room.name}`, JSON.stringify({ content }));
+          const r = await request(node.port, 'POST', `/parties/main/${room.name}`, JSON.stringify({ content }), this.sent);
           if (r.status !== 201) return false;
           room.ackedSet.add(content);
           this.acked.http_chat++;
@@ -349,7 +369,7 @@ export class Chaos {
         room.values.set(key, value);
         this.dirty.add(room);
         try {
-          const r = await request(node.port, 'PUT', `/parties/kv/${room.name}?key=${key}`, value);
+          const r = await request(node.port, 'PUT', `/parties/kv/${room.name}?key=${key}`, value, this.sent);
           if (r.status !== 200) return false;
           room.ackedKeys.add(key);
           this.acked.kv_put++;
@@ -380,7 +400,7 @@ export class Chaos {
         room.txs.set(t, tx);
         this.dirty.add(room);
         try {
-          const r = await request(node.port, 'POST', `/parties/kv/${room.name}`, JSON.stringify({ ops }));
+          const r = await request(node.port, 'POST', `/parties/kv/${room.name}`, JSON.stringify({ ops }), this.sent);
           if (r.status === 409) this.problem(`${room.name}: transaction ${t} refused: ${r.body}`);
           if (r.status !== 200) return false;
           tx.acked = true;
@@ -492,42 +512,96 @@ export class Chaos {
 
   // ---- kills --------------------------------------------------------------------------------------------------------
 
-  // SIGKILL to the node's process group (supervisor, router, shards); resolves when every one of them is gone.
-  async killTree(node) {
-    const pids = [node.proc.pid, ...node.children().map((c) => c.pid)];
+  // Runs fire() (a kill) spinUs µs after the next write leaves a writer — the window in which that write has reached
+  // partyd but is not yet committed or answered — or after 2 s if no write is sent. Resolves the time it fired.
+  // (A kill on a timer of its own lands mostly while partyd is idle: one node client is far slower than partyd, so
+  // the answers of most writes in flight are already on their way back.) The spin holds this thread, so the answers
+  // that arrive meanwhile cannot be read, nor new writes sent, before the kill.
+  armKill(fire) {
+    const spinUs = this.rand() * this.o.maxSpinUs;
+    return new Promise((resolve) => {
+      const go = () => {
+        if (this.armed !== go) return;
+        this.armed = null;
+        clearTimeout(t);
+        const end = performance.now() + spinUs / 1000;
+        while (performance.now() < end);
+        this.inflightAtKill.push(this.inflight);
+        fire();
+        resolve(performance.now());
+      };
+      this.armed = go;
+      const t = setTimeout(go, 2000);
+    });
+  }
+
+  // A held round: the shards' WAL syncs are made to wait, so that the kill lands while writes are written but neither
+  // synced nor answered — the window a kill on a timer rarely hits on a fast disk. Resolves once a sync is held and
+  // the writes have had a moment to pile up behind it.
+  async holdSyncs() {
+    fs.writeFileSync(this.hold, '');
+    await waitFor(() => fs.existsSync(`${this.hold}.waiting`), { timeout: 20000, what: 'a WAL sync to be held' });
+    await sleep(this.rand() * 50);
+  }
+
+  // The kill of a held round: at once, then the syncs are let go (a shard that was not killed goes on).
+  killHeld(fire) {
+    this.inflightAtKill.push(this.inflight);
+    fire();
+    const t = performance.now();
+    fs.rmSync(this.hold, { force: true });
+    fs.rmSync(`${this.hold}.waiting`, { force: true }); // left by a killed shard
+    this.kills.held++;
+    return t;
+  }
+
+  // SIGKILL to the node's process group (supervisor, router, shards).
+  killGroup(node) {
     try { process.kill(-node.proc.pid, 'SIGKILL'); } catch {}
+  }
+
+  // Resolves when the killed tree's every process is gone.
+  async reaped(node, pids) {
     await node.exited;
     await waitFor(() => pids.every(gone), { timeout: 20000, interval: 5, what: 'the killed tree to be gone' });
     node.checkSanitizers();
   }
 
-  async treeRound() {
+  async treeRound(held) {
     const old = this.node;
-    this.node = null; // the writers wait: the next node listens on another port
-    let t0 = performance.now();
-    await this.killTree(old);
+    const pids = [old.proc.pid, ...old.children().map((c) => c.pid)];
+    const fire = () => {
+      this.killGroup(old);
+      this.node = null; // the writers wait: the next node listens on another port
+    };
+    if (held) await this.holdSyncs();
+    let t0 = held ? this.killHeld(fire) : await this.armKill(fire);
+    await this.reaped(old, pids);
     if (this.rand() < this.o.earlyShare) {
       // killed again while starting: RocksDB recovery, shard spawn or the router's start cut short (the restart
       // time is from this second kill)
       this.kills.early++;
       const early = await this.start({ ready: false });
       await sleep(this.rand() * 300);
+      const kids = early.children().map((c) => c.pid);
       t0 = performance.now();
-      await this.killTree(early);
+      this.killGroup(early);
+      await this.reaped(early, [early.proc.pid, ...kids]);
     }
     this.node = await this.start();
     this.restartMs.tree.push(performance.now() - t0);
     this.kills.tree++;
   }
 
-  async shardRound() {
+  async shardRound(held) {
     const id = Math.floor(this.rand() * this.o.shards);
     const victim = await waitFor(async () => {
       const s = (await this.node.shards()).find((x) => x.id === id);
       return s.state === 'up' && s.pid > 0 ? s : null;
     }, { timeout: 30000, what: `shard ${id} to be up before its kill` });
-    const t0 = performance.now();
-    process.kill(victim.pid, 'SIGKILL');
+    const fire = () => process.kill(victim.pid, 'SIGKILL');
+    if (held) await this.holdSyncs(); // (after the admin request above: a held shard answers no stats)
+    const t0 = held ? this.killHeld(fire) : await this.armKill(fire);
     await waitFor(async () => {
       const s = (await this.node.shards()).find((x) => x.id === victim.id);
       return s.state === 'up' && s.pid > 0 && s.pid !== victim.pid;
@@ -558,8 +632,9 @@ export class Chaos {
         const mark = this.totalAcked();
         await waitFor(() => this.totalAcked() > mark, { timeout: 30000, what: `writes acknowledged in round ${this.round}` });
         await sleep(this.rand() * this.o.maxDelayMs);
-        if (this.rand() < this.o.shardShare) await this.shardRound();
-        else await this.treeRound();
+        const held = this.rand() < this.o.heldShare && this.shim !== null;
+        if (this.rand() < this.o.shardShare) await this.shardRound(held);
+        else await this.treeRound(held);
         await this.verify(this.round % this.o.fullEvery === 0);
         if (this.o.log && (this.round % (this.o.logEvery ?? 50) === 0 || this.round === this.o.rounds)) this.o.log(this.summary(t0));
       }
@@ -590,6 +665,8 @@ export class Chaos {
       kills: { ...this.kills },
       acked: { ...this.acked, total: this.totalAcked() },
       attempted: this.attempted,
+      unacked: this.attempted - this.totalAcked(),
+      inflight_at_kill: { mean: round1(this.inflightAtKill.reduce((a, b) => a + b, 0) / (this.inflightAtKill.length || 1)) },
       lost: this.lost,
       unacked_present: extra,
       problems: this.problems.length,
