@@ -2,12 +2,14 @@
 // (1,000 by default), every acknowledged write checked after each round, the figures printed. Run through
 // tests/bench/chaos; build/partyd, or $PARTYD_BIN, or --bin.
 //
-//   tests/bench/chaos [--rounds 1000] [--seed 1] [--shard-share 0.5] [--early-share 0.2] [--max-delay-ms 400]
-//                     [--full-every 25] [--writers 2] [--bin PATH] [--keep]
+//   tests/bench/chaos [--rounds 1000] [--seed 1] [--shard-share 0.5] [--early-share 0.2] [--held-share 0.25]
+//                     [--max-delay-ms 400] [--max-spin-us 2000] [--full-every 25] [--writers 2] [--bin PATH] [--keep]
 //
-// A progress line (JSON) to stderr every 50 rounds; the summary, one JSON line, on stdout: rounds, kills by kind,
-// acknowledged writes by kind, lost (must be 0), writes present without an acknowledgement, problems (must be 0),
-// restart times (kill → /health 200 for the whole tree; kill → the shard up again for one shard), p50/p99/max.
+// A progress line (JSON) to stderr every 50 rounds; the summary, one JSON line, on stdout: rounds, kills by kind
+// (tree, early: a tree killed again while starting, shard, held: with the WAL syncs held), acknowledged writes by
+// kind, attempted and unacked writes, lost (must be 0), writes present without an acknowledgement, problems (must
+// be 0), restart times (kill → /health 200 for the whole tree; kill → the shard up again for one shard, and the
+// supervisor's backoff in that), p50/p99/max.
 // Exit status: 0 nothing lost and no problem; 1 otherwise (the problems are printed to stderr).
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +22,8 @@ const { values: opt } = parseArgs({
     seed: { type: 'string', default: '1' },
     'shard-share': { type: 'string', default: '0.5' },
     'early-share': { type: 'string', default: '0.2' },
+    'held-share': { type: 'string', default: '0.25' },
+    'max-spin-us': { type: 'string', default: '2000' },
     'max-delay-ms': { type: 'string', default: '400' },
     'full-every': { type: 'string', default: '25' },
     writers: { type: 'string', default: '2' },
@@ -34,6 +38,8 @@ const { summary, problems, dir } = await runChaos({
   seed: Number(opt.seed),
   shardShare: Number(opt['shard-share']),
   earlyShare: Number(opt['early-share']),
+  heldShare: Number(opt['held-share']),
+  maxSpinUs: Number(opt['max-spin-us']),
   maxDelayMs: Number(opt['max-delay-ms']),
   fullEvery: Number(opt['full-every']),
   writers: Number(opt.writers),

@@ -1,7 +1,8 @@
 // chaos.test.mjs — issue 16's standing chaos test: writers over HTTP and WebSocket to counter, chat and kv rooms
 // while partyd is SIGKILLed at random moments — the whole tree (restarted on the same data directory), sometimes
-// again while it starts, or one shard (restarted by the supervisor) — for CHAOS_ROUNDS rounds (24), and after each
-// one every acknowledged write must be there (tests/integration/chaoslib.mjs says what is checked). The run is
+// again while it starts, or one shard (restarted by the supervisor); some kills while the WAL syncs are held open —
+// for CHAOS_ROUNDS rounds (24), and after each one every acknowledged write must be there, and no process may print
+// a sanitizer report (tests/integration/chaoslib.mjs says what is checked). The run is
 // seeded (CHAOS_SEED, default 16): a failure prints the seed and the summary to repeat it with. The long run is
 // tests/bench/chaos.
 import { test } from 'node:test';
