@@ -14,7 +14,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { runChaos } from '../integration/chaoslib.mjs';
+import { Chaos } from '../integration/chaoslib.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -33,7 +33,7 @@ const { values: opt } = parseArgs({
 });
 
 const started = new Date().toISOString();
-const { summary, problems, dir } = await runChaos({
+const chaos = new Chaos({
   rounds: Number(opt.rounds),
   seed: Number(opt.seed),
   shardShare: Number(opt['shard-share']),
@@ -48,9 +48,17 @@ const { summary, problems, dir } = await runChaos({
   log: (s) => process.stderr.write(`${JSON.stringify({ progress: s.rounds, lost: s.lost, problems: s.problems, acked: s.acked.total, elapsed_s: s.elapsed_s })}\n`),
   logEvery: 50,
 });
+let failed = null;
+try {
+  await chaos.run();
+} catch (e) {
+  failed = e; // a node that would not start, a sanitizer report, a check that could not read: the figures so far
+}
+const summary = chaos.summary();
 console.log(JSON.stringify({ ...summary, started, cpus: os.cpus().length, bin: opt.bin ?? process.env.PARTYD_BIN ?? 'build/partyd' }));
-if (opt.keep) console.error(`data kept in ${dir}`);
-if (summary.lost || problems.length) {
-  console.error(problems.join('\n'));
+if (opt.keep || failed) console.error(`data in ${chaos.dir}`);
+if (failed) console.error(failed.stack);
+if (failed || summary.lost || chaos.problems.length) {
+  console.error(chaos.problems.join('\n'));
   process.exit(1);
 }

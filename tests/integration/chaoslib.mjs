@@ -169,8 +169,10 @@ export class Chaos {
     this.attempted = 0;
     this.lost = 0;
     this.problems = [];
+    this.problemCount = 0;
     this.timeouts = 0;
     this.round = 0;
+    this.completed = 0; // rounds killed, restarted and checked
     this.kills = { tree: 0, early: 0, shard: 0, held: 0 };
     this.restartMs = { tree: [], shard: [], backoff: [] };
     this.armed = null;
@@ -182,9 +184,10 @@ export class Chaos {
     return startNode({ dir: this.dir, shards: this.o.shards, config: CHAOS_CONFIG, bin: this.o.bin, env, ...opts });
   }
 
+  // Records something wrong; the first 100 are kept word for word.
   problem(text) {
+    this.problemCount++;
     if (this.problems.length < 100) this.problems.push(`round ${this.round}: ${text}`);
-    else this.problems.length++;
   }
 
   room(kind, party, name, extra) {
@@ -625,7 +628,7 @@ export class Chaos {
   // ---- the run ------------------------------------------------------------------------------------------------------
 
   async run() {
-    const t0 = Date.now();
+    this.t0 = Date.now();
     this.node = await this.start();
     const writers = [];
     for (let w = 0; w < this.o.writers; w++) {
@@ -641,7 +644,8 @@ export class Chaos {
         if (this.rand() < this.o.shardShare) await this.shardRound(held);
         else await this.treeRound(held);
         await this.verify(this.round % this.o.fullEvery === 0);
-        if (this.o.log && (this.round % (this.o.logEvery ?? 50) === 0 || this.round === this.o.rounds)) this.o.log(this.summary(t0));
+        this.completed = this.round;
+        if (this.o.log && (this.round % (this.o.logEvery ?? 50) === 0 || this.round === this.o.rounds)) this.o.log(this.summary());
       }
       this.stopped = true;
       await Promise.all(writers);
@@ -655,39 +659,32 @@ export class Chaos {
       }
       await Promise.all(writers).catch(() => {});
     }
-    const s = this.summary(t0);
+    const s = this.summary();
     if (!this.o.keep) fs.rmSync(this.dir, { recursive: true, force: true });
     return s;
   }
 
-  summary(t0) {
+  summary() {
     const stat = (a) => ({ n: a.length, p50: round1(quantile(a, 0.5)), p99: round1(quantile(a, 0.99)), max: round1(a.length ? Math.max(...a) : null) });
     const extra = Object.fromEntries(KINDS.map((k) => [k, 0]));
     for (const r of this.rooms) extra[r.kind] += r.extra ?? 0;
     return {
       seed: this.o.seed,
-      rounds: Math.min(this.round, this.o.rounds),
+      rounds: this.completed,
       kills: { ...this.kills },
       acked: { ...this.acked, total: this.totalAcked() },
       attempted: this.attempted,
       unacked: this.attempted - this.totalAcked(),
       lost: this.lost,
       unacked_present: extra,
-      problems: this.problems.length,
+      problems: this.problemCount,
       restart_ms: { tree: stat(this.restartMs.tree), shard: stat(this.restartMs.shard), shard_backoff: stat(this.restartMs.backoff) },
       rooms: this.rooms.length,
-      elapsed_s: Math.round((Date.now() - t0) / 1000),
+      elapsed_s: Math.round((Date.now() - this.t0) / 1000),
     };
   }
 }
 
 function round1(x) {
   return x == null ? null : Math.round(x * 10) / 10;
-}
-
-// Runs the driver; resolves {summary, problems}.
-export async function runChaos(opts) {
-  const c = new Chaos(opts);
-  const summary = await c.run();
-  return { summary, problems: c.problems, dir: c.dir };
 }
