@@ -495,8 +495,12 @@ export class Chaos {
       } else {
         const keys = new Set(stored.keys());
         for (const [t, tx] of room.txs) {
-          const here = ['a', 'b', 'c'].filter((k) => stored.get(`${t}/${k}`) === tx.value).length;
-          for (const k of ['a', 'b', 'c']) keys.delete(`${t}/${k}`);
+          const here = ['a', 'b', 'c'].filter((k) => stored.has(`${t}/${k}`)).length;
+          for (const k of ['a', 'b', 'c']) {
+            const v = stored.get(`${t}/${k}`);
+            if (v !== undefined && v !== tx.value) this.problem(`${room.name}: ${t}/${k} holds ${JSON.stringify(v)}, not ${tx.value}`);
+            keys.delete(`${t}/${k}`);
+          }
           if (here !== 0 && here !== 3) this.problem(`${room.name}: transaction ${t} is half there (${here} of 3 keys)`);
           if (tx.acked && here !== 3) {
             this.lost++;
