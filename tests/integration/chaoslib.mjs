@@ -96,8 +96,8 @@ function request(port, method, path, body, onSent) {
   });
 }
 
-// A WebSocket whose JSON messages queue until taken; next() takes the first one matching, or null when the socket
-// closed (or after `ms`) first.
+// A WebSocket whose JSON messages queue until taken; next() takes the first one matching — or is null when the
+// socket closed first, undefined when `ms` passed with it open.
 class Sock {
   constructor(ws) {
     this.ws = ws;
