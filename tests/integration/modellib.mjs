@@ -3,7 +3,7 @@
 // A real partyd runs the test party tests/modules/model.c, which executes the storage operations a POST names and
 // answers what each returned. This file keeps an in-memory model of one room's sorted key-value store and alarm with
 // exactly party.h's semantics, generates random steps (one POST each: gets, puts, deletes, the _many batches, lists
-// with prefix/start/end/limit/reverse, delete-all, transactions nested and made to fail, alarm set/get/delete, an
+// with prefix/start/end/limit/reverse (and one whose callback writes), delete-all, transactions nested and made to fail, alarm set/get/delete, an
 // alarm due now, an admin DELETE of the room) and checks every answer against the model. Between steps, at random,
 // it injects a fault: an admin evict, hibernation (a WebSocket stays open while the room leaves memory), a SIGKILL of
 // the shard or of the whole node (then a restart on the same data directory), or a failed commit
@@ -133,6 +133,23 @@ class Model {
         if (limit) keys = keys.slice(0, limit);
         return [`ok ${keys.length}`, ...keys.map((k) => `${hexOut(k)}=${hexOut(this.kv.get(k))}`)].join(' ');
       }
+      case 'listw': {
+        // the listing sees its own writes past the current key: walk the live store, one key at a time
+        const { prefix, start, end, limit, reverse } = o;
+        if ([prefix, start, end].some((x) => x !== null && x.length / 2 > KEY_MAX)) return err(EINVAL);
+        const inRange = (k) => (prefix === null || k.startsWith(prefix)) && (start === null || k >= start) && (end === null || k < end);
+        const items = [];
+        let cur = null;
+        while (!limit || items.length < limit) {
+          const keys = this.sorted().filter(inRange);
+          const k = reverse ? keys.reverse().find((x) => cur === null || x < cur) : keys.find((x) => cur === null || x > cur);
+          if (k === undefined) break;
+          items.push(`${hexOut(k)}=${hexOut(this.kv.get(k))}`);
+          if (k.length === 2) this.kv.set(`${k}00`, '77');
+          cur = k;
+        }
+        return [`ok ${items.length}`, ...items].join(' ');
+      }
       case 'delall': {
         const n = this.kv.size;
         this.kv.clear();
@@ -160,7 +177,7 @@ function serialize(ops, lines = []) {
       case 'put': lines.push(`put ${word(o.k)} ${word(o.v)}`); break;
       case 'getm': case 'delm': lines.push([o.op, ...o.ks.map(word)].join(' ')); break;
       case 'putm': lines.push(['putm', ...o.kvs.flat().map(word)].join(' ')); break;
-      case 'list': lines.push(`list ${word(o.prefix)} ${word(o.start)} ${word(o.end)} ${o.limit} ${o.reverse ? 1 : 0}`); break;
+      case 'list': case 'listw': lines.push(`${o.op} ${word(o.prefix)} ${word(o.start)} ${word(o.end)} ${o.limit} ${o.reverse ? 1 : 0}`); break;
       case 'aset': lines.push(`aset ${o.at}`); break;
       default: lines.push(o.op);
     }
@@ -190,7 +207,6 @@ function genValue(r) {
   return v;
 }
 
-const writes = (ops) => ops.some((o) => (o.tx ? writes(o.tx) : ['put', 'del', 'putm', 'delm', 'delall', 'aset', 'adel'].includes(o.op)));
 const alarmWrites = (ops) => ops.some((o) => (o.tx ? alarmWrites(o.tx) : o.op === 'aset' || o.op === 'adel'));
 const committedTx = (ops) => ops.some((o) => o.tx && !o.abort);
 
@@ -213,7 +229,7 @@ function genOp(r, now, depth, inTx) {
   if (w < 0.68) return { op: 'delm', ks: Array.from({ length: r.int(6) }, () => genKey(r)) };
   if (w < 0.80) {
     const maybe = (p) => (r.chance(p) ? genKey(r) || null : null);
-    return { op: 'list', prefix: maybe(0.3), start: maybe(0.3), end: maybe(0.3), limit: r.chance(0.4) ? 1 + r.int(5) : 0, reverse: r.chance(0.5) };
+    return { op: r.chance(0.25) ? 'listw' : 'list', prefix: maybe(0.3), start: maybe(0.3), end: maybe(0.3), limit: r.chance(0.4) ? 1 + r.int(5) : 0, reverse: r.chance(0.5) };
   }
   if (w < 0.82) return { op: 'delall' };
   // the alarm: far ahead (it never comes due during a run), or rarely now (then the step waits for on_alarm)

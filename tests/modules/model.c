@@ -13,6 +13,8 @@
  *   putm K V K V...            → ok 0
  *   delm K...                  → ok N
  *   list P S E LIMIT REV       → ok N K=V K=V ...      (P, S, E: "-" for NULL; REV 0 or 1)
+ *   listw P S E LIMIT REV      → as list, and for each 1-byte key listed the callback puts KEY 00 = 77 (a listing
+ *                                 sees its own writes past the current key, party.h says)
  *   delall                     → ok N
  *   aset MS | aget | adel      → ok 0 | ok MS / err -2 | ok 0
  *   begin ... commit|abort     → the inner lines' answers, then "tx R" with the transaction's value (0 or 1); a
@@ -121,9 +123,20 @@ static size_t split(char *line, char **w, size_t cap)
     return n;
 }
 
+typedef struct st_listing_t {
+    party_room_t *room;
+    out_t *out;
+    int write;
+} listing_t;
+
 static int list_cb(void *arg, const void *key, size_t key_len, const void *value, size_t value_len)
 {
-    out_t *o = arg;
+    listing_t *l = arg;
+    out_t *o = l->out;
+    if (l->write && key_len == 1) {
+        char k[2] = {*(const char *)key, 0};
+        party_storage_put(l->room, k, 2, "\x77", 1);
+    }
     out_str(o, " ");
     out_hex(o, key, key_len);
     out_str(o, "=");
@@ -200,7 +213,7 @@ static void op(party_room_t *room, char **w, size_t n, out_t *o)
         long k = parse_kvs(w + 1, n - 1, kvs, 0);
         if (k >= 0)
             r = party_storage_delete_many(room, kvs, (size_t)k);
-    } else if (strcmp(name, "list") == 0 && n == 6) {
+    } else if ((strcmp(name, "list") == 0 || strcmp(name, "listw") == 0) && n == 6) {
         party_list_t l = {.limit = strtoul(w[4], NULL, 10), .reverse = atoi(w[5])};
         long pl = strcmp(w[1], "-") ? unhex(w[1]) : 0, sl = strcmp(w[2], "-") ? unhex(w[2]) : 0,
              el = strcmp(w[3], "-") ? unhex(w[3]) : 0;
@@ -210,7 +223,8 @@ static void op(party_room_t *room, char **w, size_t n, out_t *o)
             l.end = strcmp(w[3], "-") ? w[3] : NULL, l.end_len = (size_t)el;
             out_t items = {0};
             out_str(&items, "");
-            if ((r = party_storage_list(room, &l, list_cb, &items)) >= 0) {
+            listing_t li = {room, &items, name[4] == 'w'};
+            if ((r = party_storage_list(room, &l, list_cb, &li)) >= 0) {
                 out_fmt(o, "ok %ld", r);
                 out_str(o, items.buf);
                 out_str(o, "\n");
