@@ -269,7 +269,7 @@ const void *party_request_body(const party_request_t *req, size_t *len);
 /* Adds a response header (copied) before party_respond. Returns 0, -EINVAL (bad name or value), -EALREADY. */
 int party_response_header(party_request_t *req, const char *name, const char *value);
 /* Answers the request: status 100–599, a content type (NULL: none) and a body (copied). Exactly once per request;
- * after it returns `req` is gone. Only for requests given to on_request (not the upgrade request of on_connect).
+ * after it returns `req` is gone. Only for requests given to on_request (the upgrade request of on_connect: -EALREADY).
  * Returns 0, -EINVAL, -EALREADY. */
 int party_respond(party_request_t *req, int status, const char *content_type, const void *body, size_t len);
 

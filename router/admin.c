@@ -164,7 +164,8 @@ void admin_on_reply(int shard, const proto_msg_t *msg)
         if (i == c->num || c->status[i] != 0)
             return;
         c->status[i] = msg->status;
-        c->result[i] = json_loadb(msg->data.base, msg->data.len, 0, NULL);
+        /* JSON_ALLOW_NUL: a room's key may hold a NUL byte, which the shard writes as \u0000 */
+        c->result[i] = json_loadb(msg->data.base, msg->data.len, JSON_ALLOW_NUL, NULL);
         if (--c->waiting == 0)
             call_finish(c);
         return;
