@@ -3,11 +3,8 @@
 // on_close, on_error, on_request and on_alarm, and a connection pointer kept across callbacks. Each call either works
 // as party.h documents or returns the error it documents for that case; under ASan any sanitizer report fails it.
 //
-// Known bugs another branch fixes (issue 17): the checks are written, and skipped until the fix merges (remove the
-// name from KNOWN then). MODEL_CHECKS=all, or a comma list of names, runs them.
-//  - stopFetch (shard17a, item 13): party_fetch from on_stop is a use-after-free; it must be refused.
-//  - evictKept (shard17a, item 14): an operator evict frees the room's connections before on_stop, where party.h
-//    says their pointers are still valid.
+// Two of these found bugs of issue 17 before they were fixed: party_fetch from on_stop was a use-after-free (item 13),
+// and an operator evict freed the room's connections before on_stop (item 14).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -15,8 +12,6 @@ import path from 'node:path';
 import { BIN, Client, startNode, tmpDir, waitFor } from './lib.mjs';
 
 const MOD = path.join(path.dirname(BIN), 'tests', 'modules', 'misuse.so');
-const checks = (process.env.MODEL_CHECKS ?? '').split(',');
-const KNOWN = ['stopFetch', 'evictKept'].filter((k) => !checks.includes('all') && !checks.includes(k));
 const EINVAL = -22, ENOENT = -2, ENOTCONN = -107, EBUSY = -16, EALREADY = -114;
 
 // What party.h documents, per callback: call → the return value (an array: any of them).
@@ -103,8 +98,7 @@ test('connection pointers stay valid until on_stop when the room hibernates', { 
   assert.equal(code, 0);
 });
 
-test('an operator evict: connection pointers valid in on_stop (known bug: evictKept)', { timeout: 60000,
-  skip: KNOWN.includes('evictKept') && 'evictKept: shard17a fixes it' }, async () => {
+test('an operator evict: connection pointers valid in on_stop', { timeout: 60000 }, async () => {
   const dir = tmpDir();
   const log = path.join(dir, 'calls.log');
   const node = await startNode({ dir, shards: 1, config: { parties: { misuse: { module: MOD, vars: { log } } } } });
@@ -117,8 +111,7 @@ test('an operator evict: connection pointers valid in on_stop (known bug: evictK
   assert.equal(code, 0);
 });
 
-test('party_fetch from on_stop is refused (known bug: stopFetch)', { timeout: 60000,
-  skip: KNOWN.includes('stopFetch') && 'stopFetch: shard17a fixes it' }, async () => {
+test('party_fetch from on_stop is refused', { timeout: 60000 }, async () => {
   const dir = tmpDir();
   const log = path.join(dir, 'calls.log');
   const node = await startNode({ dir, shards: 1, config: {
