@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "shard.h"
+#include "slots.h"
 
 /* ---- the recorder standing in for shard.c ---- */
 
@@ -115,6 +116,8 @@ static struct {
     unsigned starts, stops, alarms;
     unsigned alarm_failures_left;
     uint64_t alarm_times[16];
+    int alarm_get;       /* party_alarm_get's answer after a failed transaction (PATCH, DELETE) */
+    uint64_t alarm_get_at;
 } seen;
 
 static int t_on_start(party_room_t *room)
@@ -143,10 +146,30 @@ static int t_on_alarm(party_room_t *room)
     return 0;
 }
 
-/* GET: answers 200; POST: writes a key then answers; PUT ?alarm: sets the alarm 1 ms ahead. */
+static int txn_set_alarm_and_fail(party_room_t *room, void *arg)
+{
+    (void)arg;
+    party_storage_put(room, "t", 1, "x", 1);
+    party_alarm_set(room, party_now_ms() + 1);
+    return -1;
+}
+
+static int txn_delete_alarm_and_fail(party_room_t *room, void *arg)
+{
+    (void)arg;
+    party_alarm_delete(room);
+    return -1;
+}
+
+/* GET: answers 200; POST: writes a key then answers; PUT ?alarm: sets the alarm 1 ms ahead; PATCH: a transaction
+ * that sets the alarm, then fails; DELETE: one that deletes it, then fails (both note party_alarm_get after). */
 static void t_on_request(party_room_t *room, party_request_t *req)
 {
     const char *m = party_request_method(req);
+    if (strcmp(m, "PATCH") == 0 || strcmp(m, "DELETE") == 0) {
+        party_storage_transaction(room, m[0] == 'P' ? txn_set_alarm_and_fail : txn_delete_alarm_and_fail, NULL);
+        seen.alarm_get = party_alarm_get(room, &seen.alarm_get_at);
+    }
     if (strcmp(m, "POST") == 0)
         party_storage_put(room, "k", 1, "v", 1);
     if (strcmp(m, "PUT") == 0)
@@ -315,6 +338,54 @@ static void test_alarm_given_up_after_six_tries(void **state)
     assert_int_equal(seen.alarms, 6);
 }
 
+/* Issue 17 item 6: a failed transaction puts the alarm back in memory as in storage. */
+static void test_alarm_rolled_back_with_its_transaction(void **state)
+{
+    (void)state;
+    request(1, "PATCH", "tx"); /* set inside a failed transaction: there is none */
+    assert_int_equal(seen.alarm_get, -ENOENT);
+    end_pass();
+    request(2, "PUT", "tx"); /* an alarm 1 ms ahead */
+    uint64_t at = party_now_ms() + 1;
+    end_pass();
+    request(3, "DELETE", "tx"); /* deleted inside a failed transaction: still there */
+    assert_int_equal(seen.alarm_get, 0);
+    assert_true(seen.alarm_get_at == at);
+    end_pass();
+    run_for(20);
+    assert_int_equal(seen.alarms, 1); /* and it fires, once */
+}
+
+/* Issue 17 item 12: 64 due alarms, all in frozen slots (rooms moving away), then one in a slot that is not: a check
+ * fires that one at once and does not ask to be woken again at once (it spun at 100 % CPU before). */
+static void test_frozen_due_alarms_do_not_spin(void **state)
+{
+    (void)state;
+    char name[32];
+    uint16_t frozen[64];
+    for (int i = 0; i < 64; ++i) {
+        snprintf(name, sizeof(name), "frozen-%d", i);
+        request((uint64_t)i + 1, "PUT", name);
+        frozen[i] = slots_of_room("t", 1, name, strlen(name));
+        rooms_slot_freeze(frozen[i], 1);
+        end_pass();
+        advance_ms(1);
+    }
+    const char *moving_not = "still-here";
+    for (int i = 0; i < 64; ++i)
+        assert_true(frozen[i] != slots_of_room("t", 1, moving_not, strlen(moving_not))); /* it shares no slot */
+    request(100, "PUT", moving_not);
+    end_pass();
+    advance_ms(50);
+    rooms_fire_alarms();
+    end_pass();
+    assert_int_equal(seen.alarms, 1);
+    assert_true(wake_at > party_now_ms());
+    rooms_fire_alarms();
+    end_pass();
+    assert_int_equal(seen.alarms, 1);
+}
+
 static void test_alarm_survives_eviction(void **state)
 {
     (void)state;
@@ -413,6 +484,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alarm_wakes_the_shard_when_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_given_up_after_six_tries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_survives_eviction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alarm_rolled_back_with_its_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frozen_due_alarms_do_not_spin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_resets_the_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_room_that_wrote_stays_gated_for_the_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rooms_in_memory_evicts_the_least_recently_used, setup, teardown),
