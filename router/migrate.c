@@ -253,10 +253,17 @@ static void flip_batch(void)
         fail(why);
         return;
     }
+    /* the destination may fire the slot's alarms from now on; the source deletes its copy. Either frame lost (a
+     * restart of the shard or of this router) is made up for by the "owned" every router sends a shard whose link
+     * comes up (shards.c) */
     for (size_t i = 0; i < mig.batch_n; ++i) {
         mig_move_t *m = &mig.batch[i];
         mig.frozen[m->slot] = 0;
-        link_t *src = shards_link(m->src);
+        link_t *src = shards_link(m->src), *dst = shards_link(m->dst);
+        if (dst != NULL) {
+            proto_msg_t f = {.type = PROTO_SLOT, .id = ++router.next_rid, .method = PROTO_STR("adopt"), .slot = m->slot};
+            link_emit(dst, &f);
+        }
         if (src != NULL) {
             proto_msg_t f = {.type = PROTO_SLOT, .id = ++router.next_rid, .method = PROTO_STR("drop"), .slot = m->slot};
             link_emit(src, &f);

@@ -98,8 +98,8 @@ static int fire_alarm(const unsigned char *idx, size_t idx_len)
     size_t key_len = prefix_len >= 4 ? (size_t)prefix[2] << 8 | prefix[3] : 0;
     const char *key = (const char *)prefix + 4;
     const char *sep = key_len != 0 ? memchr(key, '/', key_len) : NULL;
-    if (prefix_len >= 2 && rooms.frozen[prefix[0] << 8 | prefix[1]])
-        return 1; /* the room is moving: its new shard fires it */
+    if (prefix_len >= 2 && !rooms_slot_fires((uint16_t)(prefix[0] << 8 | prefix[1])))
+        return 1; /* the room is moving away (its new shard fires it), or in, or this shard does not know yet */
     /* this index entry is done with, whatever happens next (a retry writes a new one) */
     store_delete(rooms.store, idx, idx_len);
     if (key_len + 4 != prefix_len || sep == NULL) {

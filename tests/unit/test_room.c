@@ -217,6 +217,7 @@ static int setup(void **state)
         return -1;
     rooms_set_clock(fake_mono_ms, fake_wall_ms);
     rooms_init(&conf, store);
+    rooms_slots_owned(NULL);
     return 0;
 }
 
