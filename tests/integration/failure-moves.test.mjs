@@ -134,6 +134,31 @@ test('a "drop" lost with its source (killed while the router wrote the flip): th
     assert.equal(code, 0);
   });
 
+// Issue 17 item 11: the destination indexed a room's alarm as soon as its key arrived, and a room's alarm key sorts
+// before its data: an alarm that came due during the freeze ran on the first chunk's keys. Here the destination is
+// stopped while the first batch is on its way and the alarms come due meanwhile.
+test('an alarm due while its room moves runs once, on all its data, on its new shard', T, async (t) => {
+  const { node, log, stopped } = await start(t, { shards: 2 });
+  const rooms = await roomsInLowSlots(node, 10, 48, 'due-');
+  await fill(node, rooms);
+  const due = Date.now() + 2500;
+  await setAlarms(node, rooms, due, 0);
+  const adding = node.admin('/admin/shards', { method: 'POST' }).catch((e) => ({ status: 0, error: e }));
+  await waitFor(async () => (await node.admin('/admin/node')).body.migration?.phase === 'moving',
+    { interval: 2, timeout: 30000, what: 'the move to start' });
+  const dst = (await node.shards()).find((s) => s.id === 2).pid;
+  process.kill(dst, 'SIGSTOP');
+  stopped.add(dst);
+  await waitFor(() => Date.now() > due + 500, { timeout: 30000, what: 'the alarms to come due' });
+  process.kill(dst, 'SIGCONT');
+  stopped.delete(dst);
+  assert.equal((await adding).status, 200);
+  await recovered(node, 3);
+  await checkProperties(node, rooms, log, []);
+  const { code } = await node.stop();
+  assert.equal(code, 0);
+});
+
 // Each round: a node of two shards adds a third; rooms with several chunks of data and alarms due during the move; one
 // process (source, destination or router) is killed or stopped for a while at a step of the move (while slots are
 // exported, or once the first batch flipped); then the node recovers on its own and the properties hold.
