@@ -242,6 +242,14 @@ static void test_frames(void **state)
     shard_recv(&m);
     assert_int_equal(m.type, PROTO_HELLO);
     assert_int_equal(m.role, PROTO_ROLE_ROUTER);
+    /* then which slots the shard owns (all of them: it is the only one) */
+    shard_recv(&m);
+    assert_int_equal(m.type, PROTO_SLOT);
+    assert_int_equal(m.method.len, 5);
+    assert_memory_equal(m.method.base, "owned", 5);
+    assert_int_equal(m.data.len, SLOTS_COUNT / 8);
+    for (size_t i = 0; i < SLOTS_COUNT / 8; ++i)
+        assert_int_equal((unsigned char)m.data.base[i], 0xff);
     proto_msg_t hello = {.type = PROTO_HELLO, .version = PROTO_VERSION, .role = PROTO_ROLE_SHARD, .shard = 0, .pid = 4242};
     shard_send(&hello);
     for (int i = 0; i < 100 && !shards_all_up(); ++i)
