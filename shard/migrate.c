@@ -24,10 +24,11 @@
  *
  * A new router (after a restart) unfreezes everything: a move in flight is its predecessor's, and starts over.
  *
- * An export waits for the pass's writes to be committed when there are any: it reads the store, which includes the
- * uncommitted batch, and a batch whose commit then failed would have shipped writes that were answered 500.
+ * An export waits for the pass's commit when a room of the slot wrote in this pass: it reads the store, which includes
+ * the uncommitted batch, and a batch whose commit then failed would have shipped writes that were answered 500.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "room_int.h"
@@ -167,18 +168,6 @@ long rooms_slot_drop(uint16_t slot)
     return n;
 }
 
-/* Whether the slot holds any key here. */
-static int slot_has_keys(uint16_t slot)
-{
-    unsigned char lo[2], hi[2];
-    keys_slot_range(slot, lo, hi);
-    store_entry_t e;
-    long n = store_scan_keys(rooms.store, lo, 2, hi, 2, &e, 1);
-    if (n > 0)
-        store_entries_free(&e, 1);
-    return n != 0; /* (an error: try the clear, which reports it) */
-}
-
 /* ---- the SLOT frames ---- */
 
 static uint64_t import_rid[SLOTS_COUNT]; /* the move each slot's import belongs to */
@@ -204,6 +193,17 @@ static void on_chunk(void *arg, base_buf_t *chunk, int last)
 {
     export_t *x = arg;
     reply(x->rid, "chunk", x->slot, last, 200, proto_str(base_buf_head(chunk), base_buf_len(chunk)));
+}
+
+/* Whether a room of the slot wrote in this pass: its writes are in the uncommitted batch. (Only those matter: the
+ * previous batch's "drop", which comes in the same pass as the next export, must not make every export wait for a
+ * sync.) */
+static int slot_wrote_this_pass(uint16_t slot)
+{
+    for (party_room_t *r = rooms.by_slot[slot]; r != NULL; r = r->slot_next)
+        if (r->gated_pass == shard_pass() + 1)
+            return 1;
+    return 0;
 }
 
 static void export_now(uint64_t rid, uint16_t slot)
@@ -238,15 +238,36 @@ static void on_owned(proto_str_t bitmap)
     }
     rooms_slots_unfreeze_all();
     own.num_exports = 0;
+    /* one pass over the slots' keys, jumping from each slot found to the next one: the slots that hold keys here */
+    uint16_t *stale = xmalloc(SLOTS_COUNT * sizeof(*stale));
     size_t cleared = 0;
-    for (size_t s = 0; s < SLOTS_COUNT; ++s) {
-        if (((unsigned char)bitmap.base[s / 8] >> (s % 8) & 1) || !slot_has_keys((uint16_t)s))
+    unsigned char lo[2], hi[2], unused[2];
+    keys_slot_range(0, lo, unused);
+    keys_slot_range(SLOTS_COUNT - 1, unused, hi);
+    store_iter_t *it = store_iter_open(rooms.store, lo, 2, hi, 2, 0);
+    while (store_iter_valid(it)) {
+        size_t kl;
+        const unsigned char *k = (const unsigned char *)store_iter_key(it, &kl);
+        if (kl < 2) {
+            store_iter_next(it);
             continue;
-        rooms_slot_evict((uint16_t)s);
-        if (slot_clear((uint16_t)s) < 0)
-            log_error("slot %zu: cannot delete the stale copy held here", s);
-        ++cleared;
+        }
+        uint16_t slot = (uint16_t)(k[0] << 8 | k[1]);
+        if (!((unsigned char)bitmap.base[slot / 8] >> (slot % 8) & 1))
+            stale[cleared++] = slot;
+        if (slot + 1 >= SLOTS_COUNT)
+            break;
+        keys_slot_range((uint16_t)(slot + 1), lo, unused);
+        store_iter_seek(it, lo, 2);
     }
+    if (store_iter_close(it) != 0)
+        log_error("cannot list the slots held here; stale copies stay until the next router");
+    for (size_t i = 0; i < cleared; ++i) {
+        rooms_slot_evict(stale[i]);
+        if (slot_clear(stale[i]) < 0)
+            log_error("slot %u: cannot delete the stale copy held here", stale[i]);
+    }
+    free(stale);
     if (cleared != 0)
         log_info("deleted the stale data of %zu slots that are not this shard's (a move finished or abandoned)", cleared);
     rooms_slots_owned((const uint8_t *)bitmap.base);
@@ -263,9 +284,10 @@ void shard_slot(const proto_msg_t *msg)
     if (OP("owned")) {
         on_owned(msg->data);
     } else if (OP("export")) {
+        int wrote = slot_wrote_this_pass(slot);
         rooms_slot_freeze(slot, 1);
         rooms_slot_evict(slot);
-        if (store_pending(rooms.store) == 0) {
+        if (!wrote) {
             export_now(msg->id, slot);
         } else {
             if (own.num_exports == own.cap_exports) {
