@@ -191,8 +191,8 @@ void rooms_fire_alarms(void)
     store_entry_t due[ALARMS_PER_TICK];
     rooms.alarms_from = UINT64_MAX; /* every entry before `hi` is scanned below (or further, if the cap is hit) */
     rooms.alarms_checking = 1;
-    uint64_t left = UINT64_MAX;      /* the earliest entry left in place */
-    uint64_t last = UINT64_MAX;      /* at the cap: the last one fired */
+    uint64_t left = UINT64_MAX; /* the earliest entry left in place */
+    uint64_t last = UINT64_MAX; /* at the cap: the last one fired */
     long fired = 0, n, scans = 0;
     int failed = 0;
     /* Entries left in place (their slots are frozen) do not count towards the cap: with 64 of them first, a scan of

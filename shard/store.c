@@ -413,7 +413,7 @@ static void sp_mark(store_t *s, size_t i, int released)
     if (released)
         s->released[i / 8] |= (uint8_t)(1u << (i % 8));
     else
-        s->released[i / 8] &= (uint8_t)~(1u << (i % 8));
+        s->released[i / 8] &= (uint8_t) ~(1u << (i % 8));
 }
 
 void store_savepoint(store_t *s)

@@ -116,7 +116,7 @@ static struct {
     unsigned starts, stops, alarms;
     unsigned alarm_failures_left;
     uint64_t alarm_times[16];
-    int alarm_get;       /* party_alarm_get's answer after a failed transaction (PATCH, DELETE) */
+    int alarm_get; /* party_alarm_get's answer after a failed transaction (PATCH, DELETE) */
     uint64_t alarm_get_at;
 } seen;
 
