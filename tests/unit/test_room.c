@@ -25,8 +25,9 @@
 typedef struct st_frame_t {
     proto_type_t type;
     uint64_t id;
-    int status, code;
+    int status, code, last;
     char data[256];
+    size_t data_len; /* the whole length, even when data[] holds less */
 } frame_t;
 
 static frame_t frames[256];
@@ -43,6 +44,8 @@ int shard_emit(const proto_msg_t *m)
         f->id = m->id;
         f->status = m->status;
         f->code = m->code;
+        f->last = m->last;
+        f->data_len = m->data.len;
         size_t n = m->data.len < sizeof(f->data) - 1 ? m->data.len : sizeof(f->data) - 1;
         memcpy(f->data, m->data.base, n);
         f->data[n] = '\0';
@@ -387,6 +390,40 @@ static void test_frozen_due_alarms_do_not_spin(void **state)
     assert_int_equal(seen.alarms, 1);
 }
 
+/* Issue 17 item 8: an export in the pass a room of its slot wrote in waits for the commit, so a commit that fails
+ * ships nothing of those writes (the clients were answered 500 for them). */
+static void test_export_ships_only_committed_writes(void **state)
+{
+    (void)state;
+    uint16_t slot = slots_of_room("t", 1, "ex", 2);
+    for (int fail = 1; fail >= 0; --fail) {
+        request(1, "POST", "ex"); /* writes a key in this pass */
+        size_t before = num_frames;
+        proto_msg_t m = {.type = PROTO_SLOT, .id = 77, .method = PROTO_STR("export"), .slot = slot};
+        shard_slot(&m);
+        assert_int_equal(num_frames, before); /* not from the uncommitted batch */
+        if (fail) {
+            store_discard(store); /* the commit failed */
+        } else {
+            char err[256];
+            assert_int_equal(store_commit(store, err, sizeof(err)), 0);
+        }
+        shard_slots_after_commit();
+        rooms_on_committed();
+        ++pass;
+        const frame_t *chunk = find_frame(PROTO_SLOT_REPLY, 77);
+        assert_non_null(chunk);
+        assert_int_equal(chunk->status, 200);
+        assert_int_equal(chunk->last, 1);
+        if (fail)
+            assert_int_equal(chunk->data_len, 0); /* the slot held nothing committed */
+        else
+            assert_true(chunk->data_len > 0);
+        num_frames = 0;
+        rooms_slot_freeze(slot, 0);
+    }
+}
+
 static void test_alarm_survives_eviction(void **state)
 {
     (void)state;
@@ -487,6 +524,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alarm_survives_eviction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_rolled_back_with_its_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frozen_due_alarms_do_not_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_ships_only_committed_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_resets_the_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_room_that_wrote_stays_gated_for_the_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rooms_in_memory_evicts_the_least_recently_used, setup, teardown),
