@@ -298,6 +298,39 @@ static void test_frames(void **state)
     assert_true(peer_empty(pb));
     assert_true(peer_empty(pa));
 
+    /* a BROADCAST to main/r1 from another shard (a stale copy of the room on its old shard) reaches no socket */
+    int sv1[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv1), 0);
+    router.backing_up = 1; /* (keeps the router from moving slots to the new shard meanwhile) */
+    shards_on_up(1, 4243, 0, sv1[0]);
+    proto_msg_t hello1 = {.type = PROTO_HELLO, .version = PROTO_VERSION, .role = PROTO_ROLE_SHARD, .shard = 1, .pid = 4243};
+    proto_msg_t stale = {.type = PROTO_BROADCAST, .party = PROTO_STR("main"), .room = PROTO_STR("r1"), .data = PROTO_STR("no")};
+    base_buf_t b1;
+    base_buf_init(&b1);
+    assert_int_equal(proto_encode(&b1, &hello1, 1 << 20), 0);
+    assert_int_equal(proto_encode(&b1, &stale, 1 << 20), 0);
+    assert_int_equal(write(sv1[1], base_buf_head(&b1), base_buf_len(&b1)), (ssize_t)base_buf_len(&b1));
+    base_buf_dispose(&b1);
+    for (int i = 0; i < 100 && router.shards[1].state != SHARD_UP; ++i)
+        pass();
+    assert_int_equal(router.shards[1].state, SHARD_UP);
+    for (int i = 0; i < 5; ++i)
+        pass();
+    proto_msg_t fence = {.type = PROTO_BROADCAST,
+                         .party = PROTO_STR("main"),
+                         .room = PROTO_STR("r1"),
+                         .data = PROTO_STR("ok"),
+                         .except = except,
+                         .num_except = 1};
+    shard_send(&fence);
+    peer_read(pa, got, 4);
+    assert_memory_equal(got, "\x81\x02ok", 4);
+    assert_true(peer_empty(pa));
+    close(sv1[1]);
+    for (int i = 0; i < 100 && shards_link(1) != NULL; ++i)
+        pass();
+    router.backing_up = 0;
+
     /* a client's message reaches the shard as MESSAGE with its cid */
     static const uint8_t masked[] = {0x81, 0x83, 0, 0, 0, 0, 'y', 'o', '!'};
     assert_int_equal(write(pb, masked, sizeof(masked)), (ssize_t)sizeof(masked));
