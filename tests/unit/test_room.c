@@ -47,7 +47,8 @@ int shard_emit(const proto_msg_t *m)
         f->last = m->last;
         f->data_len = m->data.len;
         size_t n = m->data.len < sizeof(f->data) - 1 ? m->data.len : sizeof(f->data) - 1;
-        memcpy(f->data, m->data.base, n);
+        if (n != 0) /* (an empty chunk's base is NULL) */
+            memcpy(f->data, m->data.base, n);
         f->data[n] = '\0';
     }
     return 0;
