@@ -16,9 +16,11 @@
  *      unfreeze here and the source drops its copy
  *
  * A crash at any step leaves exactly one owner: until the table file says otherwise the source owns the slot and
- * still has its data (it deletes it only after the flip); a destination's partial copy is cleared by the next move; a
- * source's frozen slots unfreeze when the router that froze them goes away. The next router to see every shard up
- * finishes the move (migrate_reconcile). Retiring a drained shard happens only after its last slot flipped.
+ * still has its data (it deletes it only after the flip). Each shard whose link comes up is told which slots it owns
+ * ("owned", shards.c) and deletes what it holds of the others — a destination's partial copy, a source's copy whose
+ * "drop" was lost — and unfreezes its slots (until then they stay frozen, their alarms waiting). The next router to
+ * see every shard up finishes the move (migrate_reconcile). Retiring a drained shard happens only after its last slot
+ * flipped.
  */
 #include <errno.h>
 #include <stdio.h>
