@@ -26,8 +26,9 @@
  * room, method, the sub-path in `path`, query, headers, body) and answers the asking shard with FETCH_REPLY (status,
  * headers, body) under the same id, which the asking shard chose.
  *
- * SLOT moves a slot's data between shards (router/migrate.c): `method` is "export", "import", "drop" or "unfreeze",
- * `slot` the slot, `last` marks the last chunk of an import, `data` packed key/value pairs (proto_pairs_*).
+ * SLOT moves a slot's data between shards (router/migrate.c): `method` is "export", "import", "drop", "adopt" or
+ * "unfreeze", `slot` the slot, `last` marks the last chunk of an import, `data` packed key/value pairs (proto_pairs_*);
+ * or "owned", `data` the bitmap of the slots the shard owns (SLOTS_COUNT bits), sent when its link comes up.
  * SLOT_REPLY: "chunk" (export data; `last` on the last) or "ack" (import or drop done and committed), `status`.
  *
  * ADMIN carries an operation name (in `method`) and its arguments as a JSON object (in `data`); ADMIN_REPLY an HTTP-

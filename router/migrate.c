@@ -16,9 +16,11 @@
  *      unfreeze here and the source drops its copy
  *
  * A crash at any step leaves exactly one owner: until the table file says otherwise the source owns the slot and
- * still has its data (it deletes it only after the flip); a destination's partial copy is cleared by the next move; a
- * source's frozen slots unfreeze when the router that froze them goes away. The next router to see every shard up
- * finishes the move (migrate_reconcile). Retiring a drained shard happens only after its last slot flipped.
+ * still has its data (it deletes it only after the flip). Each shard whose link comes up is told which slots it owns
+ * ("owned", shards.c) and deletes what it holds of the others — a destination's partial copy, a source's copy whose
+ * "drop" was lost — and unfreezes its slots (until then they stay frozen, their alarms waiting). The next router to
+ * see every shard up finishes the move (migrate_reconcile). Retiring a drained shard happens only after its last slot
+ * flipped.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -253,10 +255,17 @@ static void flip_batch(void)
         fail(why);
         return;
     }
+    /* the destination may fire the slot's alarms from now on; the source deletes its copy. Either frame lost (a
+     * restart of the shard or of this router) is made up for by the "owned" every router sends a shard whose link
+     * comes up (shards.c) */
     for (size_t i = 0; i < mig.batch_n; ++i) {
         mig_move_t *m = &mig.batch[i];
         mig.frozen[m->slot] = 0;
-        link_t *src = shards_link(m->src);
+        link_t *src = shards_link(m->src), *dst = shards_link(m->dst);
+        if (dst != NULL) {
+            proto_msg_t f = {.type = PROTO_SLOT, .id = ++router.next_rid, .method = PROTO_STR("adopt"), .slot = m->slot};
+            link_emit(dst, &f);
+        }
         if (src != NULL) {
             proto_msg_t f = {.type = PROTO_SLOT, .id = ++router.next_rid, .method = PROTO_STR("drop"), .slot = m->slot};
             link_emit(src, &f);

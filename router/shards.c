@@ -284,7 +284,7 @@ static ws_conn_t *conn_of(int shard, uint64_t cid)
     return conn != NULL && conn->shard == shard ? conn : NULL;
 }
 
-static void on_broadcast(const proto_msg_t *m)
+static void on_broadcast(int shard, const proto_msg_t *m)
 {
     char key[BASE_ROOM_KEY_MAX];
     if (m->party.len + 1 + m->room.len > sizeof(key))
@@ -293,7 +293,9 @@ static void on_broadcast(const proto_msg_t *m)
     key[m->party.len] = '/';
     memcpy(key + m->party.len + 1, m->room.base, m->room.len);
     router_room_t *room = shards_find_room(key, m->party.len + 1 + m->room.len);
-    if (room == NULL)
+    /* only the shard whose sockets these are may speak to them: a stale copy of a moved room on its old shard must
+     * not reach the new owner's clients */
+    if (room == NULL || room->shard != shard)
         return;
     ws_frame_t *frame = ws_frame_new(m->binary ? WS_OP_BINARY : WS_OP_TEXT, m->data.base, m->data.len);
     for (ws_conn_t *c = room->conns, *next; c != NULL; c = next) {
@@ -356,7 +358,7 @@ static void on_frame(link_t *link, const proto_msg_t *m)
         }
         break;
     case PROTO_BROADCAST:
-        on_broadcast(m);
+        on_broadcast(shard, m);
         break;
     case PROTO_CLOSE_CONN:
         if ((conn = conn_of(shard, m->id)) != NULL) {
@@ -461,6 +463,21 @@ static void on_drained(link_t *link)
 
 static const link_callbacks_t link_callbacks = {on_hello, on_frame, on_closed, on_drained};
 
+/* First of all on a new link, before any move's frame: which slots the shard owns. It deletes what it holds of the
+ * others (a "drop" lost with a restart, an abandoned import) and fires alarms only in its own (shard/migrate.c). */
+static void send_owned(link_t *link, int shard)
+{
+    uint8_t owned[SLOTS_COUNT / 8] = {0};
+    for (size_t s = 0; s < SLOTS_COUNT; ++s)
+        if (router.slots.owner[s] == shard)
+            owned[s / 8] |= (uint8_t)(1u << (s % 8));
+    proto_msg_t f = {.type = PROTO_SLOT,
+                     .id = ++router.next_rid,
+                     .method = PROTO_STR("owned"),
+                     .data = proto_str((const char *)owned, sizeof(owned))};
+    link_emit(link, &f);
+}
+
 void shards_on_up(int shard, int pid, uint32_t restarts, int fd)
 {
     if (shard < 0 || shard >= CONFIG_MAX_SHARDS) {
@@ -479,6 +496,8 @@ void shards_on_up(int shard, int pid, uint32_t restarts, int fd)
     router.shards[shard].state = SHARD_STARTING;
     router.shards[shard].link = link_open(&link_io_h2o, router.loop, fd, router.max_frame, PROTO_ROLE_ROUTER, shard,
                                           &link_callbacks, (void *)(intptr_t)shard);
+    if (router.shards[shard].link != NULL)
+        send_owned(router.shards[shard].link, shard);
     migrate_on_shard_up(shard, is_new);
 }
 

@@ -98,8 +98,8 @@ static int fire_alarm(const unsigned char *idx, size_t idx_len)
     size_t key_len = prefix_len >= 4 ? (size_t)prefix[2] << 8 | prefix[3] : 0;
     const char *key = (const char *)prefix + 4;
     const char *sep = key_len != 0 ? memchr(key, '/', key_len) : NULL;
-    if (prefix_len >= 2 && rooms.frozen[prefix[0] << 8 | prefix[1]])
-        return 1; /* the room is moving: its new shard fires it */
+    if (prefix_len >= 2 && !rooms_slot_fires((uint16_t)(prefix[0] << 8 | prefix[1])))
+        return 1; /* the room is moving away (its new shard fires it), or in, or this shard does not know yet */
     /* this index entry is done with, whatever happens next (a retry writes a new one) */
     store_delete(rooms.store, idx, idx_len);
     if (key_len + 4 != prefix_len || sep == NULL) {
@@ -190,37 +190,65 @@ void rooms_fire_alarms(void)
     uint64_t from = rooms.alarms_from;
     if (from > now)
         return;
-    unsigned char lo[10], hi[10];
-    keys_alarm_bound(lo, from);
+    unsigned char cur[ALARM_INDEX_MAX + 1], hi[10];
+    size_t cur_len = 10;
+    keys_alarm_bound(cur, from);
     keys_alarm_bound(hi, now + 1);
     store_entry_t due[ALARMS_PER_TICK];
-    long n = store_scan(rooms.store, lo, sizeof(lo), hi, sizeof(hi), 0, due, ALARMS_PER_TICK);
-    if (n < 0) {
+    rooms.alarms_from = UINT64_MAX; /* every entry before `hi` is scanned below (or further, if the cap is hit) */
+    rooms.alarms_checking = 1;
+    uint64_t left = UINT64_MAX; /* the earliest entry left in place */
+    uint64_t last = UINT64_MAX; /* at the cap: the last one fired */
+    long fired = 0, n, scans = 0;
+    int failed = 0;
+    /* Entries left in place (their slots are frozen) do not count towards the cap: with 64 of them first, a scan of
+     * 64 found nothing to fire, asked to be woken at once, and found the same 64 again, spinning at 100 % CPU for the
+     * whole move while the alarms after them waited. Past a batch, the scan goes on after its last key. */
+    do {
+        n = store_scan(rooms.store, cur, cur_len, hi, sizeof(hi), 0, due, ALARMS_PER_TICK);
+        if (n < 0) {
+            failed = 1;
+            break;
+        }
+        ++scans;
+        for (long i = 0; i < n && last == UINT64_MAX; ++i) {
+            if (due[i].key_len <= 10)
+                continue;
+            if (fire_alarm((const unsigned char *)due[i].key, due[i].key_len)) {
+                if (left == UINT64_MAX)
+                    left = alarm_index_at(&due[i], from);
+            } else if (++fired == ALARMS_PER_TICK) {
+                last = alarm_index_at(&due[i], from);
+            }
+        }
+        if (n == ALARMS_PER_TICK && last == UINT64_MAX) {
+            /* the next batch starts just after this one's last key (the key with a 0 byte appended) */
+            cur_len = due[n - 1].key_len < ALARM_INDEX_MAX ? due[n - 1].key_len : ALARM_INDEX_MAX;
+            memcpy(cur, due[n - 1].key, cur_len);
+            cur[cur_len++] = 0;
+        }
+        if (n > 0)
+            store_entries_free(due, (size_t)n);
+    } while (n == ALARMS_PER_TICK && last == UINT64_MAX);
+    rooms.alarms_checking = 0;
+    if (failed && scans == 0) {
+        rooms.alarms_from = min_u64(rooms.alarms_from, from);
         shard_alarms_wake_at(now + ALARM_RECHECK_MS);
         return;
     }
-    rooms.alarms_from = UINT64_MAX; /* every entry before `hi` is in due[] (or further, if n hit the cap) */
-    rooms.alarms_checking = 1;
-    uint64_t left = UINT64_MAX; /* the earliest entry left in place */
-    for (long i = 0; i < n; ++i)
-        if (due[i].key_len > 10 && fire_alarm((const unsigned char *)due[i].key, due[i].key_len) && left == UINT64_MAX)
-            left = alarm_index_at(&due[i], from);
-    rooms.alarms_checking = 0;
     /* The next call scans from, and the shard wakes for it at, the earliest of: an alarm the callbacks set (`set`); at
      * the cap, the last one fired (more may be due then, after it: at once); else the earliest entry left (`at`), or,
      * when storage cannot say, from here in a while; and those left in place (their rooms are moving away), in a while
      * too, not in a loop. */
     uint64_t set = rooms.alarms_from, later = now + ALARM_RECHECK_MS, at, at_wake;
-    if (n == ALARMS_PER_TICK) {
-        at = at_wake = alarm_index_at(&due[n - 1], from);
-    } else if (alarm_index_first(now + 1, &at) == 0) {
+    if (last != UINT64_MAX) {
+        at = at_wake = last;
+    } else if (!failed && alarm_index_first(now + 1, &at) == 0) {
         at_wake = at;
     } else {
-        at = now + 1;
+        at = min_u64(now + 1, from);
         at_wake = later;
     }
     rooms.alarms_from = min_u64(set, min_u64(at, left));
     shard_alarms_wake_at(min_u64(set, min_u64(at_wake, left != UINT64_MAX ? later : UINT64_MAX)));
-    if (n > 0)
-        store_entries_free(due, (size_t)n);
 }

@@ -7,14 +7,28 @@
  *            move); after the last, "ack" — held by the output gate until the pass is committed, so the router flips
  *            the slot's owner only once its data is durable here
  *   drop     after the flip: the slot's data is deleted here, and it is unfrozen; "ack" once committed
+ *   adopt    after the flip, to the destination: the slot is this shard's now, its alarms may fire
  *   unfreeze the move was abandoned: the slot serves here again
+ *   owned    the slots this shard owns (a bitmap in `data`), sent by every router when the shard's link comes up:
+ *            what this shard holds of any other slot is stale and is deleted — the source's copy of a slot whose
+ *            "drop" was lost with a router or a restart, the destination's part of an abandoned import — and every
+ *            slot unfreezes
+ *
+ * Alarms fire only in the slots this shard owns, not frozen (rooms_slot_fires): none before the first "owned" (after a
+ * restart this shard does not know which slots are its own), none in a slot being imported, whose alarm keys arrive
+ * before the data of their rooms. Frozen slots stay frozen when the router goes away, until the next router's "owned":
+ * a source whose "drop" never came must not run its stale rooms' alarms in between.
  *
  * The room layer's side (rooms_slot_*: freezing, evicting, exporting, importing and dropping a slot's rooms and keys)
  * is here too, beside its only caller.
  *
  * A new router (after a restart) unfreezes everything: a move in flight is its predecessor's, and starts over.
+ *
+ * An export waits for the pass's commit when a room of the slot wrote in this pass: it reads the store, which includes
+ * the uncommitted batch, and a batch whose commit then failed would have shipped writes that were answered 500.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "room_int.h"
@@ -22,6 +36,16 @@
 #define CHUNK_BYTES (256 * 1024)
 
 /* ---- the room layer for slot moves (shard.h) ---- */
+
+static struct {
+    uint8_t owned[SLOTS_COUNT]; /* as the router last said */
+    int known;                  /* the router said (else nothing is owned) */
+    struct {
+        uint64_t rid;
+        uint16_t slot;
+    } * exports; /* waiting for the pass's commit */
+    size_t num_exports, cap_exports;
+} own;
 
 void rooms_slot_freeze(uint16_t slot, int frozen)
 {
@@ -31,6 +55,26 @@ void rooms_slot_freeze(uint16_t slot, int frozen)
 void rooms_slots_unfreeze_all(void)
 {
     memset(rooms.frozen, 0, sizeof(rooms.frozen));
+}
+
+int rooms_slot_fires(uint16_t slot)
+{
+    return own.known && own.owned[slot] && !rooms.frozen[slot];
+}
+
+/* Slots that became this shard's: their due alarms may fire now. */
+static void alarms_look_again(void)
+{
+    rooms.alarms_from = 0;
+    shard_alarms_wake_at(0);
+}
+
+void rooms_slots_owned(const uint8_t *bitmap)
+{
+    for (size_t s = 0; s < SLOTS_COUNT; ++s)
+        own.owned[s] = bitmap == NULL || (bitmap[s / 8] >> (s % 8) & 1);
+    own.known = 1;
+    alarms_look_again();
 }
 
 void rooms_slot_evict(uint16_t slot)
@@ -120,6 +164,7 @@ long rooms_slot_drop(uint16_t slot)
     rooms_slot_evict(slot);
     long n = slot_clear(slot);
     rooms.frozen[slot] = 0;
+    own.owned[slot] = 0;
     return n;
 }
 
@@ -150,6 +195,84 @@ static void on_chunk(void *arg, base_buf_t *chunk, int last)
     reply(x->rid, "chunk", x->slot, last, 200, proto_str(base_buf_head(chunk), base_buf_len(chunk)));
 }
 
+/* Whether a room of the slot wrote in this pass: its writes are in the uncommitted batch. (Only those matter: the
+ * previous batch's "drop", which comes in the same pass as the next export, must not make every export wait for a
+ * sync.) */
+static int slot_wrote_this_pass(uint16_t slot)
+{
+    for (party_room_t *r = rooms.by_slot[slot]; r != NULL; r = r->slot_next)
+        if (r->gated_pass == shard_pass() + 1)
+            return 1;
+    return 0;
+}
+
+static void export_now(uint64_t rid, uint16_t slot)
+{
+    export_t x = {rid, slot};
+    if (rooms_slot_export(slot, on_chunk, &x, CHUNK_BYTES) < 0) {
+        log_error("slot %u: export failed", slot);
+        reply(rid, "chunk", slot, 1, 500, PROTO_STR(""));
+    }
+}
+
+void shard_slots_after_commit(void)
+{
+    /* the batch is empty now, committed or discarded: the store is what is durable */
+    for (size_t i = 0; i < own.num_exports; ++i)
+        if (rooms.frozen[own.exports[i].slot])
+            export_now(own.exports[i].rid, own.exports[i].slot);
+    own.num_exports = 0;
+}
+
+void shard_slots_router_gone(void)
+{
+    own.num_exports = 0; /* the router that asked is gone; frozen slots stay so until the next one's "owned" */
+}
+
+/* The "owned" frame: what this shard holds of slots it does not own is stale (see above). */
+static void on_owned(proto_str_t bitmap)
+{
+    if (bitmap.len != SLOTS_COUNT / 8) {
+        log_error("an \"owned\" frame of %zu bytes; ignored", bitmap.len);
+        return;
+    }
+    rooms_slots_unfreeze_all();
+    own.num_exports = 0;
+    /* one pass over the slots' keys, jumping from each slot found to the next one: the slots that hold keys here */
+    uint16_t *stale = xmalloc(SLOTS_COUNT * sizeof(*stale));
+    size_t cleared = 0;
+    unsigned char lo[2], hi[2], unused[2];
+    keys_slot_range(0, lo, unused);
+    keys_slot_range(SLOTS_COUNT - 1, unused, hi);
+    store_iter_t *it = store_iter_open(rooms.store, lo, 2, hi, 2, 0);
+    while (store_iter_valid(it)) {
+        size_t kl;
+        const unsigned char *k = (const unsigned char *)store_iter_key(it, &kl);
+        if (kl < 2) {
+            store_iter_next(it);
+            continue;
+        }
+        uint16_t slot = (uint16_t)(k[0] << 8 | k[1]);
+        if (!((unsigned char)bitmap.base[slot / 8] >> (slot % 8) & 1))
+            stale[cleared++] = slot;
+        if (slot + 1 >= SLOTS_COUNT)
+            break;
+        keys_slot_range((uint16_t)(slot + 1), lo, unused);
+        store_iter_seek(it, lo, 2);
+    }
+    if (store_iter_close(it) != 0)
+        log_error("cannot list the slots held here; stale copies stay until the next router");
+    for (size_t i = 0; i < cleared; ++i) {
+        rooms_slot_evict(stale[i]);
+        if (slot_clear(stale[i]) < 0)
+            log_error("slot %u: cannot delete the stale copy held here", stale[i]);
+    }
+    free(stale);
+    if (cleared != 0)
+        log_info("deleted the stale data of %zu slots that are not this shard's (a move finished or abandoned)", cleared);
+    rooms_slots_owned((const uint8_t *)bitmap.base);
+}
+
 void shard_slot(const proto_msg_t *msg)
 {
     if (msg->slot < 0 || msg->slot >= SLOTS_COUNT) {
@@ -158,13 +281,21 @@ void shard_slot(const proto_msg_t *msg)
     }
     uint16_t slot = (uint16_t)msg->slot;
 #define OP(name) (msg->method.len == sizeof(name) - 1 && memcmp(msg->method.base, name, sizeof(name) - 1) == 0)
-    if (OP("export")) {
+    if (OP("owned")) {
+        on_owned(msg->data);
+    } else if (OP("export")) {
+        int wrote = slot_wrote_this_pass(slot);
         rooms_slot_freeze(slot, 1);
         rooms_slot_evict(slot);
-        export_t x = {msg->id, slot};
-        if (rooms_slot_export(slot, on_chunk, &x, CHUNK_BYTES) < 0) {
-            log_error("slot %u: export failed", slot);
-            reply(msg->id, "chunk", slot, 1, 500, PROTO_STR(""));
+        if (!wrote) {
+            export_now(msg->id, slot);
+        } else {
+            if (own.num_exports == own.cap_exports) {
+                own.cap_exports = own.cap_exports != 0 ? 2 * own.cap_exports : 64;
+                own.exports = xrealloc(own.exports, own.cap_exports * sizeof(*own.exports));
+            }
+            own.exports[own.num_exports].rid = msg->id;
+            own.exports[own.num_exports++].slot = slot;
         }
     } else if (OP("import")) {
         int first = import_rid[slot] != msg->id;
@@ -183,6 +314,10 @@ void shard_slot(const proto_msg_t *msg)
         long n = rooms_slot_drop(slot);
         shard_gate_event();
         reply(msg->id, "ack", slot, 1, n < 0 ? 500 : 200, PROTO_STR(""));
+    } else if (OP("adopt")) {
+        own.owned[slot] = 1;
+        rooms_slot_freeze(slot, 0);
+        alarms_look_again();
     } else if (OP("unfreeze")) {
         rooms_slot_freeze(slot, 0);
     } else {

@@ -170,6 +170,7 @@ static void commit_pass(void)
 {
     char err[512];
     int r = gate_end_pass(shard.gate, err, sizeof(err));
+    shard_slots_after_commit();
     if (r > 0) {
         shard.failed_commits = 0;
     } else if (r < 0) {
@@ -280,8 +281,8 @@ static void on_link_frame(link_t *link, const proto_msg_t *msg)
 
 static void router_gone(void)
 {
-    /* moves in flight were the old router's: the slots serve here again until a new one moves them */
-    rooms_slots_unfreeze_all();
+    /* moves in flight were the old router's; frozen slots stay so until the next router says which are ours */
+    shard_slots_router_gone();
     /* what was held for the router cannot reach it; the writes still commit */
     gate_drop_held(shard.gate);
 }

@@ -121,6 +121,14 @@ long rooms_slot_export(uint16_t slot, void (*emit)(void *arg, base_buf_t *chunk,
 int rooms_slot_import(uint16_t slot, proto_str_t data, int first);
 /* Deletes the slot's data here (it moved away) and unfreezes it. Returns the keys deleted, or -EIO. */
 long rooms_slot_drop(uint16_t slot);
+/* Which slots this shard owns (bit s of bitmap[s / 8], SLOTS_COUNT bits; NULL: all of them), as the router says when
+ * the link comes up: alarms fire only in owned slots that are not frozen (rooms_slot_fires), and none before this is
+ * first called. Unit tests call it with NULL. */
+void rooms_slots_owned(const uint8_t *bitmap);
+int rooms_slot_fires(uint16_t slot);
+/* shard.c: after each pass's commit (exports that waited for it run), and when the router goes away. */
+void shard_slots_after_commit(void);
+void shard_slots_router_gone(void);
 
 /* ---- the room layer for the admin operations (in shard/admin.c); results are JSON (jansson) ---- */
 struct json_t;

@@ -204,9 +204,18 @@ long party_storage_delete_all(party_room_t *room)
 
 int party_storage_transaction(party_room_t *room, int (*fn)(party_room_t *room, void *arg), void *arg)
 {
+    /* the alarm lives in storage and, as alarm_at, in the struct: a rollback puts both back (an alarm set or deleted
+     * in a failed transaction would otherwise be reported, and indexed, as it is not stored) */
+    uint64_t alarm_at = room->alarm_at;
+    uint8_t alarm_tries = room->alarm_tries;
     store_savepoint(rooms.store);
     int r = fn(room, arg);
-    if (r != 0)
+    if (r != 0) {
         store_rollback(rooms.store);
+        room->alarm_at = alarm_at;
+        room->alarm_tries = alarm_tries;
+    } else {
+        store_release(rooms.store); /* an enclosing transaction that fails must roll these writes back too */
+    }
     return r;
 }

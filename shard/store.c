@@ -21,7 +21,8 @@ struct st_store_t {
     rocksdb_writebatch_wi_t *batch;
     size_t pending;
     size_t savepoints[16]; /* pending count at each save point, to restore it on rollback */
-    size_t num_savepoints;
+    size_t num_savepoints; /* RocksDB's stack of save points, released ones included */
+    uint8_t released[64];  /* bit i: save point i was released */
     store_stats_t stats;
     uint64_t generation; /* bumped by every change to the batch: an iterator then seeks again (store_iter_next) */
 };
@@ -400,29 +401,65 @@ void store_entries_free(store_entry_t *e, size_t n)
     }
 }
 
+static int sp_released(const store_t *s, size_t i)
+{
+    return i < 8 * sizeof(s->released) && (s->released[i / 8] >> (i % 8) & 1);
+}
+
+static void sp_mark(store_t *s, size_t i, int released)
+{
+    if (i >= 8 * sizeof(s->released))
+        return;
+    if (released)
+        s->released[i / 8] |= (uint8_t)(1u << (i % 8));
+    else
+        s->released[i / 8] &= (uint8_t) ~(1u << (i % 8));
+}
+
 void store_savepoint(store_t *s)
 {
     rocksdb_writebatch_wi_set_save_point(s->batch);
+    sp_mark(s, s->num_savepoints, 0);
     if (s->num_savepoints < BASE_ARRAY_SIZE(s->savepoints))
         s->savepoints[s->num_savepoints] = s->pending;
     ++s->num_savepoints;
 }
 
+/* RocksDB's C API cannot pop a save point (WriteBatchWithIndex has no PopSavePoint there), so a released one stays
+ * on its stack, marked. A rollback first rolls back to every released save point above the live one it undoes: those
+ * only undo writes made after the live one, which the rollback undoes anyway. Without that, an outer transaction
+ * failing after a successful inner one rolled back only to the inner's save point and kept the outer's writes. */
 int store_rollback(store_t *s)
 {
-    if (s->num_savepoints == 0)
+    size_t live = s->num_savepoints;
+    while (live > 0 && sp_released(s, live - 1))
+        --live;
+    if (live == 0)
         return -EINVAL;
-    char *rerr = NULL;
-    rocksdb_writebatch_wi_rollback_to_save_point(s->batch, &rerr);
-    if (rerr != NULL) {
-        log_error("store: rollback: %s", rerr);
-        rocksdb_free(rerr);
-        return -EIO;
+    while (s->num_savepoints >= live) {
+        char *rerr = NULL;
+        rocksdb_writebatch_wi_rollback_to_save_point(s->batch, &rerr);
+        if (rerr != NULL) {
+            log_error("store: rollback: %s", rerr);
+            rocksdb_free(rerr);
+            return -EIO;
+        }
+        ++s->generation;
+        --s->num_savepoints;
+        if (s->num_savepoints < BASE_ARRAY_SIZE(s->savepoints))
+            s->pending = s->savepoints[s->num_savepoints];
     }
-    ++s->generation;
-    --s->num_savepoints;
-    if (s->num_savepoints < BASE_ARRAY_SIZE(s->savepoints))
-        s->pending = s->savepoints[s->num_savepoints];
+    return 0;
+}
+
+int store_release(store_t *s)
+{
+    size_t live = s->num_savepoints;
+    while (live > 0 && sp_released(s, live - 1))
+        --live;
+    if (live == 0)
+        return -EINVAL;
+    sp_mark(s, live - 1, 1);
     return 0;
 }
 

@@ -69,9 +69,12 @@ int store_iter_close(store_iter_t *it);
 int store_checkpoint(store_t *s, const char *dir, char *err, size_t errlen);
 void store_entries_free(store_entry_t *e, size_t n);
 
-/* Save points in the uncommitted batch: store_rollback undoes every write since the matching store_savepoint. */
+/* Save points in the uncommitted batch, nested: store_rollback undoes every write since the innermost save point not
+ * yet released or rolled back, and ends it; store_release ends it keeping its writes (they belong to the enclosing
+ * save point from then on, if there is one). Both return 0, or -EINVAL when no save point is open; rollback -EIO. */
 void store_savepoint(store_t *s);
 int store_rollback(store_t *s);
+int store_release(store_t *s);
 
 /* Writes in the uncommitted batch. */
 size_t store_pending(const store_t *s);

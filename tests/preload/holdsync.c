@@ -2,7 +2,8 @@
  * holdsync.c — an LD_PRELOAD library for tests/integration/syncgate.test.mjs. With $PARTYD_TEST_HOLD_SYNC = P:
  *   - while the file P exists, fsync and fdatasync wait (and the file "P.waiting" exists, so the test knows a sync is
  *     being held), then do the real call;
- *   - while the file "P.fail" exists, they fail with EIO without syncing.
+ *   - while the file "P.fail" exists, they fail with EIO without syncing;
+ *   - when P holds a number, only the process with that pid is held (one shard of a node, the others go on).
  * No disk can be told to take as long as a test likes to sync, or to fail one, and this is how a test sees what a
  * shard lets out while its writes are not yet durable, and what it does when they cannot be made so.
  */
@@ -29,6 +30,14 @@ static int hold(void)
         return -1;
     if (access(path, F_OK) != 0)
         return 0;
+    FILE *f = fopen(path, "re");
+    if (f != NULL) {
+        long pid = 0;
+        int got = fscanf(f, "%ld", &pid);
+        fclose(f);
+        if (got == 1 && pid != (long)getpid())
+            return 0;
+    }
     char waiting[PATH_MAX];
     snprintf(waiting, sizeof(waiting), "%s.waiting", path);
     int fd = open(waiting, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);

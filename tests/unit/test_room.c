@@ -18,14 +18,17 @@
 #include <cmocka.h>
 
 #include "room_int.h" /* the evict below is admin.c's, which links the whole shard */
+#include "shard.h"
+#include "slots.h"
 
 /* ---- the recorder standing in for shard.c ---- */
 
 typedef struct st_frame_t {
     proto_type_t type;
     uint64_t id;
-    int status, code;
+    int status, code, last;
     char data[256];
+    size_t data_len; /* the whole length, even when data[] holds less */
 } frame_t;
 
 static frame_t frames[256];
@@ -42,8 +45,10 @@ int shard_emit(const proto_msg_t *m)
         f->id = m->id;
         f->status = m->status;
         f->code = m->code;
+        f->last = m->last;
+        f->data_len = m->data.len;
         size_t n = m->data.len < sizeof(f->data) - 1 ? m->data.len : sizeof(f->data) - 1;
-        if (n != 0) /* a CLOSE_CONN carries no data (UBSan: memcpy from NULL) */
+        if (n != 0) /* a CLOSE_CONN, or an empty chunk, carries no data (UBSan: memcpy from NULL) */
             memcpy(f->data, m->data.base, n);
         f->data[n] = '\0';
     }
@@ -122,6 +127,8 @@ static struct {
     unsigned fail_start_after_fetch, fetch_answers;
     unsigned alarm_failures_left;
     uint64_t alarm_times[16];
+    int alarm_get; /* party_alarm_get's answer after a failed transaction (PATCH, DELETE) */
+    uint64_t alarm_get_at;
 } seen;
 
 static void t_on_fetch_answer(party_room_t *room, void *arg, const party_fetch_t *res)
@@ -164,10 +171,30 @@ static int t_on_alarm(party_room_t *room)
     return 0;
 }
 
-/* GET: answers 200; POST: writes a key then answers; PUT ?alarm: sets the alarm 1 ms ahead. */
+static int txn_set_alarm_and_fail(party_room_t *room, void *arg)
+{
+    (void)arg;
+    party_storage_put(room, "t", 1, "x", 1);
+    party_alarm_set(room, party_now_ms() + 1);
+    return -1;
+}
+
+static int txn_delete_alarm_and_fail(party_room_t *room, void *arg)
+{
+    (void)arg;
+    party_alarm_delete(room);
+    return -1;
+}
+
+/* GET: answers 200; POST: writes a key then answers; PUT ?alarm: sets the alarm 1 ms ahead; PATCH: a transaction
+ * that sets the alarm, then fails; DELETE: one that deletes it, then fails (both note party_alarm_get after). */
 static void t_on_request(party_room_t *room, party_request_t *req)
 {
     const char *m = party_request_method(req);
+    if (strcmp(m, "PATCH") == 0 || strcmp(m, "DELETE") == 0) {
+        party_storage_transaction(room, m[0] == 'P' ? txn_set_alarm_and_fail : txn_delete_alarm_and_fail, NULL);
+        seen.alarm_get = party_alarm_get(room, &seen.alarm_get_at);
+    }
     if (strcmp(m, "POST") == 0)
         party_storage_put(room, "k", 1, "v", 1);
     if (strcmp(m, "PUT") == 0)
@@ -223,6 +250,7 @@ static int setup(void **state)
         return -1;
     rooms_set_clock(fake_mono_ms, fake_wall_ms);
     rooms_init(&conf, store);
+    rooms_slots_owned(NULL);
     return 0;
 }
 
@@ -342,6 +370,88 @@ static void test_alarm_given_up_after_six_tries(void **state)
     assert_int_equal(seen.alarms, 6);
     run_for(700);
     assert_int_equal(seen.alarms, 6);
+}
+
+/* Issue 17 item 6: a failed transaction puts the alarm back in memory as in storage. */
+static void test_alarm_rolled_back_with_its_transaction(void **state)
+{
+    (void)state;
+    request(1, "PATCH", "tx"); /* set inside a failed transaction: there is none */
+    assert_int_equal(seen.alarm_get, -ENOENT);
+    end_pass();
+    request(2, "PUT", "tx"); /* an alarm 1 ms ahead */
+    uint64_t at = party_now_ms() + 1;
+    end_pass();
+    request(3, "DELETE", "tx"); /* deleted inside a failed transaction: still there */
+    assert_int_equal(seen.alarm_get, 0);
+    assert_true(seen.alarm_get_at == at);
+    end_pass();
+    run_for(20);
+    assert_int_equal(seen.alarms, 1); /* and it fires, once */
+}
+
+/* Issue 17 item 12: 64 due alarms, all in frozen slots (rooms moving away), then one in a slot that is not: a check
+ * fires that one at once and does not ask to be woken again at once (it spun at 100 % CPU before). */
+static void test_frozen_due_alarms_do_not_spin(void **state)
+{
+    (void)state;
+    char name[32];
+    uint16_t frozen[64];
+    for (int i = 0; i < 64; ++i) {
+        snprintf(name, sizeof(name), "frozen-%d", i);
+        request((uint64_t)i + 1, "PUT", name);
+        frozen[i] = slots_of_room("t", 1, name, strlen(name));
+        rooms_slot_freeze(frozen[i], 1);
+        end_pass();
+        advance_ms(1);
+    }
+    const char *moving_not = "still-here";
+    for (int i = 0; i < 64; ++i)
+        assert_true(frozen[i] != slots_of_room("t", 1, moving_not, strlen(moving_not))); /* it shares no slot */
+    request(100, "PUT", moving_not);
+    end_pass();
+    advance_ms(50);
+    rooms_fire_alarms();
+    end_pass();
+    assert_int_equal(seen.alarms, 1);
+    assert_true(wake_at > party_now_ms());
+    rooms_fire_alarms();
+    end_pass();
+    assert_int_equal(seen.alarms, 1);
+}
+
+/* Issue 17 item 8: an export in the pass a room of its slot wrote in waits for the commit, so a commit that fails
+ * ships nothing of those writes (the clients were answered 500 for them). */
+static void test_export_ships_only_committed_writes(void **state)
+{
+    (void)state;
+    uint16_t slot = slots_of_room("t", 1, "ex", 2);
+    for (int fail = 1; fail >= 0; --fail) {
+        request(1, "POST", "ex"); /* writes a key in this pass */
+        size_t before = num_frames;
+        proto_msg_t m = {.type = PROTO_SLOT, .id = 77, .method = PROTO_STR("export"), .slot = slot};
+        shard_slot(&m);
+        assert_int_equal(num_frames, before); /* not from the uncommitted batch */
+        if (fail) {
+            store_discard(store); /* the commit failed */
+        } else {
+            char err[256];
+            assert_int_equal(store_commit(store, err, sizeof(err)), 0);
+        }
+        shard_slots_after_commit();
+        rooms_on_committed();
+        ++pass;
+        const frame_t *chunk = find_frame(PROTO_SLOT_REPLY, 77);
+        assert_non_null(chunk);
+        assert_int_equal(chunk->status, 200);
+        assert_int_equal(chunk->last, 1);
+        if (fail)
+            assert_int_equal(chunk->data_len, 0); /* the slot held nothing committed */
+        else
+            assert_true(chunk->data_len > 0);
+        num_frames = 0;
+        rooms_slot_freeze(slot, 0);
+    }
 }
 
 static void test_alarm_survives_eviction(void **state)
@@ -539,6 +649,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alarm_wakes_the_shard_when_due, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_given_up_after_six_tries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alarm_survives_eviction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alarm_rolled_back_with_its_transaction, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frozen_due_alarms_do_not_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_ships_only_committed_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_failure_resets_the_room, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_room_that_wrote_stays_gated_for_the_pass, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rooms_in_memory_evicts_the_least_recently_used, setup, teardown),

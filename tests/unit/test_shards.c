@@ -242,6 +242,14 @@ static void test_frames(void **state)
     shard_recv(&m);
     assert_int_equal(m.type, PROTO_HELLO);
     assert_int_equal(m.role, PROTO_ROLE_ROUTER);
+    /* then which slots the shard owns (all of them: it is the only one) */
+    shard_recv(&m);
+    assert_int_equal(m.type, PROTO_SLOT);
+    assert_int_equal(m.method.len, 5);
+    assert_memory_equal(m.method.base, "owned", 5);
+    assert_int_equal(m.data.len, SLOTS_COUNT / 8);
+    for (size_t i = 0; i < SLOTS_COUNT / 8; ++i)
+        assert_int_equal((unsigned char)m.data.base[i], 0xff);
     proto_msg_t hello = {.type = PROTO_HELLO, .version = PROTO_VERSION, .role = PROTO_ROLE_SHARD, .shard = 0, .pid = 4242};
     shard_send(&hello);
     for (int i = 0; i < 100 && !shards_all_up(); ++i)
@@ -289,6 +297,39 @@ static void test_frames(void **state)
     assert_memory_equal(got, "\x82\x02" "c!", 4);
     assert_true(peer_empty(pb));
     assert_true(peer_empty(pa));
+
+    /* a BROADCAST to main/r1 from another shard (a stale copy of the room on its old shard) reaches no socket */
+    int sv1[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv1), 0);
+    router.backing_up = 1; /* (keeps the router from moving slots to the new shard meanwhile) */
+    shards_on_up(1, 4243, 0, sv1[0]);
+    proto_msg_t hello1 = {.type = PROTO_HELLO, .version = PROTO_VERSION, .role = PROTO_ROLE_SHARD, .shard = 1, .pid = 4243};
+    proto_msg_t stale = {.type = PROTO_BROADCAST, .party = PROTO_STR("main"), .room = PROTO_STR("r1"), .data = PROTO_STR("no")};
+    base_buf_t b1;
+    base_buf_init(&b1);
+    assert_int_equal(proto_encode(&b1, &hello1, 1 << 20), 0);
+    assert_int_equal(proto_encode(&b1, &stale, 1 << 20), 0);
+    assert_int_equal(write(sv1[1], base_buf_head(&b1), base_buf_len(&b1)), (ssize_t)base_buf_len(&b1));
+    base_buf_dispose(&b1);
+    for (int i = 0; i < 100 && router.shards[1].state != SHARD_UP; ++i)
+        pass();
+    assert_int_equal(router.shards[1].state, SHARD_UP);
+    for (int i = 0; i < 5; ++i)
+        pass();
+    proto_msg_t fence = {.type = PROTO_BROADCAST,
+                         .party = PROTO_STR("main"),
+                         .room = PROTO_STR("r1"),
+                         .data = PROTO_STR("ok"),
+                         .except = except,
+                         .num_except = 1};
+    shard_send(&fence);
+    peer_read(pa, got, 4);
+    assert_memory_equal(got, "\x81\x02ok", 4);
+    assert_true(peer_empty(pa));
+    close(sv1[1]);
+    for (int i = 0; i < 100 && shards_link(1) != NULL; ++i)
+        pass();
+    router.backing_up = 0;
 
     /* a client's message reaches the shard as MESSAGE with its cid */
     static const uint8_t masked[] = {0x81, 0x83, 0, 0, 0, 0, 'y', 'o', '!'};

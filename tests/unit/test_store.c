@@ -162,6 +162,47 @@ static void test_scan(void **state)
     store_close(s);
 }
 
+/* Issue 17 item 6: an inner save point released (its transaction succeeded), then the outer one rolled back: every
+ * write since the outer one goes, the inner's included, and what came before stays. */
+static void test_savepoints_nested_release(void **state)
+{
+    (void)state;
+    store_t *s = open_store();
+    char err[256];
+    PUT(s, "k0", "before");
+    store_savepoint(s); /* outer */
+    PUT(s, "k1", "outer");
+    store_savepoint(s); /* inner */
+    PUT(s, "k2", "inner");
+    assert_int_equal(store_release(s), 0); /* the inner transaction succeeded */
+    PUT(s, "k3", "outer again");
+    store_savepoint(s); /* a second inner one, rolled back alone */
+    PUT(s, "k4", "inner 2");
+    assert_int_equal(store_rollback(s), 0);
+    assert_value(s, "k4", NULL);
+    assert_value(s, "k3", "outer again");
+    assert_int_equal(store_rollback(s), 0); /* the outer fails */
+    assert_value(s, "k0", "before");
+    assert_value(s, "k1", NULL);
+    assert_value(s, "k2", NULL);
+    assert_value(s, "k3", NULL);
+    assert_int_equal(store_pending(s), 1);
+    assert_int_equal(store_rollback(s), -EINVAL);
+    assert_int_equal(store_release(s), -EINVAL);
+    /* released save points do not outlive the pass */
+    store_savepoint(s);
+    PUT(s, "k5", "kept");
+    assert_int_equal(store_release(s), 0);
+    assert_int_equal(store_commit(s, err, sizeof(err)), 0);
+    assert_int_equal(store_rollback(s), -EINVAL);
+    store_close(s);
+    s = open_store();
+    assert_value(s, "k0", "before");
+    assert_value(s, "k1", NULL);
+    assert_value(s, "k5", "kept");
+    store_close(s);
+}
+
 static void test_savepoints(void **state)
 {
     (void)state;
@@ -322,6 +363,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overwrites, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_savepoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_savepoints_nested_release, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_keys_and_big_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_iterator_sees_writes_made_during_it, setup, teardown),
         cmocka_unit_test(test_open_failure),
