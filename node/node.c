@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 
 #include "base.h"
+#include "beat.h"
 #include "ctl.h"
 #include "router_main.h"
 #include "shard.h"
@@ -35,6 +36,11 @@
 #define RESTART_BASE_MS 50
 #define RESTART_MAX_MS 5000
 #define STABLE_MS 10000 /* a child that ran this long restarts without backoff next time */
+#define WATCH_MS 100    /* how often the heartbeat pages are looked at */
+#define STRIKE_WINDOW_MS 60000         /* two crashes of one room within this: quarantined */
+#define QUARANTINE_MAX_MS (600 * 1000) /* the quarantine doubles up to this */
+#define STRIKE_FORGET_MS (3600 * 1000) /* a room that crashed nothing for this long starts again from timers.quarantine_ms */
+#define MAX_STRIKES 64                 /* rooms remembered; the one that crashed longest ago makes room */
 
 typedef struct st_child_t {
     const char *role; /* "router" or "shard" */
@@ -47,7 +53,18 @@ typedef struct st_child_t {
     uint64_t restart_at; /* when to start it again; 0 when nothing is scheduled */
     unsigned streak;     /* quick deaths in a row */
     uint32_t restarts;
+    int stalled;           /* a shard: reported stalled to the router (CTL_SHARD_STALLED) */
+    int killed_for_stall;  /* a shard: SIGKILLed since its loop stopped turning */
 } child_t;
+
+/* A room that crashed its shard (a shard died of a signal, or was killed for a stall, while the room's event ran). */
+typedef struct st_strike_t {
+    char room[BASE_ROOM_KEY_MAX + 1]; /* "" for a free entry */
+    uint64_t last_ms;                 /* its last crash */
+    unsigned count;                   /* crashes within STRIKE_WINDOW_MS of each other */
+    unsigned level;                   /* quarantines so far: the next lasts timers.quarantine_ms << level */
+    uint64_t until_ms;                /* quarantined until (0: not) */
+} strike_t;
 
 static struct {
     config_t *conf;
@@ -58,6 +75,9 @@ static struct {
     int next_shard_id;                 /* ids are never reused: a shard's data directory is named after it */
     int draining;
     uint64_t started_ms; /* wall clock */
+    beat_t *beats;       /* the shards' heartbeat pages, by shard id (shared memory, inherited by every child) */
+    uint64_t watched_at; /* when the pages were last looked at */
+    strike_t strikes[MAX_STRIKES];
 } node;
 
 /* ---- set-up ---- */
@@ -302,12 +322,142 @@ static void connect_shard(child_t *shard)
     close(sv[1]);
 }
 
+/* ---- stalls and quarantines ---- */
+
+static void send_room_ctl(uint32_t type, const char *room, uint64_t ms)
+{
+    if (node.router.ctl == -1)
+        return;
+    ctl_msg_t m = {.type = type, .shard = -1, .ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms};
+    snprintf(m.room, sizeof(m.room), "%s", room);
+    int r = ctl_send(node.router.ctl, &m, -1);
+    if (r != 0)
+        log_warn("control message to the router: %s", strerror(-r));
+}
+
+/* A restarted router knows nothing: the stalls and quarantines in force are told again. */
+static void tell_new_router(void)
+{
+    uint64_t now = base_now_mono_ms();
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].pid != 0 && node.shards[i].stalled) {
+            ctl_msg_t m = {.type = CTL_SHARD_STALLED, .shard = i};
+            ctl_send(node.router.ctl, &m, -1);
+        }
+    for (size_t k = 0; k < MAX_STRIKES; ++k)
+        if (node.strikes[k].room[0] != '\0' && node.strikes[k].until_ms > now)
+            send_room_ctl(CTL_QUARANTINE, node.strikes[k].room, node.strikes[k].until_ms - now);
+}
+
+static strike_t *strike_find(const char *room, int create)
+{
+    strike_t *oldest = &node.strikes[0];
+    for (size_t k = 0; k < MAX_STRIKES; ++k) {
+        strike_t *s = &node.strikes[k];
+        if (strcmp(s->room, room) == 0)
+            return s;
+        if (s->room[0] == '\0' || (oldest->room[0] != '\0' && s->last_ms < oldest->last_ms))
+            oldest = s;
+    }
+    if (!create)
+        return NULL;
+    memset(oldest, 0, sizeof(*oldest));
+    snprintf(oldest->room, sizeof(oldest->room), "%s", room);
+    return oldest;
+}
+
+/* Shard `c` died while room `room`'s event `callback` ran: one more crash against the room; the second within
+ * STRIKE_WINDOW_MS (or the first after a quarantine) quarantines it, for longer each time. */
+static void strike(const child_t *c, const char *room, const char *callback, const char *how)
+{
+    uint64_t now = base_now_mono_ms();
+    strike_t *s = strike_find(room, 1);
+    if (s->last_ms != 0 && now - s->last_ms >= STRIKE_FORGET_MS)
+        s->level = 0;
+    if (s->last_ms != 0 && now - s->last_ms >= STRIKE_WINDOW_MS)
+        s->count = 0;
+    s->last_ms = now;
+    ++s->count;
+    if (s->count < 2) {
+        log_warn("room %s: %s %s in %s (crash 1; a second within %d s quarantines the room)", room, child_name(c), how,
+                 callback, STRIKE_WINDOW_MS / 1000);
+        return;
+    }
+    uint64_t ms = (uint64_t)node.conf->timers.quarantine_ms << (s->level < 16 ? s->level : 16);
+    if (ms > QUARANTINE_MAX_MS)
+        ms = QUARANTINE_MAX_MS;
+    ++s->level;
+    s->count = 1; /* one more crash once it is let in again, within the window, quarantines it again */
+    s->until_ms = now + ms;
+    log_error("room %s quarantined for %llu ms (quarantine %u): %s %s in %s, a second crash within %d s; its requests and "
+              "connections get 503 meanwhile",
+              room, (unsigned long long)ms, s->level, child_name(c), how, callback, STRIKE_WINDOW_MS / 1000);
+    send_room_ctl(CTL_QUARANTINE, room, ms);
+}
+
+/* An operator lifted a quarantine (the router already let the room in): its record goes, so it starts afresh. */
+static void unquarantine(const char *room)
+{
+    strike_t *s = strike_find(room, 0);
+    if (s != NULL) {
+        memset(s, 0, sizeof(*s));
+        log_info("room %s: quarantine lifted by an operator", room);
+    }
+}
+
+/* Looks at every running shard's heartbeat page: a loop that has not turned for timers.stall_ms is reported (once),
+ * one that has not for timers.stall_kill_ms is killed; its exit is reaped and restarted as a crash. */
+static void watch_beats(void)
+{
+    uint64_t now = base_now_mono_ms();
+    if (now - node.watched_at < WATCH_MS)
+        return;
+    node.watched_at = now;
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i) {
+        child_t *c = &node.shards[i];
+        if (c->pid == 0 || c->retiring)
+            continue;
+        beat_snapshot_t b;
+        beat_read(&node.beats[i], &b);
+        if (b.pass == 0 || b.stopping)
+            continue; /* opening its storage, or shutting down */
+        uint64_t age = now > b.turned_ms ? now - b.turned_ms : 0;
+        if (age >= node.conf->timers.stall_ms && !c->stalled) {
+            c->stalled = 1;
+            if (b.callback[0] != '\0')
+                log_error("%s (pid %d) stalled: its loop has not turned for %llu ms; it is running %s of room %s for %llu ms",
+                          child_name(c), (int)c->pid, (unsigned long long)age, b.callback, b.room[0] != '\0' ? b.room : "(none)",
+                          (unsigned long long)(now > b.since_ms ? now - b.since_ms : 0));
+            else
+                log_error("%s (pid %d) stalled: its loop has not turned for %llu ms, outside any room's event (storage?)",
+                          child_name(c), (int)c->pid, (unsigned long long)age);
+            ctl_msg_t m = {.type = CTL_SHARD_STALLED, .shard = i, .ms = (uint32_t)age};
+            if (node.router.ctl != -1)
+                ctl_send(node.router.ctl, &m, -1);
+        } else if (age < node.conf->timers.stall_ms && c->stalled && !c->killed_for_stall) {
+            c->stalled = 0;
+            log_warn("%s (pid %d) turns again", child_name(c), (int)c->pid);
+            send_ctl(&node.router, CTL_SHARD_RESUMED, i, 0, 0, -1);
+        }
+        if (node.conf->timers.stall_kill_ms != 0 && age >= node.conf->timers.stall_kill_ms && !c->killed_for_stall) {
+            c->killed_for_stall = 1;
+            log_error("%s (pid %d): its loop has not turned for %llu ms (timers.stall_kill_ms); killing it", child_name(c),
+                      (int)c->pid, (unsigned long long)age);
+            kill(c->pid, SIGKILL);
+        }
+    }
+}
+
 static int spawn(child_t *c)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
         log_error("socketpair: %s", strerror(errno));
         return -1;
+    }
+    if (c->index >= 0) {
+        beat_reset(&node.beats[c->index]);
+        c->stalled = c->killed_for_stall = 0;
     }
     fflush(stdout);
     fflush(stderr);
@@ -330,7 +480,7 @@ static int spawn(child_t *c)
                 ids[n++] = i;
         int status = c->index < 0 ? router_main(node.conf, node.defs, sv[1], node.listen_fd, node.admin_fd, node.started_ms, ids, n,
                                                 c->restarts == 0 ? node.conf->shards : 0)
-                                  : shard_main(node.conf, node.defs, c->index, sv[1]);
+                                  : shard_main(node.conf, node.defs, c->index, sv[1], &node.beats[c->index]);
         close(sv[1]);
         config_dispose(node.conf);
         exit(status);
@@ -344,6 +494,7 @@ static int spawn(child_t *c)
         for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
             if (node.shards[i].active)
                 connect_shard(&node.shards[i]);
+        tell_new_router();
     } else {
         connect_shard(c);
     }
@@ -393,6 +544,15 @@ static void reap_children(void)
             log_info("%s (pid %d) %s", child_name(c), (int)pid, how);
             continue;
         }
+        if (c->index >= 0) {
+            /* what ran when it died: a crash (a signal, a stall kill, or a sanitizer's exit mid-event) is the room's */
+            beat_snapshot_t b;
+            beat_read(&node.beats[c->index], &b);
+            int crashed = WIFSIGNALED(status) || c->killed_for_stall || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+            if (crashed && b.room[0] != '\0' && b.callback[0] != '\0' && !b.stopping)
+                strike(c, b.room, b.callback, c->killed_for_stall ? "was killed for a stall" : how);
+            c->stalled = c->killed_for_stall = 0;
+        }
         uint64_t now = base_now_mono_ms(), ran = now - c->started_at;
         c->streak = ran >= STABLE_MS ? 0 : c->streak + 1;
         uint64_t delay = c->streak == 0 ? 0 : (uint64_t)RESTART_BASE_MS << (c->streak > 7 ? 7 : c->streak - 1);
@@ -438,6 +598,9 @@ static void on_router_ctl(void)
             }
             log_info("adding shard %d", id);
             spawn(&node.shards[id]);
+        } else if (m.type == CTL_UNQUARANTINE) {
+            m.room[sizeof(m.room) - 1] = '\0';
+            unquarantine(m.room);
         } else if (m.type == CTL_RETIRE_SHARD && m.shard >= 0 && m.shard < CONFIG_MAX_SHARDS && node.shards[m.shard].active &&
                    num_active_shards() > 1) {
             child_t *s = &node.shards[m.shard];
@@ -485,6 +648,9 @@ static int next_timeout(void)
     for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         if (node.shards[i].active && node.shards[i].pid == 0 && node.shards[i].restart_at != 0 && node.shards[i].restart_at < next)
             next = node.shards[i].restart_at;
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].pid != 0 && now + WATCH_MS < next)
+            next = now + WATCH_MS; /* the heartbeat pages are looked at that often */
     if (next == UINT64_MAX)
         return -1;
     return next <= now ? 0 : (int)(next - now);
@@ -554,6 +720,10 @@ int node_run(config_t *conf, const partydefs_t *defs)
 
     for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         node.shards[i] = (child_t){.role = "shard", .index = i, .ctl = -1};
+    if ((node.beats = beat_map(CONFIG_MAX_SHARDS)) == NULL) {
+        log_error("cannot map the shards' heartbeat pages: %s", strerror(errno));
+        return 1;
+    }
     if (lock_data_dir() != 0 || load_data_format() != 0)
         return 1;
     if (conf->tls_cert != NULL) {
@@ -634,6 +804,7 @@ int node_run(config_t *conf, const partydefs_t *defs)
         reap_children();
         if (stop)
             break;
+        watch_beats();
         restart_due();
     }
 
