@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { BIN, waitFor } from './lib.mjs';
 import { cleanupAfterEach, start, open, refused, stopClean } from './helpers.mjs';
+import { partyctl } from './adminlib.mjs';
 
 cleanupAfterEach();
 const T = { timeout: 120000 };
@@ -109,6 +110,9 @@ test('a room that crashes its shard twice is quarantined; the shard\'s other roo
   assert.equal(up.status, 503);
   const list = (await node.admin('/admin/quarantine')).body.rooms;
   assert.deepEqual(list.map((e) => e.room), [`s/${r.victim}`]);
+  const ctl = await partyctl(['--admin', `http://127.0.0.1:${node.adminPort}`, 'quarantine'], { token: null });
+  assert.equal(ctl.code, 0, ctl.stderr);
+  assert.match(ctl.stdout, new RegExp(`^s/${r.victim} +\\d+ *$`, 'm'));
   assert.match((await node.admin('/metrics')).body, /partyd_quarantined_rooms 1/);
   assert.equal((await get(node, r.neighbour)).status, 200);
   assert.equal((await get(node, r.elsewhere)).status, 200);
@@ -122,7 +126,8 @@ test('a room that crashes its shard twice is quarantined; the shard\'s other roo
   await waitFor(() => new RegExp(`room s/${r.victim} quarantined for 6000 ms \\(quarantine 2\\)`).test(node.stderr),
     { what: 'the second, longer quarantine' });
   await waitFor(async () => (await get(node, r.victim)).status === 503, { what: 'the router to hear of it' });
-  assert.equal((await node.admin(`/admin/quarantine/s/${r.victim}`, { method: 'DELETE' })).status, 200);
+  const lift = await partyctl(['--admin', `http://127.0.0.1:${node.adminPort}`, 'unquarantine', 's', r.victim], { token: null });
+  assert.equal(lift.code, 0, lift.stderr);
   assert.equal((await node.admin(`/admin/quarantine/s/${r.victim}`, { method: 'DELETE' })).status, 404);
   await waitFor(async () => (await get(node, r.victim)).status === 200, { timeout: 15000, what: 'the lifted room to serve' });
   await waitFor(() => new RegExp(`room s/${r.victim}: quarantine lifted by an operator`).test(node.stderr), { what: 'the lift logged' });
