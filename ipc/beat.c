@@ -83,7 +83,8 @@ void beat_room(beat_t *b, const char *key, size_t len)
         len = 0;
     if (len > BASE_ROOM_KEY_MAX)
         len = BASE_ROOM_KEY_MAX;
-    memcpy(b->room, key, len);
+    if (len != 0)
+        memcpy(b->room, key, len);
     b->room[len] = '\0';
     write_end(b);
 }
