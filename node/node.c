@@ -37,10 +37,6 @@
 #define RESTART_MAX_MS 5000
 #define STABLE_MS 10000 /* a child that ran this long restarts without backoff next time */
 #define WATCH_MS 100    /* how often the heartbeat pages are looked at */
-#define STRIKE_WINDOW_MS 60000         /* two crashes of one room within this: quarantined */
-#define QUARANTINE_MAX_MS (600 * 1000) /* the quarantine doubles up to this */
-#define STRIKE_FORGET_MS (3600 * 1000) /* a room that crashed nothing for this long starts again from timers.quarantine_ms */
-#define MAX_STRIKES 64                 /* rooms remembered; the one that crashed longest ago makes room */
 
 typedef struct st_child_t {
     const char *role; /* "router" or "shard" */
@@ -57,15 +53,6 @@ typedef struct st_child_t {
     int killed_for_stall;  /* a shard: SIGKILLed since its loop stopped turning */
 } child_t;
 
-/* A room that crashed its shard (a shard died of a signal, or was killed for a stall, while the room's event ran). */
-typedef struct st_strike_t {
-    char room[BASE_ROOM_KEY_MAX + 1]; /* "" for a free entry */
-    uint64_t last_ms;                 /* its last crash */
-    unsigned count;                   /* crashes within STRIKE_WINDOW_MS of each other */
-    unsigned level;                   /* quarantines so far: the next lasts timers.quarantine_ms << level */
-    uint64_t until_ms;                /* quarantined until (0: not) */
-} strike_t;
-
 static struct {
     config_t *conf;
     const partydefs_t *defs;
@@ -77,7 +64,6 @@ static struct {
     uint64_t started_ms; /* wall clock */
     beat_t *beats;       /* the shards' heartbeat pages, by shard id (shared memory, inherited by every child) */
     uint64_t watched_at; /* when the pages were last looked at */
-    strike_t strikes[MAX_STRIKES];
 } node;
 
 /* ---- set-up ---- */
@@ -335,74 +321,36 @@ static void send_room_ctl(uint32_t type, const char *room, uint64_t ms)
         log_warn("control message to the router: %s", strerror(-r));
 }
 
+static void tell_quarantine(const char *room, uint64_t left_ms, void *data)
+{
+    (void)data;
+    send_room_ctl(CTL_QUARANTINE, room, left_ms);
+}
+
 /* A restarted router knows nothing: the stalls and quarantines in force are told again. */
 static void tell_new_router(void)
 {
-    uint64_t now = base_now_mono_ms();
     for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
-        if (node.shards[i].pid != 0 && node.shards[i].stalled) {
-            ctl_msg_t m = {.type = CTL_SHARD_STALLED, .shard = i};
-            ctl_send(node.router.ctl, &m, -1);
-        }
-    for (size_t k = 0; k < MAX_STRIKES; ++k)
-        if (node.strikes[k].room[0] != '\0' && node.strikes[k].until_ms > now)
-            send_room_ctl(CTL_QUARANTINE, node.strikes[k].room, node.strikes[k].until_ms - now);
+        if (node.shards[i].pid != 0 && node.shards[i].stalled)
+            send_ctl(&node.router, CTL_SHARD_STALLED, i, 0, 0, -1);
+    strikes_each_quarantined(base_now_mono_ms(), tell_quarantine, NULL);
 }
 
-static strike_t *strike_find(const char *room, int create)
-{
-    strike_t *oldest = &node.strikes[0];
-    for (size_t k = 0; k < MAX_STRIKES; ++k) {
-        strike_t *s = &node.strikes[k];
-        if (strcmp(s->room, room) == 0)
-            return s;
-        if (s->room[0] == '\0' || (oldest->room[0] != '\0' && s->last_ms < oldest->last_ms))
-            oldest = s;
-    }
-    if (!create)
-        return NULL;
-    memset(oldest, 0, sizeof(*oldest));
-    snprintf(oldest->room, sizeof(oldest->room), "%s", room);
-    return oldest;
-}
-
-/* Shard `c` died while room `room`'s event `callback` ran: one more crash against the room; the second within
- * STRIKE_WINDOW_MS (or the first after a quarantine) quarantines it, for longer each time. */
+/* Shard `c` died while room `room`'s event `callback` ran: one more crash against the room (strikes.c), which may
+ * quarantine it. */
 static void strike(const child_t *c, const char *room, const char *callback, const char *how)
 {
-    uint64_t now = base_now_mono_ms();
-    strike_t *s = strike_find(room, 1);
-    if (s->last_ms != 0 && now - s->last_ms >= STRIKE_FORGET_MS)
-        s->level = 0;
-    if (s->last_ms != 0 && now - s->last_ms >= STRIKE_WINDOW_MS)
-        s->count = 0;
-    s->last_ms = now;
-    ++s->count;
-    if (s->count < 2) {
+    unsigned level = 0;
+    uint64_t ms = strikes_crash(room, base_now_mono_ms(), node.conf->timers.quarantine_ms, &level);
+    if (ms == 0) {
         log_warn("room %s: %s %s in %s (crash 1; a second within %d s quarantines the room)", room, child_name(c), how,
-                 callback, STRIKE_WINDOW_MS / 1000);
+                 callback, STRIKES_WINDOW_MS / 1000);
         return;
     }
-    uint64_t ms = (uint64_t)node.conf->timers.quarantine_ms << (s->level < 16 ? s->level : 16);
-    if (ms > QUARANTINE_MAX_MS)
-        ms = QUARANTINE_MAX_MS;
-    ++s->level;
-    s->count = 1; /* one more crash once it is let in again, within the window, quarantines it again */
-    s->until_ms = now + ms;
     log_error("room %s quarantined for %llu ms (quarantine %u): %s %s in %s, a second crash within %d s; its requests and "
               "connections get 503 meanwhile",
-              room, (unsigned long long)ms, s->level, child_name(c), how, callback, STRIKE_WINDOW_MS / 1000);
+              room, (unsigned long long)ms, level, child_name(c), how, callback, STRIKES_WINDOW_MS / 1000);
     send_room_ctl(CTL_QUARANTINE, room, ms);
-}
-
-/* An operator lifted a quarantine (the router already let the room in): its record goes, so it starts afresh. */
-static void unquarantine(const char *room)
-{
-    strike_t *s = strike_find(room, 0);
-    if (s != NULL) {
-        memset(s, 0, sizeof(*s));
-        log_info("room %s: quarantine lifted by an operator", room);
-    }
 }
 
 /* Looks at every running shard's heartbeat page: a loop that has not turned for timers.stall_ms is reported (once),
@@ -600,7 +548,8 @@ static void on_router_ctl(void)
             spawn(&node.shards[id]);
         } else if (m.type == CTL_UNQUARANTINE) {
             m.room[sizeof(m.room) - 1] = '\0';
-            unquarantine(m.room);
+            if (strikes_forget(m.room) == 0)
+                log_info("room %s: quarantine lifted by an operator", m.room);
         } else if (m.type == CTL_RETIRE_SHARD && m.shard >= 0 && m.shard < CONFIG_MAX_SHARDS && node.shards[m.shard].active &&
                    num_active_shards() > 1) {
             child_t *s = &node.shards[m.shard];
