@@ -300,10 +300,14 @@ static const int_field_t limit_fields[] = {
 };
 
 static const int_field_t timer_fields[] = {
-    UINT_FIELD(timers, idle_ms, 100, 86400000),      UINT_FIELD(timers, ping_ms, 100, 3600000),
-    UINT_FIELD(timers, alarm_retry_ms, 10, 3600000), UINT_FIELD(timers, drain_ms, 100, 600000),
-    UINT_FIELD(timers, fetch_ms, 100, 600000),       UINT_FIELD(timers, stall_ms, 100, 3600000),
-    UINT_FIELD(timers, stall_kill_ms, 0, 86400000),  UINT_FIELD(timers, quarantine_ms, 100, 3600000),
+    UINT_FIELD(timers, idle_ms, 100, 86400000),
+    UINT_FIELD(timers, ping_ms, 100, 3600000),
+    UINT_FIELD(timers, alarm_retry_ms, 10, 3600000),
+    UINT_FIELD(timers, drain_ms, 100, 600000),
+    UINT_FIELD(timers, fetch_ms, 100, 600000),
+    UINT_FIELD(timers, stall_ms, 100, 3600000),
+    UINT_FIELD(timers, stall_kill_ms, 0, 86400000),
+    UINT_FIELD(timers, quarantine_ms, 100, 3600000),
     {NULL, 0, 0, 0, 0},
 };
 

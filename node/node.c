@@ -49,8 +49,8 @@ typedef struct st_child_t {
     uint64_t restart_at; /* when to start it again; 0 when nothing is scheduled */
     unsigned streak;     /* quick deaths in a row */
     uint32_t restarts;
-    int stalled;           /* a shard: reported stalled to the router (CTL_SHARD_STALLED) */
-    int killed_for_stall;  /* a shard: SIGKILLed since its loop stopped turning */
+    int stalled;          /* a shard: reported stalled to the router (CTL_SHARD_STALLED) */
+    int killed_for_stall; /* a shard: SIGKILLed since its loop stopped turning */
 } child_t;
 
 static struct {
@@ -343,8 +343,8 @@ static void strike(const child_t *c, const char *room, const char *callback, con
     unsigned level = 0;
     uint64_t ms = strikes_crash(room, base_now_mono_ms(), node.conf->timers.quarantine_ms, &level);
     if (ms == 0) {
-        log_warn("room %s: %s %s in %s (crash 1; a second within %d s quarantines the room)", room, child_name(c), how,
-                 callback, STRIKES_WINDOW_MS / 1000);
+        log_warn("room %s: %s %s in %s (crash 1; a second within %d s quarantines the room)", room, child_name(c), how, callback,
+                 STRIKES_WINDOW_MS / 1000);
         return;
     }
     log_error("room %s quarantined for %llu ms (quarantine %u): %s %s in %s, a second crash within %d s; its requests and "

@@ -20,8 +20,8 @@
 int node_run(config_t *conf, const partydefs_t *defs);
 
 /* ---- strikes.c: the supervisor's record of rooms that crashed their shard (its loop only; cannot fail) ---- */
-#define STRIKES_WINDOW_MS 60000         /* a second crash within this of the one before quarantines the room */
-#define STRIKES_MAX_MS (600 * 1000)     /* the quarantine doubles up to this */
+#define STRIKES_WINDOW_MS 60000     /* a second crash within this of the one before quarantines the room */
+#define STRIKES_MAX_MS (600 * 1000) /* the quarantine doubles up to this */
 /* A crash of `room` ("party/room", copied) at `now_ms`: 0 when it is only counted, else the quarantine it earns in ms
  * (`base_ms` the first time, doubling each time after), with its number in *level. After a quarantine one more crash
  * within the window quarantines the room again. A room without a crash for an hour starts again from `base_ms`. */

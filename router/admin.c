@@ -814,7 +814,8 @@ int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         room_path(req, path, len, is_get, is_post, is_delete);
     } else if (h2o_memis(path, len, H2O_STRLIT("/admin/quarantine")) && is_get) {
         send_value(req, 200, json_pack("{s:o}", "rooms", quarantine_json()));
-    } else if (len > sizeof("/admin/quarantine/") - 1 && memcmp(path, "/admin/quarantine/", sizeof("/admin/quarantine/") - 1) == 0) {
+    } else if (len > sizeof("/admin/quarantine/") - 1 &&
+               memcmp(path, "/admin/quarantine/", sizeof("/admin/quarantine/") - 1) == 0) {
         lift_quarantine(req, path, len, is_delete);
     } else if (h2o_memis(path, len, H2O_STRLIT("/admin/backup")) && is_post) {
         post_backup(req);
