@@ -37,7 +37,7 @@ const char config_default_json[] =
     "             \"connections\": 100000, \"connections_per_ip\": 0, \"connects_per_ip_per_s\": 0,\n"
     "             \"output_total_bytes\": 268435456},\n"
     "  \"timers\": {\"idle_ms\": 30000, \"ping_ms\": 30000, \"alarm_retry_ms\": 2000, \"drain_ms\": 10000,\n"
-    "             \"fetch_ms\": 30000},\n"
+    "             \"fetch_ms\": 30000, \"stall_ms\": 5000, \"stall_kill_ms\": 30000, \"quarantine_ms\": 10000},\n"
     "  \"parties\": {\"main\": {\"kind\": \"chat\"}, \"relay\": {\"kind\": \"relay\"}, \"counter\": {\"kind\": \"counter\"}},\n"
     "  \"log_level\": \"info\"\n"
     "}\n";
@@ -300,9 +300,15 @@ static const int_field_t limit_fields[] = {
 };
 
 static const int_field_t timer_fields[] = {
-    UINT_FIELD(timers, idle_ms, 100, 86400000),      UINT_FIELD(timers, ping_ms, 100, 3600000),
-    UINT_FIELD(timers, alarm_retry_ms, 10, 3600000), UINT_FIELD(timers, drain_ms, 100, 600000),
-    UINT_FIELD(timers, fetch_ms, 100, 600000),       {NULL, 0, 0, 0, 0},
+    UINT_FIELD(timers, idle_ms, 100, 86400000),
+    UINT_FIELD(timers, ping_ms, 100, 3600000),
+    UINT_FIELD(timers, alarm_retry_ms, 10, 3600000),
+    UINT_FIELD(timers, drain_ms, 100, 600000),
+    UINT_FIELD(timers, fetch_ms, 100, 600000),
+    UINT_FIELD(timers, stall_ms, 100, 3600000),
+    UINT_FIELD(timers, stall_kill_ms, 0, 86400000),
+    UINT_FIELD(timers, quarantine_ms, 100, 3600000),
+    {NULL, 0, 0, 0, 0},
 };
 
 static int apply_ints(cfg_err_t *e, config_t *c, const char *section, json_t *v, const int_field_t *fields)
@@ -931,6 +937,10 @@ char *config_to_json(const config_t *c)
         "idle_ms", (json_int_t)c->timers.idle_ms, "ping_ms", (json_int_t)c->timers.ping_ms, "alarm_retry_ms",
         (json_int_t)c->timers.alarm_retry_ms, "drain_ms", (json_int_t)c->timers.drain_ms, "fetch_ms",
         (json_int_t)c->timers.fetch_ms, "parties", parties, "log_level", levels[c->log_level]);
+    json_t *timers = json_object_get(root, "timers");
+    json_object_set_new(timers, "stall_ms", json_integer(c->timers.stall_ms));
+    json_object_set_new(timers, "stall_kill_ms", json_integer(c->timers.stall_kill_ms));
+    json_object_set_new(timers, "quarantine_ms", json_integer(c->timers.quarantine_ms));
     if (c->serve != NULL)
         json_object_set_new(root, "serve",
                             c->serve_dotfiles ? json_pack("{s:s, s:b}", "dir", c->serve, "dotfiles", 1) : json_string(c->serve));

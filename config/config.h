@@ -85,6 +85,9 @@ typedef struct st_config_t {
         unsigned alarm_retry_ms;
         unsigned drain_ms;
         unsigned fetch_ms; /* how long a room waits for another room's answer (party_fetch) */
+        unsigned stall_ms;      /* a shard whose loop has not turned this long is reported stalled (not ready) */
+        unsigned stall_kill_ms; /* ... and killed and restarted after this long (0: never) */
+        unsigned quarantine_ms; /* a room that crashed its shard twice answers 503 this long first (then doubling) */
     } timers;
     config_party_t *parties;
     size_t num_parties;

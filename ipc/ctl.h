@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "base.h"
+
 typedef enum {
     CTL_LINK = 1,   /* supervisor → shard: fd is the shard's new link to the router */
     CTL_SHARD_UP,   /* supervisor → router: shard `shard` (pid `pid`) is up; fd is the router's end of its link */
@@ -22,6 +24,10 @@ typedef enum {
     CTL_RETIRE_SHARD, /* router → supervisor: shard `shard` owns no slot any more: stop it for good, delete its data */
     CTL_SPAWN_FAILED, /* supervisor → router: the CTL_SPAWN_SHARD asked for starts no shard. `pid` holds why, an errno:
                        * ERANGE when no shard id is left (`shard` -1), else why node.json could not record shard `shard` */
+    CTL_SHARD_STALLED, /* supervisor → router: shard `shard`'s loop has not turned for `ms` (timers.stall_ms): not ready */
+    CTL_SHARD_RESUMED, /* supervisor → router: the stalled shard `shard` turns again */
+    CTL_QUARANTINE,    /* supervisor → router: room `room` ("party/room") crashed its shard too often: answer 503 for `ms` */
+    CTL_UNQUARANTINE,  /* router → supervisor: an operator lifted room `room`'s quarantine: forget its crashes */
 } ctl_type_t;
 
 typedef struct st_ctl_msg_t {
@@ -29,6 +35,8 @@ typedef struct st_ctl_msg_t {
     int32_t shard;
     int32_t pid;
     uint32_t restarts; /* how many times the shard was restarted so far */
+    uint32_t ms;       /* CTL_SHARD_STALLED, CTL_QUARANTINE: a duration */
+    char room[BASE_ROOM_KEY_MAX + 1]; /* CTL_QUARANTINE, CTL_UNQUARANTINE: "party/room", NUL-terminated */
 } ctl_msg_t;
 
 /* Sends one record, with `fd` attached unless it is -1 (the fd stays open on this side; close it after). Blocking

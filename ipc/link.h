@@ -5,6 +5,7 @@
  * ipc/ (above proto/, below router/ and shard/; no h2o) is how the processes talk:
  *   link.c    this header: the router⇄shard links
  *   ctl.c     the control sockets between the supervisor and its children (ctl.h)
+ *   beat.c    a shard's heartbeat page, shared with the supervisor (beat.h)
  *   child.c   what a child does with its control socket and SIGTERM, for either loop (child.h)
  *   loop.c    the small epoll loop of the processes that do not run h2o (loop.h)
  *

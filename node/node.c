@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 
 #include "base.h"
+#include "beat.h"
 #include "ctl.h"
 #include "router_main.h"
 #include "shard.h"
@@ -35,6 +36,7 @@
 #define RESTART_BASE_MS 50
 #define RESTART_MAX_MS 5000
 #define STABLE_MS 10000 /* a child that ran this long restarts without backoff next time */
+#define WATCH_MS 100    /* how often the heartbeat pages are looked at */
 
 typedef struct st_child_t {
     const char *role; /* "router" or "shard" */
@@ -47,6 +49,8 @@ typedef struct st_child_t {
     uint64_t restart_at; /* when to start it again; 0 when nothing is scheduled */
     unsigned streak;     /* quick deaths in a row */
     uint32_t restarts;
+    int stalled;          /* a shard: reported stalled to the router (CTL_SHARD_STALLED) */
+    int killed_for_stall; /* a shard: SIGKILLed since its loop stopped turning */
 } child_t;
 
 static struct {
@@ -58,6 +62,8 @@ static struct {
     int next_shard_id;                 /* ids are never reused: a shard's data directory is named after it */
     int draining;
     uint64_t started_ms; /* wall clock */
+    beat_t *beats;       /* the shards' heartbeat pages, by shard id (shared memory, inherited by every child) */
+    uint64_t watched_at; /* when the pages were last looked at */
 } node;
 
 /* ---- set-up ---- */
@@ -302,12 +308,104 @@ static void connect_shard(child_t *shard)
     close(sv[1]);
 }
 
+/* ---- stalls and quarantines ---- */
+
+static void send_room_ctl(uint32_t type, const char *room, uint64_t ms)
+{
+    if (node.router.ctl == -1)
+        return;
+    ctl_msg_t m = {.type = type, .shard = -1, .ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms};
+    snprintf(m.room, sizeof(m.room), "%s", room);
+    int r = ctl_send(node.router.ctl, &m, -1);
+    if (r != 0)
+        log_warn("control message to the router: %s", strerror(-r));
+}
+
+static void tell_quarantine(const char *room, uint64_t left_ms, void *data)
+{
+    (void)data;
+    send_room_ctl(CTL_QUARANTINE, room, left_ms);
+}
+
+/* A restarted router knows nothing: the stalls and quarantines in force are told again. */
+static void tell_new_router(void)
+{
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].pid != 0 && node.shards[i].stalled)
+            send_ctl(&node.router, CTL_SHARD_STALLED, i, 0, 0, -1);
+    strikes_each_quarantined(base_now_mono_ms(), tell_quarantine, NULL);
+}
+
+/* Shard `c` died while room `room`'s event `callback` ran: one more crash against the room (strikes.c), which may
+ * quarantine it. */
+static void strike(const child_t *c, const char *room, const char *callback, const char *how)
+{
+    unsigned level = 0;
+    uint64_t ms = strikes_crash(room, base_now_mono_ms(), node.conf->timers.quarantine_ms, &level);
+    if (ms == 0) {
+        log_warn("room %s: %s %s in %s (crash 1; a second within %d s quarantines the room)", room, child_name(c), how, callback,
+                 STRIKES_WINDOW_MS / 1000);
+        return;
+    }
+    log_error("room %s quarantined for %llu ms (quarantine %u): %s %s in %s, a second crash within %d s; its requests and "
+              "connections get 503 meanwhile",
+              room, (unsigned long long)ms, level, child_name(c), how, callback, STRIKES_WINDOW_MS / 1000);
+    send_room_ctl(CTL_QUARANTINE, room, ms);
+}
+
+/* Looks at every running shard's heartbeat page: a loop that has not turned for timers.stall_ms is reported (once),
+ * one that has not for timers.stall_kill_ms is killed; its exit is reaped and restarted as a crash. */
+static void watch_beats(void)
+{
+    uint64_t now = base_now_mono_ms();
+    if (now - node.watched_at < WATCH_MS)
+        return;
+    node.watched_at = now;
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i) {
+        child_t *c = &node.shards[i];
+        if (c->pid == 0 || c->retiring)
+            continue;
+        beat_snapshot_t b;
+        beat_read(&node.beats[i], &b);
+        if (b.pass == 0 || b.stopping)
+            continue; /* opening its storage, or shutting down */
+        uint64_t age = now > b.turned_ms ? now - b.turned_ms : 0;
+        if (age >= node.conf->timers.stall_ms && !c->stalled) {
+            c->stalled = 1;
+            if (b.callback[0] != '\0')
+                log_error("%s (pid %d) stalled: its loop has not turned for %llu ms; it is running %s of room %s for %llu ms",
+                          child_name(c), (int)c->pid, (unsigned long long)age, b.callback, b.room[0] != '\0' ? b.room : "(none)",
+                          (unsigned long long)(now > b.since_ms ? now - b.since_ms : 0));
+            else
+                log_error("%s (pid %d) stalled: its loop has not turned for %llu ms, outside any room's event (storage?)",
+                          child_name(c), (int)c->pid, (unsigned long long)age);
+            ctl_msg_t m = {.type = CTL_SHARD_STALLED, .shard = i, .ms = (uint32_t)age};
+            if (node.router.ctl != -1)
+                ctl_send(node.router.ctl, &m, -1);
+        } else if (age < node.conf->timers.stall_ms && c->stalled && !c->killed_for_stall) {
+            c->stalled = 0;
+            log_warn("%s (pid %d) turns again", child_name(c), (int)c->pid);
+            send_ctl(&node.router, CTL_SHARD_RESUMED, i, 0, 0, -1);
+        }
+        if (node.conf->timers.stall_kill_ms != 0 && age >= node.conf->timers.stall_kill_ms && !c->killed_for_stall) {
+            c->killed_for_stall = 1;
+            log_error("%s (pid %d): its loop has not turned for %llu ms (timers.stall_kill_ms); killing it", child_name(c),
+                      (int)c->pid, (unsigned long long)age);
+            kill(c->pid, SIGKILL);
+        }
+    }
+}
+
 static int spawn(child_t *c)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
         log_error("socketpair: %s", strerror(errno));
         return -1;
+    }
+    if (c->index >= 0) {
+        beat_reset(&node.beats[c->index]);
+        c->stalled = c->killed_for_stall = 0;
     }
     fflush(stdout);
     fflush(stderr);
@@ -330,7 +428,7 @@ static int spawn(child_t *c)
                 ids[n++] = i;
         int status = c->index < 0 ? router_main(node.conf, node.defs, sv[1], node.listen_fd, node.admin_fd, node.started_ms, ids, n,
                                                 c->restarts == 0 ? node.conf->shards : 0)
-                                  : shard_main(node.conf, node.defs, c->index, sv[1]);
+                                  : shard_main(node.conf, node.defs, c->index, sv[1], &node.beats[c->index]);
         close(sv[1]);
         config_dispose(node.conf);
         exit(status);
@@ -344,6 +442,7 @@ static int spawn(child_t *c)
         for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
             if (node.shards[i].active)
                 connect_shard(&node.shards[i]);
+        tell_new_router();
     } else {
         connect_shard(c);
     }
@@ -393,6 +492,15 @@ static void reap_children(void)
             log_info("%s (pid %d) %s", child_name(c), (int)pid, how);
             continue;
         }
+        if (c->index >= 0) {
+            /* what ran when it died: a crash (a signal, a stall kill, or a sanitizer's exit mid-event) is the room's */
+            beat_snapshot_t b;
+            beat_read(&node.beats[c->index], &b);
+            int crashed = WIFSIGNALED(status) || c->killed_for_stall || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+            if (crashed && b.room[0] != '\0' && b.callback[0] != '\0' && !b.stopping)
+                strike(c, b.room, b.callback, c->killed_for_stall ? "was killed for a stall" : how);
+            c->stalled = c->killed_for_stall = 0;
+        }
         uint64_t now = base_now_mono_ms(), ran = now - c->started_at;
         c->streak = ran >= STABLE_MS ? 0 : c->streak + 1;
         uint64_t delay = c->streak == 0 ? 0 : (uint64_t)RESTART_BASE_MS << (c->streak > 7 ? 7 : c->streak - 1);
@@ -438,6 +546,10 @@ static void on_router_ctl(void)
             }
             log_info("adding shard %d", id);
             spawn(&node.shards[id]);
+        } else if (m.type == CTL_UNQUARANTINE) {
+            m.room[sizeof(m.room) - 1] = '\0';
+            if (strikes_forget(m.room) == 0)
+                log_info("room %s: quarantine lifted by an operator", m.room);
         } else if (m.type == CTL_RETIRE_SHARD && m.shard >= 0 && m.shard < CONFIG_MAX_SHARDS && node.shards[m.shard].active &&
                    num_active_shards() > 1) {
             child_t *s = &node.shards[m.shard];
@@ -485,6 +597,9 @@ static int next_timeout(void)
     for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         if (node.shards[i].active && node.shards[i].pid == 0 && node.shards[i].restart_at != 0 && node.shards[i].restart_at < next)
             next = node.shards[i].restart_at;
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].pid != 0 && now + WATCH_MS < next)
+            next = now + WATCH_MS; /* the heartbeat pages are looked at that often */
     if (next == UINT64_MAX)
         return -1;
     return next <= now ? 0 : (int)(next - now);
@@ -554,6 +669,10 @@ int node_run(config_t *conf, const partydefs_t *defs)
 
     for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
         node.shards[i] = (child_t){.role = "shard", .index = i, .ctl = -1};
+    if ((node.beats = beat_map(CONFIG_MAX_SHARDS)) == NULL) {
+        log_error("cannot map the shards' heartbeat pages: %s", strerror(errno));
+        return 1;
+    }
     if (lock_data_dir() != 0 || load_data_format() != 0)
         return 1;
     if (conf->tls_cert != NULL) {
@@ -634,6 +753,7 @@ int node_run(config_t *conf, const partydefs_t *defs)
         reap_children();
         if (stop)
             break;
+        watch_beats();
         restart_due();
     }
 

@@ -5,6 +5,7 @@
  *
  * node/ is the top layer; it may include every folder's header but not h2o's (it sees router/router_main.h):
  *   node.c      this header: the supervisor
+ *   strikes.c   rooms that crashed their shard, and when that quarantines them (docs/failure.md)
  *   main.c      `partyd`: the config, the parties resolved (shard/module.h), then node_run
  *   partyctl.c  `partyctl`, the admin API's command-line client (its own binary; proto/ and libcurl only)
  */
@@ -17,5 +18,17 @@
 /* Runs the node until it is told to stop; returns the exit status. `defs` are conf's parties resolved to their code
  * (shard/module.h); the router and the shards inherit both. */
 int node_run(config_t *conf, const partydefs_t *defs);
+
+/* ---- strikes.c: the supervisor's record of rooms that crashed their shard (its loop only; cannot fail) ---- */
+#define STRIKES_WINDOW_MS 60000     /* a second crash within this of the one before quarantines the room */
+#define STRIKES_MAX_MS (600 * 1000) /* the quarantine doubles up to this */
+/* A crash of `room` ("party/room", copied) at `now_ms`: 0 when it is only counted, else the quarantine it earns in ms
+ * (`base_ms` the first time, doubling each time after), with its number in *level. After a quarantine one more crash
+ * within the window quarantines the room again. A room without a crash for an hour starts again from `base_ms`. */
+uint64_t strikes_crash(const char *room, uint64_t now_ms, unsigned base_ms, unsigned *level);
+/* An operator lifted `room`'s quarantine: its record goes. 0, or -ENOENT when there was none. */
+int strikes_forget(const char *room);
+/* cb(room, ms left, data) for every room quarantined at `now_ms` (to tell a restarted router). */
+void strikes_each_quarantined(uint64_t now_ms, void (*cb)(const char *room, uint64_t left_ms, void *data), void *data);
 
 #endif

@@ -45,6 +45,8 @@ static void usage(FILE *out)
                  "  drain SHARD                    move a shard's rooms to the others, then stop it\n"
                  "  backup DIR                     a consistent copy of every shard's data into DIR (must not exist)\n"
                  "  metrics                        the Prometheus metrics\n"
+                 "  quarantine                     rooms quarantined for crashing their shard, and the time each has left\n"
+                 "  unquarantine PARTY ROOM        lift a room's quarantine now\n"
                  "\n"
                  "exit status: 0 done, 1 the node refused or failed, 2 usage, 3 the node is unreachable\n");
 }
@@ -367,6 +369,23 @@ static int simple(const char *method, const char *path, const char *body)
     return EXIT_OK;
 }
 
+static int cmd_quarantine(void)
+{
+    json_t *v;
+    int r = call("GET", "/admin/quarantine", NULL, &v);
+    if (r != EXIT_OK)
+        return r;
+    static const char *const cols[] = {"room", "remaining_ms"};
+    if (as_json)
+        print_json(v);
+    else if (json_array_size(json_object_get(v, "rooms")) == 0)
+        printf("no room is quarantined\n");
+    else
+        table(json_object_get(v, "rooms"), cols, sizeof(cols) / sizeof(cols[0]));
+    json_decref(v);
+    return EXIT_OK;
+}
+
 static int cmd_backup(const char *dir)
 {
     char abs[2 * PATH_MAX + 2];
@@ -488,9 +507,15 @@ int main(int argc, char **argv)
         r = cmd_backup(argv[1]);
     } else if (strcmp(cmd, "metrics") == 0 && needs(argc, 1, cmd)) {
         r = cmd_metrics();
+    } else if (strcmp(cmd, "quarantine") == 0 && needs(argc, 1, cmd)) {
+        r = cmd_quarantine();
+    } else if (strcmp(cmd, "unquarantine") == 0 && needs(argc, 3, cmd)) {
+        char path[2048];
+        snprintf(path, sizeof(path), "/admin/quarantine/%s/%s", argv[1], argv[2]);
+        r = simple("DELETE", path, NULL);
     } else if (strcmp(cmd, "status") != 0 && strcmp(cmd, "shards") != 0 && strcmp(cmd, "room") != 0 && strcmp(cmd, "evict") != 0 &&
                strcmp(cmd, "add-shard") != 0 && strcmp(cmd, "drain") != 0 && strcmp(cmd, "backup") != 0 &&
-               strcmp(cmd, "metrics") != 0) {
+               strcmp(cmd, "metrics") != 0 && strcmp(cmd, "quarantine") != 0 && strcmp(cmd, "unquarantine") != 0) {
         fprintf(stderr, "partyctl: unknown command \"%s\" (see --help)\n", cmd);
     }
     curl_global_cleanup();

@@ -2,7 +2,8 @@
  * admin.c — the admin listener: what an operator (or partyctl, or the dashboard) sees and does.
  *
  *   GET    /health                          200 when every shard is connected (open: no token)
- *   GET    /ready                           200 when every shard is up and serving, and the node is not draining
+ *   GET    /ready                           200 when every shard is up and serving (none stalled), and the node is not
+ *                                           draining
  *   GET    /metrics                         Prometheus text
  *   GET    /admin/                          the dashboard (one page)
  *   GET    /admin/node                      version, uptime, configuration summary
@@ -13,6 +14,8 @@
  *   GET    /admin/rooms/:party/:room[?cursor=&limit=]     one room: shard, slot, connections, alarm, a page of keys
  *   POST   /admin/rooms/:party/:room/evict  the room leaves memory now (its clients reconnect, 1012)
  *   DELETE /admin/rooms/:party/:room?confirm=ROOM         deletes the room's data
+ *   GET    /admin/quarantine                rooms quarantined for crashing their shard, and the time each has left
+ *   DELETE /admin/quarantine/:party/:room   lifts a quarantine now (the supervisor forgets the room's crashes too)
  *   POST   /admin/backup {"dir": "/abs/path" | "name"}    a RocksDB checkpoint of every shard into that directory,
  *                                                         inside admin.backup_dir (adminguard.c)
  *
@@ -31,6 +34,7 @@
 
 #include <jansson.h>
 
+#include "ctl.h"
 #include "route.h"
 #include "router.h"
 
@@ -73,9 +77,18 @@ static void send_value(h2o_req_t *req, int status, json_t *v)
     http_send_json(req, status, body.base, body.len);
 }
 
-static const char *shard_state_name(router_shard_state_t s)
+static const char *shard_state_name(const router_shard_t *sh)
 {
-    return s == SHARD_UP ? "up" : s == SHARD_STARTING ? "starting" : "down";
+    router_shard_state_t s = sh->state;
+    return s == SHARD_UP ? (sh->stalled ? "stalled" : "up") : s == SHARD_STARTING ? "starting" : "down";
+}
+
+static size_t num_stalled(void)
+{
+    size_t n = 0;
+    for (int k = 0; k < router.num_shards; ++k)
+        n += router.shards[router.ids[k]].stalled;
+    return n;
 }
 
 /* ---- calls to shards ---- */
@@ -140,7 +153,8 @@ static admin_call_t *call_start(h2o_req_t *req, const char *op, json_t *args, in
     proto_msg_t m = {.type = PROTO_ADMIN, .id = c->rid, .method = proto_str(op, strlen(op)), .data = proto_str(text, strlen(text))};
     for (int i = 0; i < c->num; ++i) {
         link_t *link = shards_link((uint16_t)c->ids[i]);
-        if (link != NULL && link_emit(link, &m) == 0)
+        /* a stalled shard would answer nothing: it shows as down rather than hold every admin call to the timeout */
+        if (link != NULL && !router.shards[c->ids[i]].stalled && link_emit(link, &m) == 0)
             ++c->waiting;
         else
             c->status[i] = 503;
@@ -252,7 +266,7 @@ static json_t *shards_json(admin_call_t *c)
     for (int k = 0; k < c->num; ++k) {
         int i = c->ids[k];
         router_shard_t *s = &router.shards[i];
-        json_t *o = json_pack("{s:i, s:i, s:s, s:i, s:I}", "id", i, "pid", s->pid, "state", shard_state_name(s->state), "restarts",
+        json_t *o = json_pack("{s:i, s:i, s:s, s:i, s:I}", "id", i, "pid", s->pid, "state", shard_state_name(s), "restarts",
                               (int)s->restarts, "slots", (json_int_t)owned[i]);
         json_t *r = c->status[k] == 200 ? c->result[k] : NULL;
         static const char *const counters[] = {"rooms",         "rooms_hibernating", "evictions", "connections",
@@ -325,12 +339,23 @@ static void done_metrics(admin_call_t *c)
     base_buf_t b;
     base_buf_init(&b);
     const ws_stats_t *ws = ws_stats();
-    size_t up = 0;
+    size_t up = 0, stalled = num_stalled();
     for (int k = 0; k < router.num_shards; ++k)
         up += router.shards[router.ids[k]].state == SHARD_UP;
     metric(&b, "partyd_shards", "gauge", "Shards by state.");
-    sample(&b, "partyd_shards", "state=\"up\"", (double)up);
+    sample(&b, "partyd_shards", "state=\"up\"", (double)(up - stalled));
+    sample(&b, "partyd_shards", "state=\"stalled\"", (double)stalled);
     sample(&b, "partyd_shards", "state=\"down\"", (double)((size_t)router.num_shards - up));
+    metric(&b, "partyd_shard_stalled", "gauge", "1 while the shard's loop has not turned for timers.stall_ms.");
+    for (int k = 0; k < router.num_shards; ++k) {
+        char l[32];
+        snprintf(l, sizeof(l), "shard=\"%d\"", router.ids[k]);
+        sample(&b, "partyd_shard_stalled", l, (double)router.shards[router.ids[k]].stalled);
+    }
+    metric(&b, "partyd_quarantined_rooms", "gauge", "Rooms quarantined now for crashing their shard.");
+    sample(&b, "partyd_quarantined_rooms", "", (double)quarantine_count());
+    metric(&b, "partyd_quarantines_total", "counter", "Quarantines since the router started.");
+    sample(&b, "partyd_quarantines_total", "", (double)quarantine_total());
     metric(&b, "partyd_connections", "gauge", "Open WebSocket connections (router).");
     sample(&b, "partyd_connections", "", (double)ws->open);
     metric(&b, "partyd_connections_total", "counter", "WebSocket connections accepted.");
@@ -529,6 +554,29 @@ static void done_room(admin_call_t *c)
 }
 
 /* /admin/rooms/:party/:room[/evict] */
+/* DELETE /admin/quarantine/:party/:room */
+static void lift_quarantine(h2o_req_t *req, const char *path, size_t len, int is_delete)
+{
+    if (!is_delete) {
+        http_send_error(req, 405, "DELETE");
+        return;
+    }
+    route_t r;
+    route_parse(&r, path + sizeof("/admin") - 1, len - (sizeof("/admin") - 1), "quarantine");
+    if (r.kind != ROUTE_ROOM || r.room + r.room_len != r.path + r.path_len) {
+        http_send_error(req, 400, r.error != NULL ? r.error : "bad room path: /admin/quarantine/PARTY/ROOM");
+        return;
+    }
+    char key[BASE_ROOM_KEY_MAX + 1];
+    int n = snprintf(key, sizeof(key), "%.*s/%.*s", (int)r.party_len, r.party, (int)r.room_len, r.room);
+    if (quarantine_lift(key, (size_t)n) != 0) {
+        http_send_error(req, 404, "the room is not quarantined");
+        return;
+    }
+    router_ctl_send_room(CTL_UNQUARANTINE, key, (size_t)n);
+    send_value(req, 200, json_pack("{s:s, s:b}", "room", key, "lifted", 1));
+}
+
 static void room_path(h2o_req_t *req, const char *path, size_t len, int is_get, int is_post, int is_delete)
 {
     route_t r;
@@ -716,8 +764,9 @@ int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (h2o_memis(path, len, H2O_STRLIT("/ready"))) {
-        int ready = shards_all_up() && !router.draining;
-        send_value(req, ready ? 200 : 503, json_pack("{s:b}", "ready", ready));
+        size_t stalled = num_stalled();
+        int ready = shards_all_up() && stalled == 0 && !router.draining;
+        send_value(req, ready ? 200 : 503, json_pack("{s:b}", "ready", ready)); /* /health says how many are stalled */
         return 0;
     }
     if (admin_guard(req))
@@ -764,6 +813,11 @@ int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         get_rooms(req);
     } else if (len > sizeof("/admin/rooms/") - 1 && memcmp(path, "/admin/rooms/", sizeof("/admin/rooms/") - 1) == 0) {
         room_path(req, path, len, is_get, is_post, is_delete);
+    } else if (h2o_memis(path, len, H2O_STRLIT("/admin/quarantine")) && is_get) {
+        send_value(req, 200, json_pack("{s:o}", "rooms", quarantine_json()));
+    } else if (len > sizeof("/admin/quarantine/") - 1 &&
+               memcmp(path, "/admin/quarantine/", sizeof("/admin/quarantine/") - 1) == 0) {
+        lift_quarantine(req, path, len, is_delete);
     } else if (h2o_memis(path, len, H2O_STRLIT("/admin/backup")) && is_post) {
         post_backup(req);
     } else {

@@ -91,6 +91,10 @@ void fetch_on_request(int origin, const proto_msg_t *m)
         reply_error(from, m->id, 503, "the node is shutting down");
         return;
     }
+    if (quarantine_left(r.party, r.party_len, r.room, r.room_len) != 0) {
+        reply_error(from, m->id, 503, "the room is quarantined: its events crashed its shard");
+        return;
+    }
     uint16_t slot, shard = shards_owner(r.party, r.party_len, r.room, r.room_len, &slot);
     link_t *link = shards_link(shard);
     if (migrate_frozen(slot) || link == NULL) {

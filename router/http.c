@@ -162,15 +162,17 @@ void http_send_error(h2o_req_t *req, int status, const char *error)
 void http_send_health(h2o_req_t *req)
 {
     char body[128];
-    size_t up = 0;
-    for (int k = 0; k < router.num_shards; ++k)
+    size_t up = 0, stalled = 0;
+    for (int k = 0; k < router.num_shards; ++k) {
         up += router.shards[router.ids[k]].link != NULL && link_is_ready(router.shards[router.ids[k]].link);
-    int ok = up == (size_t)router.num_shards && !router.draining;
-    int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"shards\":%d,\"shards_up\":%zu}",
+        stalled += router.shards[router.ids[k]].stalled; /* linked, but its loop does not turn */
+    }
+    int ok = up == (size_t)router.num_shards && stalled == 0 && !router.draining;
+    int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"shards\":%d,\"shards_up\":%zu,\"shards_stalled\":%zu}",
                      router.draining ? "draining"
                      : ok            ? "ok"
                                      : "degraded",
-                     router.num_shards, up);
+                     router.num_shards, up, stalled);
     http_send_json(req, ok ? 200 : 503, body, (size_t)n);
 }
 
@@ -607,6 +609,11 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (router.draining) {
         http_send_error(req, 503, "the node is shutting down");
+        return 0;
+    }
+    uint64_t quarantined = quarantine_left(r.party, r.party_len, r.room, r.room_len);
+    if (quarantined != 0) {
+        quarantine_refuse(req, quarantined); /* before the edge hook: the room's code is what crashed */
         return 0;
     }
     int upgrade = req->upgrade.base != NULL && h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket"));

@@ -364,13 +364,29 @@ static void on_ctl_record(const ctl_msg_t *m, int *fd, void *data)
 {
     (void)data;
     switch (m->type) {
+    case CTL_SHARD_STALLED:
+    case CTL_SHARD_RESUMED:
+        if (m->shard >= 0 && m->shard < CONFIG_MAX_SHARDS)
+            router.shards[m->shard].stalled = m->type == CTL_SHARD_STALLED;
+        break;
+    case CTL_QUARANTINE: {
+        char key[sizeof(m->room)];
+        memcpy(key, m->room, sizeof(key));
+        key[sizeof(key) - 1] = '\0';
+        quarantine_add(key, m->ms);
+        break;
+    }
     case CTL_SHARD_UP:
+        if (m->shard >= 0 && m->shard < CONFIG_MAX_SHARDS)
+            router.shards[m->shard].stalled = 0;
         if (*fd != -1) {
             shards_on_up(m->shard, m->pid, m->restarts, *fd);
             *fd = -1;
         }
         break;
     case CTL_SHARD_DOWN:
+        if (m->shard >= 0 && m->shard < CONFIG_MAX_SHARDS)
+            router.shards[m->shard].stalled = 0;
         shards_on_down(m->shard);
         break;
     case CTL_DRAIN:
@@ -473,6 +489,17 @@ int router_ctl_send(uint32_t type, int shard)
     if (rt.ctl == NULL)
         return -ENOTCONN;
     ctl_msg_t m = {.type = type, .shard = shard};
+    return ctl_send(h2o_socket_get_fd(rt.ctl), &m, -1);
+}
+
+int router_ctl_send_room(uint32_t type, const char *key, size_t len)
+{
+    if (rt.ctl == NULL)
+        return -ENOTCONN;
+    ctl_msg_t m = {.type = type, .shard = -1};
+    if (len >= sizeof(m.room))
+        return -ENAMETOOLONG;
+    memcpy(m.room, key, len);
     return ctl_send(h2o_socket_get_fd(rt.ctl), &m, -1);
 }
 
@@ -580,6 +607,7 @@ int router_main(const config_t *conf, const partydefs_t *defs, int ctl_fd, int l
     }
     admin_dispose();
     fetch_dispose();
+    quarantine_dispose();
     migrate_dispose();
     while (ws_has_output())
         ws_flush();

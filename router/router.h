@@ -22,6 +22,7 @@
  *   embed.py       build step: turns dashboard.html into a C array (dashboard_html.c)
  *   serve.c        the `serve` folder: only regular files inside it, opened without blocking; no dotfiles or NUL
  *   framing.c      request framing checks before routing: two Content-Lengths, or one with Transfer-Encoding → 400
+ *   quarantine.c   rooms whose events crashed their shard (told by the supervisor): 503 + Retry-After until lifted
  *   linger.c       a lingering close for the client connections h2o closes (so a 413 is read, not reset)
  *   router_main.h  what node/ sees of the router: router_main and router_tls_context, no h2o type
  *   meson.build    the router's sources
@@ -87,6 +88,7 @@ typedef struct st_router_shard_t {
     int pid;
     router_shard_state_t state;
     uint32_t restarts;
+    int stalled; /* the supervisor saw its loop stop turning (CTL_SHARD_STALLED): linked, but not ready */
 } router_shard_t;
 
 typedef struct st_router_t {
@@ -220,6 +222,8 @@ void migrate_dispose(void);
 struct json_t *migrate_status(void);
 /* Sends a record to the supervisor (in router.c). 0, -ENOTCONN when the control socket is gone, or ctl_send's -errno. */
 int router_ctl_send(uint32_t type, int shard);
+/* The same, for a record that names a room (`key`, "party/room", `len` bytes; -ENAMETOOLONG over the record's room). */
+int router_ctl_send_room(uint32_t type, const char *key, size_t len);
 
 /* ---- linger.c: a lingering close for the connections h2o closes (so a 413 is read, not reset) ---- */
 /* Sets the loop that lingering closes run on; before it, linger_watch does nothing. Router loop; cannot fail. */
@@ -277,6 +281,23 @@ void admin_guard_failed(void);
 /* Where a backup asked for as `asked` goes: a name in the backup folder, or an absolute path inside it. 0 with the
  * path in `out`, or -1 with the reason in `why`. */
 int admin_backup_path(const char *asked, char *out, size_t cap, char *why, size_t whylen);
+
+/* ---- quarantine.c: rooms whose events crashed their shard ---- */
+/* The supervisor quarantined `key` ("party/room", copied) for `ms` (CTL_QUARANTINE); a second call renews it. */
+void quarantine_add(const char *key, uint32_t ms);
+/* An operator lifts it: 0, or -ENOENT when the room is not quarantined. */
+int quarantine_lift(const char *key, size_t len);
+/* How long party/room stays quarantined: ms, 0 when it is not. */
+uint64_t quarantine_left(const char *party, size_t party_len, const char *room, size_t room_len);
+/* Answers `req` 503 with Retry-After (the seconds left, rounded up) and a JSON error. */
+void quarantine_refuse(h2o_req_t *req, uint64_t left_ms);
+/* Rooms quarantined now; quarantines received since the router started; the list as JSON ([{"room","remaining_ms"}],
+ * a new reference the caller owns). */
+size_t quarantine_count(void);
+uint64_t quarantine_total(void);
+struct json_t *quarantine_json(void);
+/* At exit: frees the list. */
+void quarantine_dispose(void);
 
 /* ---- dashboard.c ---- */
 /* Answers with the dashboard page (static, compiled in). */

@@ -276,6 +276,7 @@ int room_wake(party_room_t *room, const char **why)
     room->started = 1;
     ++rooms.num_started;
     uint64_t t0 = base_now_mono_us();
+    shard_beat_room(room->key, room->key_len); /* on_start may run before room_enter */
     int failed = room->party->on_start != NULL && room->party->on_start(room) != 0;
     base_hist_observe(&rooms.wake, (double)(base_now_mono_us() - t0) / 1e6);
     if (failed) {
@@ -293,6 +294,7 @@ int room_wake(party_room_t *room, const char **why)
 /* An event for the room begins: it is no longer idle, and its output joins the gate when it wrote in this pass. */
 void room_enter(party_room_t *room)
 {
+    shard_beat_room(room->key, room->key_len); /* a stall or a crash from here on is this room's */
     room_lru_remove(room);
     if (room->gated_pass == shard_pass() + 1)
         shard_gate_event();
@@ -301,6 +303,7 @@ void room_enter(party_room_t *room)
 void room_leave(party_room_t *room)
 {
     room_settle(room);
+    shard_beat_room(NULL, 0);
 }
 
 /* ---- emitting to the router ---- */

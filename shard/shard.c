@@ -12,6 +12,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "beat.h"
 #include "child.h"
 #include "gate.h"
 #include "link.h"
@@ -54,6 +55,7 @@ static struct {
     base_hist_t latency;
     unsigned failed_commits; /* in a row */
     pid_t supervisor;
+    beat_t *beat; /* the heartbeat page the supervisor reads (ipc/beat.h); NULL without one */
     int orphaned; /* stopping because the supervisor's end of the control socket closed */
     int stop;
     int status;
@@ -190,9 +192,39 @@ static void commit_pass(void)
     }
 }
 
+void shard_beat_room(const char *key, size_t len)
+{
+    beat_room(shard.beat, key, len);
+}
+
+/* the event a frame starts, as the heartbeat page names it (what a stall or a crash is blamed on) */
+static const char *event_name(uint8_t type)
+{
+    switch (type) {
+    case PROTO_OPEN:
+        return "on_connect";
+    case PROTO_MESSAGE:
+        return "on_message";
+    case PROTO_CLOSE:
+        return "on_close";
+    case PROTO_REQUEST:
+        return "on_request";
+    case PROTO_FETCH_REPLY:
+        return "on_fetch_reply";
+    case PROTO_ADMIN:
+        return "admin";
+    case PROTO_SLOT:
+        return "slot";
+    default:
+        return "frame";
+    }
+}
+
 static void on_tick(loop_timer_t *timer)
 {
+    beat_event(shard.beat, "tick");
     rooms_tick();
+    beat_idle(shard.beat);
     loop_timer_start(shard.loop, timer, TICK_MS);
 }
 
@@ -204,7 +236,9 @@ static void on_alarm_timer(loop_watch_t *watch, int events)
     uint64_t expirations;
     while (read(loop_watch_fd(watch), &expirations, sizeof(expirations)) == (ssize_t)sizeof(expirations))
         ;
+    beat_event(shard.beat, "on_alarm");
     rooms_fire_alarms();
+    beat_idle(shard.beat);
 }
 
 /* An absolute CLOCK_REALTIME timer, since alarms are wall-clock times: it fires on time when the clock is set too. */
@@ -249,6 +283,7 @@ static void on_link_frame(link_t *link, const proto_msg_t *msg)
     (void)link;
     if (msg->type == PROTO_OPEN || msg->type == PROTO_MESSAGE || msg->type == PROTO_REQUEST)
         idvec_push(&shard.pass_arrivals, base_now_mono_us());
+    beat_event(shard.beat, event_name(msg->type));
     shard_event_begin();
     switch (msg->type) {
     case PROTO_OPEN:
@@ -277,6 +312,7 @@ static void on_link_frame(link_t *link, const proto_msg_t *msg)
         break;
     }
     shard_event_end();
+    beat_idle(shard.beat);
 }
 
 static void router_gone(void)
@@ -388,7 +424,7 @@ static void await_reparenting(void)
         usleep(1000);
 }
 
-int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl_fd)
+int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl_fd, beat_t *beat)
 {
     log_set_role("shard", index);
     prctl(PR_SET_NAME, "partyd-shard", 0, 0, 0);
@@ -398,6 +434,7 @@ int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl
     shard.index = index;
     shard.max_frame = config_frame_cap(conf);
     shard.supervisor = getppid();
+    shard.beat = beat;
     int sfd = ctl_child_signals();
     if (sfd == -1)
         return 1;
@@ -425,12 +462,17 @@ int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl
     rooms_init(conf, shard.store);
     log_info("started (storage %s, durability %s)", path, conf->durability);
 
-    while (!shard.stop)
+    /* the loop turns at least every TICK_MS; the supervisor calls it stalled when it has not for timers.stall_ms */
+    beat_turn(shard.beat);
+    while (!shard.stop) {
         if (loop_run_once(shard.loop, -1) != 0) {
             log_error("epoll_wait: %s; stopping", strerror(errno));
             shard.status = 1;
             break;
         }
+        beat_turn(shard.beat);
+    }
+    beat_stopping(shard.beat);
 
     shard_event_begin();
     rooms_dispose();

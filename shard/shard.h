@@ -27,6 +27,7 @@
 #ifndef PARTYD_SHARD_H
 #define PARTYD_SHARD_H
 
+#include "beat.h"
 #include "config.h"
 #include "partydefs.h"
 #include "party.h"
@@ -34,11 +35,15 @@
 #include "store.h"
 
 /* Runs shard `index` until the supervisor tells it to stop or goes away. `ctl_fd` is the shard's end of its control
- * socket. Returns the process exit status. */
-int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl_fd);
+ * socket; `beat` the heartbeat page the supervisor watches (ipc/beat.h: shared memory the supervisor owns; NULL for
+ * none). Returns the process exit status. */
+int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl_fd, beat_t *beat);
 
 /* ---- between shard.c and the room layer (one shard per process, so these act on the process's shard) ---- */
 
+/* The room an event runs in, for the heartbeat page (room_enter: its "party/room" key; room_leave: NULL). A few
+ * stores; nothing else happens. */
+void shard_beat_room(const char *key, size_t len);
 /* The caps of this node (limits.*). */
 const config_t *shard_config(void);
 /* The node's parties, resolved to their code. */

@@ -78,6 +78,12 @@ int shard_emit_close(const proto_msg_t *m)
     return shard_emit(m);
 }
 
+void shard_beat_room(const char *key, size_t len)
+{
+    (void)key;
+    (void)len;
+}
+
 void shard_gate_event(void)
 {
     ++gates;
