@@ -22,6 +22,7 @@ struct st_link_t {
     unsigned closed : 1; /* link_close called inside on_frame: free when the read loop ends */
     unsigned congested : 1;
     unsigned waiting : 1; /* for the socket to become writable */
+    unsigned read_stopped : 1; /* link_read_stop: no frame is decoded until link_read_resume */
 };
 
 static void link_free(link_t *link)
@@ -59,17 +60,15 @@ static int check_hello(link_t *link, const proto_msg_t *m)
     return 0;
 }
 
-static void on_read(h2o_socket_t *sock, const char *err)
+/* Decodes and dispatches the frames in the socket's input until it runs out or link_read_stop is called. 0, or -1 when
+ * the link was freed (closed from on_frame, or failed on a malformed frame). */
+static int link_decode(link_t *link)
 {
-    link_t *link = sock->data;
-    if (err != NULL) {
-        link_fail(link, err);
-        return;
-    }
+    h2o_socket_t *sock = link->sock;
     size_t off = 0;
     const char *why = NULL;
     link->in_read = 1;
-    while (!link->closed) {
+    while (!link->closed && !link->read_stopped) {
         proto_msg_t msg;
         long n = proto_decode(&link->dec, sock->input->bytes + off, sock->input->size - off, &msg);
         if (n == -2)
@@ -95,11 +94,50 @@ static void on_read(h2o_socket_t *sock, const char *err)
     link->in_read = 0;
     if (link->closed) {
         link_free(link);
-        return;
+        return -1;
     }
     h2o_buffer_consume(&sock->input, off);
-    if (why != NULL)
+    if (why != NULL) {
         link_fail(link, why);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_read(h2o_socket_t *sock, const char *err)
+{
+    link_t *link = sock->data;
+    if (err != NULL) {
+        link_fail(link, err);
+        return;
+    }
+    link_decode(link);
+}
+
+void link_read_stop(link_t *link)
+{
+    if (link->read_stopped || link->failed)
+        return;
+    link->read_stopped = 1;
+    if (h2o_socket_is_reading(link->sock))
+        h2o_socket_read_stop(link->sock);
+}
+
+int link_read_resume(link_t *link)
+{
+    if (!link->read_stopped)
+        return 0;
+    link->read_stopped = 0;
+    if (link_decode(link) != 0)
+        return -1;
+    if (!link->read_stopped)
+        h2o_socket_read_start(link->sock, on_read);
+    return 0;
+}
+
+int link_read_is_stopped(const link_t *link)
+{
+    return link->read_stopped;
 }
 
 link_t *link_open(h2o_loop_t *loop, int fd, size_t max_frame, proto_role_t role, int shard, const link_callbacks_t *cb, void *data)
