@@ -21,7 +21,7 @@ struct st_link_t {
     unsigned in_read : 1;
     unsigned closed : 1; /* link_close called inside on_frame: free when the read loop ends */
     unsigned congested : 1;
-    unsigned waiting : 1; /* for the socket to become writable */
+    unsigned waiting : 1;      /* for the socket to become writable */
     unsigned read_stopped : 1; /* link_read_stop: no frame is decoded until link_read_resume */
 };
 
