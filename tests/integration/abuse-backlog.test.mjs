@@ -49,16 +49,21 @@ async function roomsOnTwoShards(node, party) {
   return [...seen.values()];
 }
 
-// One request on its own connection → {status, headers, body}; errors (a reset) → {status: 0}.
-function request(port, { method = 'GET', path, headers = {}, body }) {
+// One request on its own connection → {status, headers, body}; errors (a reset) → {status: 0}; no answer within
+// `ms` (a request the router holds for ever) → {status: 'no answer'}, so that a test fails instead of hanging.
+function request(port, { method = 'GET', path, headers = {}, body, ms = 90000 }) {
   return new Promise((resolve) => {
+    const timer = setTimeout(() => { req.destroy(); resolve({ status: 'no answer' }); }, ms);
     const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
       const chunks = [];
       res.on('data', (d) => chunks.push(d));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-      res.on('error', () => resolve({ status: 0 }));
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() });
+      });
+      res.on('error', () => { clearTimeout(timer); resolve({ status: 0 }); });
     });
-    req.on('error', () => resolve({ status: 0 }));
+    req.on('error', () => { clearTimeout(timer); resolve({ status: 0 }); });
     req.end(body);
   });
 }
@@ -108,9 +113,10 @@ test('a stopped shard: POST and upgrade floods get 503 with Retry-After or 504, 
     const worker = async () => {
       while (sent < 400) {
         ++sent;
-        const r = await request(node.port, { method: 'POST', path: `/parties/main/${stopped.room}`, body,
+        const r = await request(node.port, { method: 'POST', path: `/parties/main/${stopped.room}`, body, ms: 30000,
                                              headers: { 'content-type': 'application/json' } });
         statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+        if (r.status === 'no answer') sent = Infinity; // held for ever: the assertions below say so
         if (r.status === 503 && r.headers['retry-after'] === '1') ++retryAfter;
         sample();
       }
@@ -146,6 +152,7 @@ test('a stopped shard: POST and upgrade floods get 503 with Retry-After or 504, 
     // one that waits is refused 503 (the cap) or 504 (timers.fetch_ms), never left hanging
     const ws = new WebSocket(node.wsUrl(`/parties/main/${stopped.room}`), { headers: big });
     const refusal = await new Promise((resolve) => {
+      setTimeout(() => resolve('no answer in 30 s'), 30000);
       ws.on('unexpected-response', (req, res) => resolve(res.statusCode));
       ws.on('open', () => resolve('open'));
       ws.on('error', () => {});
@@ -206,10 +213,8 @@ test('GET-and-close floods of a ~1 MB answer: the shard stays bounded and anothe
   let answered = 0;
   const neighbourly = (async () => {
     for (let i = 0; i < 3; ++i) {
-      const r = await Promise.race([
-        request(node.port, { method: 'POST', path: `/parties/kv/${neighbour}`, body: JSON.stringify({ put: { [`p${i}`]: 'x' } }) }),
-        new Promise((resolve) => setTimeout(() => resolve({ status: 'no answer within 60 s' }), 60000)),
-      ]);
+      const r = await request(node.port, { method: 'POST', path: `/parties/kv/${neighbour}`, ms: 60000,
+                                           body: JSON.stringify({ put: { [`p${i}`]: 'x' } }) });
       assert.equal(r.status, 200, `a POST to another room of the flooded shard: ${r.status}`);
       ++answered;
       peak = Math.max(peak, rssKb(big.pid));
