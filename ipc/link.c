@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "loop.h"
@@ -32,7 +33,8 @@ struct st_link_t {
     unsigned in_read : 1;
     unsigned closed : 1; /* link_close called inside on_frame: free when the read loop ends */
     unsigned congested : 1;
-    unsigned waiting : 1; /* for the socket to become writable */
+    unsigned waiting : 1;      /* for the socket to become writable */
+    unsigned read_stopped : 1; /* link_read_stop: nothing more is decoded or read until link_read_resume */
 };
 
 static void link_free(link_t *link)
@@ -92,16 +94,16 @@ static const char *link_read(link_t *link)
     return NULL;
 }
 
-void link_on_readable(link_t *link)
+/* Decodes and dispatches the frames in the input until it runs out, the link is closed or link_read_stop is called.
+ * Returns 0, or -1 when the link was freed (closed from on_frame, or failed: `why` set by the caller's read, or a
+ * malformed frame). */
+static int link_decode(link_t *link, const char *why)
 {
-    if (link->failed || link->closed)
-        return;
-    const char *why = link_read(link);
     size_t off = 0;
     const char *head = base_buf_head(&link->in);
     size_t len = base_buf_len(&link->in);
     link->in_read = 1;
-    while (!link->closed) {
+    while (!link->closed && !link->read_stopped) {
         proto_msg_t msg;
         long n = proto_decode(&link->dec, head + off, len - off, &msg);
         if (n == -2)
@@ -127,12 +129,56 @@ void link_on_readable(link_t *link)
     link->in_read = 0;
     if (link->closed) {
         link_free(link);
-        return;
+        return -1;
     }
     base_buf_consume(&link->in, off);
     base_buf_shrink(&link->in, 1 << 20);
-    if (why != NULL)
+    if (why != NULL) {
         link_fail(link, why);
+        return -1;
+    }
+    return 0;
+}
+
+void link_on_readable(link_t *link)
+{
+    if (link->failed || link->closed)
+        return;
+    if (link->read_stopped) {
+        /* reading is off (io->want_read), yet the loop reports a hang-up or an error, which epoll always does: see if
+         * the peer is gone rather than be woken for it again and again */
+        char c;
+        ssize_t n = recv(link->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0 || (n == -1 && errno != EAGAIN && errno != EINTR))
+            link_fail(link, n == 0 ? "connection closed by peer" : strerror(errno));
+        return;
+    }
+    link_decode(link, link_read(link));
+}
+
+void link_read_stop(link_t *link)
+{
+    if (link->read_stopped || link->failed)
+        return;
+    link->read_stopped = 1;
+    link->io->want_read(link->handle, 0);
+}
+
+int link_read_resume(link_t *link)
+{
+    if (!link->read_stopped)
+        return 0;
+    link->read_stopped = 0;
+    if (link_decode(link, NULL) != 0)
+        return -1;
+    if (!link->read_stopped)
+        link->io->want_read(link->handle, 1);
+    return 0;
+}
+
+int link_read_is_stopped(const link_t *link)
+{
+    return link->read_stopped;
 }
 
 link_t *link_open(const link_io_t *io, void *loop, int fd, size_t max_frame, proto_role_t role, int shard,
@@ -300,6 +346,11 @@ static void loop_io_want_write(void *handle, int on)
     loop_watch_write(handle, on);
 }
 
+static void loop_io_want_read(void *handle, int on)
+{
+    loop_watch_read(handle, on);
+}
+
 static void loop_io_close(void *handle)
 {
     int fd = loop_watch_fd(handle);
@@ -307,4 +358,4 @@ static void loop_io_close(void *handle)
     close(fd);
 }
 
-const link_io_t link_io_loop = {loop_io_watch, loop_io_want_write, loop_io_close};
+const link_io_t link_io_loop = {loop_io_watch, loop_io_want_write, loop_io_want_read, loop_io_close};

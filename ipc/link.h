@@ -46,6 +46,9 @@ typedef struct st_link_io_t {
     void *(*watch)(void *loop, int fd, link_t *link);
     /* Asks for one link_on_writable(link) call once the fd is writable (on = 1), or no more (on = 0). */
     void (*want_write)(void *handle, int on);
+    /* Stops (on = 0) or starts again (on = 1) the link_on_readable calls for data to read (link_read_stop); a hang-up
+     * or an error may still be reported while stopped. */
+    void (*want_read)(void *handle, int on);
     /* Stops watching and closes the fd. No link_on_* call follows. */
     void (*close)(void *handle);
 } link_io_t;
@@ -81,6 +84,14 @@ void link_flush(link_t *link);
 /* Whether more than LINK_HIGH_WATER bytes wait; once it said yes, on_drained follows when they fall under
  * LINK_LOW_WATER. */
 int link_congested(link_t *link);
+/* Bounding a pass's work (the shard): link_read_stop, called in on_frame or outside it, ends the decoding after the
+ * current frame and stops reading the socket; the frames already read stay in the input. link_read_resume, called
+ * outside on_frame only (the shard's loop, between passes), decodes what is already in the input first (on_frame may
+ * stop the link again) and then reads the socket again. It returns 0, or -1 when the link was freed meanwhile (closed
+ * from on_frame, a malformed frame: on_closed ran). link_read_is_stopped says whether frames wait for a resume. */
+void link_read_stop(link_t *link);
+int link_read_resume(link_t *link);
+int link_read_is_stopped(const link_t *link);
 /* Bytes queued and not yet written. */
 size_t link_backlog(const link_t *link);
 /* Whether the peer's HELLO has arrived. */

@@ -17,6 +17,7 @@ struct st_loop_watch_t {
     loop_t *loop;
     int fd;
     int writing;
+    int not_reading; /* loop_watch_read(w, 0): no EPOLLIN (hang-ups and errors are reported all the same) */
     int removed;
     loop_watch_cb cb;
     void *data;
@@ -59,7 +60,7 @@ void loop_destroy(loop_t *loop)
 
 static int watch_ctl(loop_watch_t *w, int op)
 {
-    struct epoll_event ev = {.events = EPOLLIN | (w->writing ? EPOLLOUT : 0), .data.ptr = w};
+    struct epoll_event ev = {.events = (w->not_reading ? 0 : EPOLLIN) | (w->writing ? EPOLLOUT : 0), .data.ptr = w};
     return epoll_ctl(w->loop->epfd, op, w->fd, &ev);
 }
 
@@ -81,6 +82,15 @@ void loop_watch_write(loop_watch_t *w, int on)
     if (w->removed || w->writing == !!on)
         return;
     w->writing = !!on;
+    if (watch_ctl(w, EPOLL_CTL_MOD) == -1)
+        log_error("epoll_ctl(MOD, fd %d): %s", w->fd, strerror(errno));
+}
+
+void loop_watch_read(loop_watch_t *w, int on)
+{
+    if (w->removed || w->not_reading == !on)
+        return;
+    w->not_reading = !on;
     if (watch_ctl(w, EPOLL_CTL_MOD) == -1)
         log_error("epoll_ctl(MOD, fd %d): %s", w->fd, strerror(errno));
 }

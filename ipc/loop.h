@@ -39,6 +39,9 @@ void loop_destroy(loop_t *loop);
 loop_watch_t *loop_watch(loop_t *loop, int fd, loop_watch_cb cb, void *data);
 /* Also reports writability while `on` (for a sender whose socket's buffer is full; turn it off once written). */
 void loop_watch_write(loop_watch_t *watch, int on);
+/* Stops (on = 0) or starts again (on = 1) reporting readability; a hang-up or an error on the fd is still reported
+ * (as LOOP_READABLE: epoll cannot be told not to). Watches read from loop_watch on. */
+void loop_watch_read(loop_watch_t *watch, int on);
 /* Stops watching; the watch is freed at the end of the pass, so this is safe inside its own callback and inside
  * another watch's callback of the same pass. The fd stays open. */
 void loop_unwatch(loop_watch_t *watch);

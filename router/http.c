@@ -28,6 +28,24 @@ static void on_token_dispose(void *_t)
     }
 }
 
+/* One timeout list for every held request: timers.fetch_ms, the time a room is given to answer another room, is the
+ * time it is given to answer a client too; then 504. */
+static h2o_timeout_t request_timeout;
+static int request_timeout_ready;
+/* HTTP requests held per slot (HTTP_SLOT_PENDING_MAX) */
+static uint16_t slot_pending[SLOTS_COUNT];
+
+static void on_pending_timeout(h2o_timeout_entry_t *entry)
+{
+    router_pending_t *p = H2O_STRUCT_FROM_MEMBER(router_pending_t, timeout, entry);
+    log_debug("room %.*s did not answer in %u ms; answering 504", (int)p->key_len, p->key, router.conf->timers.fetch_ms);
+    if (p->conn != NULL) {
+        /* an upgrade the room has not accepted: the room is told the client is gone, should it get to the OPEN */
+        shards_on_ws_closed(p->conn, 1006, "the room did not answer in time", 0);
+    }
+    http_fail_pending(p, 504, "the room did not answer in time");
+}
+
 static router_pending_t *pending_new(h2o_req_t *req, uint16_t shard, const char *party, size_t party_len, const char *room,
                                      size_t room_len)
 {
@@ -44,6 +62,13 @@ static router_pending_t *pending_new(h2o_req_t *req, uint16_t shard, const char 
     if (router.pending != NULL)
         router.pending->prev = p;
     router.pending = p;
+    ++router.shards[shard].num_pending;
+    if (!request_timeout_ready) {
+        h2o_timeout_init(router.loop, &request_timeout, router.conf->timers.fetch_ms);
+        request_timeout_ready = 1;
+    }
+    p->timeout.cb = on_pending_timeout;
+    h2o_timeout_link(router.loop, &request_timeout, &p->timeout);
     return p;
 }
 
@@ -52,14 +77,19 @@ static void pending_free(router_pending_t *p)
 {
     if (p->token != NULL)
         p->token->p = NULL;
+    if (h2o_timeout_is_linked(&p->timeout))
+        h2o_timeout_unlink(&p->timeout);
+    --router.shards[p->shard].num_pending;
     if (p->prev != NULL)
         p->prev->next = p->next;
     else
         router.pending = p->next;
     if (p->next != NULL)
         p->next->prev = p->prev;
-    if (p->rid != 0) /* an HTTP request's (an upgrade's has no rid, and may have let go of its connection) */
+    if (p->rid != 0) { /* an HTTP request's (an upgrade's has no rid, and may have let go of its connection) */
         HASH_DEL(router.requests, p);
+        --slot_pending[p->slot];
+    }
     free(p);
 }
 
@@ -110,6 +140,8 @@ static const char *status_reason(int status)
         return "Bad Gateway";
     case 503:
         return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     default:
         return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
     }
@@ -314,10 +346,17 @@ static size_t collect_headers(h2o_req_t *req, const edge_headers_t *edge, proto_
     return n;
 }
 
-static void forward_request(h2o_req_t *req, const route_t *r, uint16_t shard, link_t *link, const edge_headers_t *edge)
+static void forward_request(h2o_req_t *req, const route_t *r, uint16_t shard, uint16_t slot, link_t *link,
+                            const edge_headers_t *edge)
 {
+    if (slot_pending[slot] >= HTTP_SLOT_PENDING_MAX) {
+        http_send_error(req, 503, "too many requests wait for this room");
+        return;
+    }
     router_pending_t *p = pending_new(req, shard, r->party, r->party_len, r->room, r->room_len);
     p->rid = ++router.next_rid;
+    p->slot = slot;
+    ++slot_pending[slot];
     HASH_ADD(hh, router.requests, rid, sizeof(p->rid), p);
     proto_header_t headers[PROTO_MAX_HEADERS];
     proto_msg_t m = {.type = PROTO_REQUEST,
@@ -518,6 +557,8 @@ void http_upgrade_accepted(router_pending_t *p)
         return;
     }
     /* from here h2o owns the request until it calls on_upgrade_complete */
+    if (h2o_timeout_is_linked(&p->timeout))
+        h2o_timeout_unlink(&p->timeout);
     p->token->p = NULL;
     p->token = NULL;
     p->req = NULL;
@@ -632,9 +673,15 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(req, 503, "the room's shard is restarting");
         return 0;
     }
+    if (link_backlog(link) > HTTP_SHARD_BACKLOG_MAX || router.shards[shard].num_pending >= HTTP_SHARD_PENDING_MAX) {
+        /* the shard is not keeping up (stopped, or its loop held by a checkpoint): refuse rather than queue without end.
+         * While its request is held the client's connection is not read (h2o reads the next request after the answer) */
+        http_send_error(req, 503, "the room's shard is overloaded");
+        return 0;
+    }
     if (upgrade)
         start_upgrade(req, &r, shard, link, &edge);
     else
-        forward_request(req, &r, shard, link, &edge);
+        forward_request(req, &r, shard, slot, link, &edge);
     return 0;
 }

@@ -70,8 +70,10 @@ typedef struct st_router_pending_t {
     struct st_router_req_token_t *token;
     ws_conn_t *conn;
     uint16_t shard;
+    uint16_t slot;                           /* the room's (HTTP requests are counted by slot: http.c) */
     uint8_t upgrading;                       /* the 101 is being written */
     h2o_socket_t *parked;                    /* the client's socket, kept polled while the answer is awaited (http.c) */
+    h2o_timeout_entry_t timeout;             /* timers.fetch_ms: then 504 (http.c) */
     struct st_router_pending_t *prev, *next; /* router.pending */
     char accept[32];                         /* Sec-WebSocket-Accept */
     size_t key_len;
@@ -85,6 +87,7 @@ typedef struct st_router_shard_t {
     link_t *link;     /* NULL while the shard is down */
     uint64_t *paused; /* cids of connections not read while the link is congested */
     size_t num_paused, cap_paused;
+    size_t num_pending; /* router_pending_t records waiting on this shard (http.c caps them) */
     int pid;
     router_shard_state_t state;
     uint32_t restarts;
@@ -118,6 +121,17 @@ typedef struct st_router_t {
 extern router_t router;
 
 /* ---- http.c ---- */
+/* What the router holds for one shard (a stalled shard, or one behind): past either cap a new HTTP request or
+ * WebSocket upgrade for its rooms is answered 503 with Retry-After at once instead of queued. A stopped shard once
+ * took the router from 4 MB to 19.6 GB under 1 MiB POSTs. The byte cap is twice the link's high water mark, so
+ * WebSocket clients (paused at LINK_HIGH_WATER) stop before HTTP is refused. */
+#define HTTP_SHARD_BACKLOG_MAX (2 * (size_t)LINK_HIGH_WATER)
+#define HTTP_SHARD_PENDING_MAX 4096
+/* HTTP requests held for the rooms of one slot (one room, mostly): past it 503 too, so that one room flooded with
+ * requests whose answers are slow to make (3,000 GETs of a 1 MB answer, asked for and left) cannot put more than this
+ * many ahead of another room's request on the same shard. WebSocket upgrades are not counted here: every client of a
+ * big room reconnecting at once is not abuse. */
+#define HTTP_SLOT_PENDING_MAX 256
 /* h2o's handler of the main listener: every request. Returns 0 (h2o's "handled"): it answers, or holds the request
  * in a router_pending_t (owned by http.c) until the shard answers. */
 int http_on_req(h2o_handler_t *self, h2o_req_t *req);

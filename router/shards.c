@@ -41,12 +41,20 @@ static void link_h2o_want_write(void *handle, int on)
         h2o_socket_notify_write(handle, on_link_writable);
 }
 
+static void link_h2o_want_read(void *handle, int on)
+{
+    if (on)
+        h2o_socket_read_start(handle, on_link_readable);
+    else
+        h2o_socket_read_stop(handle);
+}
+
 static void link_h2o_close(void *handle)
 {
     h2o_socket_close(handle);
 }
 
-static const link_io_t link_io_h2o = {link_h2o_watch, link_h2o_want_write, link_h2o_close};
+static const link_io_t link_io_h2o = {link_h2o_watch, link_h2o_want_write, link_h2o_want_read, link_h2o_close};
 
 static int id_cmp(const void *a, const void *b)
 {

@@ -188,6 +188,17 @@ json_t *rooms_admin_list(const char *after, const char *party, const char *prefi
     return json_pack("{s:o, s:o}", "rooms", list, "next", next != NULL ? next : json_null());
 }
 
+/* The bytes `s` takes as a JSON string's contents, as jansson writes it (no JSON_ENSURE_ASCII: UTF-8 goes as it is). */
+static size_t json_escaped_len(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; ++i) {
+        unsigned char c = (unsigned char)s[i];
+        n += c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t' ? 2 : c < 0x20 ? 6 : 1;
+    }
+    return n;
+}
+
 json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const void *cursor, size_t cursor_len, size_t limit)
 {
     if (config_find_party(rooms.conf, party.base, party.len) == NULL || party.len + 1 + id.len > BASE_ROOM_KEY_MAX)
@@ -244,13 +255,24 @@ json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const void *cursor, 
     long n = store_scan_keys(rooms.store, lo, lo_len, hi, prefix_len + 1, e, limit + 1);
     json_t *keys = json_array(), *next = json_null();
     char hex[2 * PARTY_KEY_MAX + 1];
+    /* a page ends at `limit` keys or at half the frame cap, whichever comes first: 640 keys of 2,000 bytes made a
+     * reply over the cap, which the link dropped (the operator saw a 503 after 2 s). Each key is counted as written
+     * into the JSON (escapes included); the cursor (hex) is set aside once. The first key always goes in */
+    size_t budget = config_frame_cap(rooms.conf) / 2, used = 4 * PARTY_KEY_MAX;
     for (long i = 0; i < n && (size_t)i < limit; ++i) {
         const char *kb = e[i].key + prefix_len + 1;
         size_t kl = e[i].key_len - prefix_len - 1;
-        json_t *k = json_stringn(kb, kl),
-               *entry = json_pack("{s:o, s:I}", "key", k != NULL ? k : json_null(), "bytes", (json_int_t)e[i].value_len);
-        if (k == NULL || (size_t)i == limit - 1)
-            base_hex_encode(kb, kl, hex);
+        json_t *k = json_stringn(kb, kl);
+        size_t cost = 64 + (k != NULL ? json_escaped_len(kb, kl) : 2 * kl);
+        if (i > 0 && used + cost > budget) {
+            /* the previous key ends the page: the cursor is already in `hex` */
+            json_decref(k);
+            next = json_string(hex);
+            break;
+        }
+        used += cost;
+        json_t *entry = json_pack("{s:o, s:I}", "key", k != NULL ? k : json_null(), "bytes", (json_int_t)e[i].value_len);
+        base_hex_encode(kb, kl, hex);
         if (k == NULL) /* JSON strings cannot carry it */
             json_object_set_new(entry, "key_hex", json_string(hex));
         json_array_append_new(keys, entry);

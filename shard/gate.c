@@ -184,3 +184,8 @@ uint64_t gate_pass(const gate_t *g)
 {
     return g->pass;
 }
+
+size_t gate_held_bytes(const gate_t *g)
+{
+    return base_buf_len(&g->held) + base_buf_len(&g->event);
+}

@@ -74,6 +74,9 @@ int gate_emit(gate_t *g, const proto_msg_t *msg, gate_kind_t kind);
 int gate_end_pass(gate_t *g, char *err, size_t errlen);
 /* The router went away: what was held for it cannot reach it (the writes still commit). */
 void gate_drop_held(gate_t *g);
+/* Bytes emitted in this pass and not yet handed to the output sink (held for the commit, or in the open event): what
+ * a pass's output costs before the link sees it (shard.c bounds a pass by it). */
+size_t gate_held_bytes(const gate_t *g);
 /* The number of the current pass, from 0: rooms use it to know whether they wrote in this pass. */
 uint64_t gate_pass(const gate_t *g);
 
