@@ -1,0 +1,309 @@
+// prelude.cpp — the JavaScript side of the binding, run once in every party's realm before the party's bundle.
+//
+// It is a function expression: engine.cpp calls it with the object of native functions (N below), which no other
+// code of the realm can reach, and gets back the host object whose methods the party_t callbacks call (start,
+// connect, message, close, error, request, alarm, stop). It also defines the web globals of this slice (console,
+// TextEncoder/TextDecoder, Headers/Request/Response, queueMicrotask, structuredClone).
+//
+// Why in JavaScript: the room, connection and storage objects are thin wrappers over natives that take the room's
+// token (a host object whose private pointer engine.cpp clears when the room stops); writing them here keeps the C++
+// small and every JS value reachable from the token, so nothing here needs manual rooting.
+extern "C" {
+extern const char js_prelude[];
+}
+const char js_prelude[] = R"PRELUDE((function (N) {
+'use strict';
+const G = globalThis;
+const fmt = (args) => args.map((a) => {
+  if (typeof a === 'string') return a;
+  if (a instanceof Error) return `${a}${a.stack ? '\n' + a.stack : ''}`;
+  try { const s = JSON.stringify(a); return s === undefined ? String(a) : s; } catch { return String(a); }
+}).join(' ');
+const logError = (what, e) => {
+  const stack = e && typeof e === 'object' && e.stack ? '\n' + String(e.stack).trimEnd() : '';
+  N.log(0, `${what}: ${e instanceof Error ? `${e.name}: ${e.message}` : `uncaught ${fmt([e])}`}${stack}`);
+};
+G.console = {
+  log: (...a) => N.log(2, fmt(a)), info: (...a) => N.log(2, fmt(a)), debug: (...a) => N.log(3, fmt(a)),
+  warn: (...a) => N.log(1, fmt(a)), error: (...a) => N.log(0, fmt(a)),
+};
+G.queueMicrotask = (f) => { Promise.resolve().then(() => f()).catch((e) => logError('queueMicrotask', e)); };
+G.structuredClone = (v) => N.deserialize(N.serialize(v));
+
+const bytes = (b) => {
+  if (b instanceof Uint8Array) return b;
+  if (b instanceof ArrayBuffer) return new Uint8Array(b);
+  if (ArrayBuffer.isView(b)) return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  return null;
+};
+class TextEncoder {
+  get encoding() { return 'utf-8'; }
+  encode(s = '') { return N.utf8Encode(String(s)); }
+  encodeInto(s, dest) {
+    const b = N.utf8Encode(String(s));
+    let n = Math.min(b.length, dest.length);
+    while (n > 0 && n < b.length && (b[n] & 0xc0) === 0x80) --n; // whole characters only
+    dest.set(b.subarray(0, n));
+    return { read: N.utf8Decode(b.subarray(0, n), false).length, written: n };
+  }
+}
+class TextDecoder {
+  constructor(label = 'utf-8', opts = {}) {
+    if (!/^\s*(utf-?8|unicode-1-1-utf-8)\s*$/i.test(label)) throw new RangeError(`TextDecoder: only utf-8 is supported, not ${label}`);
+    this.fatal = !!opts.fatal;
+    this.ignoreBOM = !!opts.ignoreBOM;
+  }
+  get encoding() { return 'utf-8'; }
+  decode(b) {
+    if (b === undefined) return '';
+    const u = bytes(b);
+    if (u === null) throw new TypeError('TextDecoder.decode: expected an ArrayBuffer or a view');
+    let s = N.utf8Decode(u, this.fatal);
+    if (s === null) throw new TypeError('TextDecoder: the data is not valid UTF-8');
+    if (!this.ignoreBOM && s.charCodeAt(0) === 0xfeff) s = s.slice(1);
+    return s;
+  }
+}
+G.TextEncoder = TextEncoder;
+G.TextDecoder = TextDecoder;
+
+class Headers {
+  constructor(init) {
+    this._m = new Map();
+    if (init instanceof Headers) init.forEach((v, k) => this.append(k, v));
+    else if (Array.isArray(init)) for (const [k, v] of init) this.append(k, v);
+    else if (init) for (const k of Object.keys(init)) this.append(k, init[k]);
+  }
+  append(k, v) { k = String(k).toLowerCase(); const o = this._m.get(k); this._m.set(k, o === undefined ? String(v) : `${o}, ${v}`); }
+  set(k, v) { this._m.set(String(k).toLowerCase(), String(v)); }
+  get(k) { const v = this._m.get(String(k).toLowerCase()); return v === undefined ? null : v; }
+  has(k) { return this._m.has(String(k).toLowerCase()); }
+  delete(k) { this._m.delete(String(k).toLowerCase()); }
+  forEach(f, self) { for (const [k, v] of this.entries()) f.call(self, v, k, this); }
+  *entries() { yield* [...this._m.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); }
+  *keys() { for (const [k] of this.entries()) yield k; }
+  *values() { for (const [, v] of this.entries()) yield v; }
+  [Symbol.iterator]() { return this.entries(); }
+}
+// A body as bytes, with what Content-Type it implies when none is given.
+const bodyOf = (body) => {
+  if (body === undefined || body === null) return [null, null];
+  if (typeof body === 'string') return [N.utf8Encode(body), 'text/plain;charset=UTF-8'];
+  const u = bytes(body);
+  if (u !== null) return [u.slice(), null];
+  return [N.utf8Encode(String(body)), 'text/plain;charset=UTF-8'];
+};
+class Body {
+  _initBody(body, headers) {
+    const [b, type] = bodyOf(body);
+    this._body = b;
+    this.bodyUsed = false;
+    if (type !== null && !headers.has('content-type')) headers.set('content-type', type);
+  }
+  _take() {
+    if (this.bodyUsed) return Promise.reject(new TypeError('the body was already read'));
+    this.bodyUsed = true;
+    return Promise.resolve(this._body ?? new Uint8Array(0));
+  }
+  async arrayBuffer() { const b = await this._take(); return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength); }
+  async text() { return N.utf8Decode(await this._take(), false); }
+  async json() { return JSON.parse(await this.text()); }
+  get body() { return this._body; } // bytes, not a ReadableStream (streams come later)
+}
+class Request extends Body {
+  constructor(input, init = {}) {
+    super();
+    const from = input instanceof Request ? input : null;
+    this.url = from ? from.url : String(input);
+    this.method = String(init.method ?? (from ? from.method : 'GET')).toUpperCase();
+    this.headers = new Headers(init.headers ?? (from ? from.headers : undefined));
+    this._initBody(init.body !== undefined ? init.body : from ? from._body : null, this.headers);
+    this.cf = {};
+  }
+  clone() { return new Request(this); }
+}
+class Response extends Body {
+  constructor(body = null, init = {}) {
+    super();
+    this.status = init.status ?? 200;
+    if (!Number.isInteger(this.status) || this.status < 200 || this.status > 599) throw new RangeError(`Response: status ${init.status} is not in 200..599`);
+    this.statusText = init.statusText ?? '';
+    this.headers = new Headers(init.headers);
+    this._initBody(body, this.headers);
+  }
+  get ok() { return this.status >= 200 && this.status < 300; }
+  clone() { return new Response(this._body, this); }
+  static json(data, init = {}) {
+    const headers = new Headers(init.headers);
+    if (!headers.has('content-type')) headers.set('content-type', 'application/json');
+    return new Response(JSON.stringify(data), { ...init, headers });
+  }
+}
+G.Headers = Headers;
+G.Request = Request;
+G.Response = Response;
+
+// ---- rooms, connections, storage ----
+const MAX_STATE = 2048;
+class Connection {
+  constructor(tok, id, uri) { this._tok = tok; this.id = id; this.uri = uri; this._state = undefined; }
+  send(m) {
+    const u = typeof m === 'string' ? null : bytes(m);
+    if (typeof m !== 'string' && u === null) m = String(m);
+    N.send(this._tok, this.id, u ?? m);
+  }
+  close(code, reason) { N.close(this._tok, this.id, code === undefined ? 1000 : code, reason === undefined ? null : String(reason)); }
+  get state() {
+    if (this._state === undefined) {
+      const s = N.getState(this._tok, this.id);
+      this._state = s === null ? null : JSON.parse(s);
+    }
+    return this._state;
+  }
+  setState(s) {
+    if (typeof s === 'function') s = s(this.state);
+    if (s === undefined || s === null) { N.setState(this._tok, this.id, null); this._state = null; return null; }
+    const json = JSON.stringify(s);
+    if (json === undefined) throw new TypeError('setState: the state must be JSON');
+    N.setState(this._tok, this.id, json);
+    this._state = JSON.parse(json);
+    return this._state;
+  }
+}
+const keyOf = (k) => { if (typeof k !== 'string') throw new TypeError('storage keys are strings'); return k; };
+const attempt = (f) => { try { return Promise.resolve(f()); } catch (e) { return Promise.reject(e); } };
+class Storage {
+  constructor(tok) { this._tok = tok; }
+  get(k) {
+    return attempt(() => {
+      if (!Array.isArray(k)) return N.get(this._tok, keyOf(k));
+      const m = new Map();
+      for (const key of k) { const v = N.get(this._tok, keyOf(key)); if (v !== undefined) m.set(key, v); }
+      return m;
+    });
+  }
+  put(k, v) {
+    return attempt(() => {
+      if (typeof k === 'object' && k !== null) { for (const key of Object.keys(k)) N.put(this._tok, key, k[key]); return; }
+      if (v === undefined) throw new TypeError('storage.put: the value is undefined');
+      N.put(this._tok, keyOf(k), v);
+    });
+  }
+  delete(k) {
+    return attempt(() => {
+      if (!Array.isArray(k)) return N.del(this._tok, keyOf(k));
+      let n = 0;
+      for (const key of k) n += N.del(this._tok, keyOf(key)) ? 1 : 0;
+      return n;
+    });
+  }
+  list(o = {}) {
+    return attempt(() => {
+      const s = (v) => (v === undefined || v === null ? null : String(v));
+      const l = N.list(this._tok, s(o.prefix), s(o.start), s(o.end), o.limit ?? 0, !!o.reverse);
+      return new Map(l);
+    });
+  }
+  getAlarm() { return attempt(() => N.getAlarm(this._tok)); }
+  setAlarm(t) { return attempt(() => N.setAlarm(this._tok, t instanceof Date ? t.getTime() : Number(t))); }
+  deleteAlarm() { return attempt(() => N.deleteAlarm(this._tok)); }
+}
+class Room {
+  constructor(tok, id, party, env) {
+    this._tok = tok;
+    this._conns = new Map();
+    this.id = id;
+    this.internalID = `${party}/${id}`;
+    this.name = party;
+    this.env = env;
+    this.storage = new Storage(tok);
+  }
+  _conn(id, uri) {
+    let c = this._conns.get(id);
+    if (c === undefined) { c = new Connection(this._tok, id, uri); this._conns.set(id, c); }
+    return c;
+  }
+  broadcast(m, without = []) {
+    const u = typeof m === 'string' ? null : bytes(m);
+    N.broadcast(this._tok, u ?? String(m), Array.from(without ?? [], String));
+  }
+  getConnection(id) { return N.hasConn(this._tok, String(id)) ? this._conn(String(id)) : undefined; }
+  *getConnections(tag) { for (const id of N.connIds(this._tok, tag === undefined ? null : String(tag))) yield this._conn(id); }
+  get connections() { return new Map([...this.getConnections()].map((c) => [c.id, c])); }
+}
+
+// ---- what engine.cpp calls ----
+let Klass, env, partyName;
+const instances = new WeakMap(); // token -> {room, obj}
+const handled = (what, r) => {
+  // an async handler: its rejection is logged as a thrown exception is
+  if (r && typeof r.then === 'function') return Promise.resolve(r).catch((e) => { logError(what, e); throw e; });
+  return r;
+};
+const call = (tok, name, what, args) => {
+  const it = instances.get(tok);
+  const f = it && it.obj[name];
+  if (typeof f !== 'function') return undefined;
+  try {
+    return handled(what, f.apply(it.obj, args));
+  } catch (e) {
+    logError(what, e);
+    return Promise.reject(e);
+  }
+};
+const quiet = (p) => { if (p && typeof p.catch === 'function') p.catch(() => {}); return p; };
+const requestOf = (method, url, headers, body) => new Request(url, { method, headers, body: method === 'GET' || method === 'HEAD' ? null : body });
+return {
+  init(klass, envJson, name) {
+    Klass = klass;
+    env = JSON.parse(envJson);
+    partyName = name;
+    const o = klass.options ?? (klass.prototype && klass.prototype.options);
+    return !!(o && o.hibernate);
+  },
+  start(tok, id) {
+    const room = new Room(tok, id, partyName, env);
+    let obj;
+    try { obj = new Klass(room); } catch (e) { logError('constructor', e); return Promise.reject(e); }
+    instances.set(tok, { room, obj });
+    return quiet(call(tok, 'onStart', 'onStart', []));
+  },
+  connect(tok, id, method, url, headers) {
+    const it = instances.get(tok);
+    const conn = it.room._conn(id, url);
+    return quiet(call(tok, 'onConnect', 'onConnect', [conn, { request: requestOf(method, url, headers, null) }]));
+  },
+  message(tok, id, data) {
+    const it = instances.get(tok);
+    quiet(call(tok, 'onMessage', 'onMessage', [data, it.room._conn(id)]));
+  },
+  close(tok, id) {
+    const it = instances.get(tok);
+    const conn = it.room._conn(id);
+    it.room._conns.delete(id);
+    quiet(call(tok, 'onClose', 'onClose', [conn]));
+  },
+  error(tok, id, msg) {
+    const it = instances.get(tok);
+    quiet(call(tok, 'onError', 'onError', [it.room._conn(id), new Error(msg)]));
+  },
+  request(tok, rid, method, url, headers, body) {
+    const it = instances.get(tok);
+    const answer = (res) => {
+      if (!(res instanceof Response)) {
+        logError('onRequest', new TypeError(`onRequest returned ${res === undefined ? 'nothing' : typeof res}, not a Response`));
+        return N.respond(tok, rid, 500, [], 'onRequest did not return a Response');
+      }
+      const hs = [];
+      res.headers.forEach((v, k) => hs.push(k, v));
+      N.respond(tok, rid, res.status, hs, res._body);
+    };
+    if (typeof it.obj.onRequest !== 'function') return N.respond(tok, rid, 404, [], 'this party has no onRequest');
+    Promise.resolve(call(tok, 'onRequest', 'onRequest', [requestOf(method, url, headers, body)]))
+      .then(answer, () => N.respond(tok, rid, 500, [], 'the room failed to answer'))
+      .catch((e) => { logError('onRequest', e); N.respond(tok, rid, 500, [], 'the room failed to answer'); });
+  },
+  alarm(tok) { return quiet(call(tok, 'onAlarm', 'onAlarm', [])); },
+  stop(tok) { instances.delete(tok); },
+};
+}))PRELUDE";
