@@ -18,6 +18,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <js/Array.h>
@@ -63,7 +64,8 @@ struct JsRoom {
     double next_rid = 1;
 };
 
-JsRoom *current; // the room whose callback runs (console's tag)
+JsRoom *current;                      // the room whose callback runs (console's tag)
+std::unordered_set<JsRoom *> live_rooms; // for the teardown at exit
 
 const JSClass global_class = {"global", JSCLASS_GLOBAL_FLAGS, &JS::DefaultGlobalClassOps};
 const JSClass token_class = {"PartydRoom", JSCLASS_HAS_RESERVED_SLOTS(1)};
@@ -633,6 +635,27 @@ const JSFunctionSpec natives[] = {
 
 // ---- the engine and the realms ----
 
+// At the shard's exit: the rooms still in memory, the realms, the engine. Not only tidiness: the engine's GC heap is
+// mmap'ed, which LeakSanitizer does not scan, so whatever it still holds at exit would be reported as leaked.
+void engine_stop(void)
+{
+    if (cx == nullptr)
+        return;
+    for (JsRoom *r : live_rooms) {
+        JS::SetReservedSlot(r->token, 0, JS::UndefinedValue());
+        party_room_set_data(r->room, nullptr);
+        delete r;
+    }
+    live_rooms.clear();
+    for (size_t i = 0; i < js_num_scripts; ++i) {
+        delete static_cast<JsParty *>(js_scripts[i].engine);
+        js_scripts[i].engine = nullptr;
+    }
+    JS_DestroyContext(cx);
+    cx = nullptr;
+    JS_ShutDown();
+}
+
 bool engine_start(std::string &err)
 {
     if (cx != nullptr)
@@ -647,6 +670,7 @@ bool engine_start(std::string &err)
         cx = nullptr;
         return false;
     }
+    atexit(engine_stop);
     return true;
 }
 
@@ -835,6 +859,7 @@ int on_start(party_room_t *room)
     }
     JS::SetReservedSlot(r->token, 0, JS::PrivateValue(r));
     party_room_set_data(room, r);
+    live_rooms.insert(r);
     JS::RootedValueArray<2> args(cx);
     const char *id = party_room_id(room);
     args[1].setString(new_string(cx, id, strlen(id)));
@@ -858,6 +883,7 @@ void on_stop(party_room_t *room)
     }
     // requests still held are the room layer's to answer (503) and free
     party_room_set_data(room, nullptr);
+    live_rooms.erase(r);
     delete r;
 }
 
