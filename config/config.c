@@ -426,11 +426,12 @@ static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, js
         return -1;
     json_t *kind = json_object_get(p, "kind"), *module = json_object_get(p, "module"), *script = json_object_get(p, "script");
     char field[200];
-    if ((kind != NULL) + (module != NULL) + (script != NULL) != 1)
+    int forms = (kind != NULL) + (module != NULL) + (script != NULL);
+    if (forms != 1)
         return fail(e, path,
-                    "needs one of \"kind\" (a built-in party), \"module\" (a shared object) or \"script\" (a TypeScript or "
+                    "needs either \"kind\" (a built-in party) or \"module\" (a shared object) or \"script\" (a TypeScript or "
                     "JavaScript file), not %s",
-                    kind == NULL && module == NULL && script == NULL ? "none" : "several");
+                    forms == 0 ? "neither" : forms == 2 ? "both" : "all three");
     if (kind != NULL) {
         /* whether the kind exists is known where parties live (shard/module.c, at start) */
         snprintf(field, sizeof(field), "%s.kind", path);
