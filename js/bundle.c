@@ -85,10 +85,11 @@ static int run_esbuild(const char *script, char **out, size_t *outlen, char *err
     posix_spawn_file_actions_adddup2(&fa, ofd, 1);
     posix_spawn_file_actions_adddup2(&fa, efd, 2);
     /* browser platform with workerd's conditions: what partykit's own build of a party uses, so npm packages pick
-     * their worker entries; es2022 is what SpiderMonkey 102 runs */
+     * their worker entries; es2022 is what SpiderMonkey 102 runs; an inline source map (without the sources) lets
+     * stack traces name the .ts lines (engine.cpp) */
     char *const argv[] = {(char *)prog, (char *)script, "--bundle", "--format=esm", "--platform=browser",
                           "--conditions=workerd,worker,browser", "--target=es2022", "--charset=utf8", "--log-level=error",
-                          "--color=false", "--legal-comments=none", NULL};
+                          "--color=false", "--legal-comments=none", "--sourcemap=inline", "--sources-content=false", NULL};
     pid_t pid;
     int rc = posix_spawnp(&pid, prog, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);

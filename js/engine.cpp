@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <string>
 #include <unordered_map>
@@ -113,6 +114,32 @@ std::string take_exception(JSContext *c)
     }
     JS_ClearPendingException(c);
     return text;
+}
+
+// The inline source map esbuild appended to the bundle, decoded (JSON), or "" when there is none.
+std::string source_map(const js_script_t *s)
+{
+    static const char mark[] = "//# sourceMappingURL=data:application/json;base64,";
+    std::string src(s->source, s->len);
+    size_t at = src.rfind(mark);
+    if (at == std::string::npos)
+        return std::string();
+    std::string out;
+    unsigned acc = 0;
+    int bits = 0;
+    for (size_t i = at + sizeof(mark) - 1; i < src.size(); ++i) {
+        char ch = src[i];
+        int v = ch >= 'A' && ch <= 'Z' ? ch - 'A' : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26 : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                : ch == '+' ? 62 : ch == '/' ? 63 : -1;
+        if (v < 0)
+            break; // '=', the newline
+        acc = (acc << 6) | (unsigned)v;
+        if ((bits += 6) >= 8) {
+            bits -= 8;
+            out += (char)((acc >> bits) & 0xff);
+        }
+    }
+    return out;
 }
 
 JSString *new_string(JSContext *c, const void *p, size_t n)
@@ -674,6 +701,25 @@ bool engine_start(std::string &err)
     return true;
 }
 
+// `text` with the bundle's positions replaced by the script's (the prelude reads the source map).
+std::string map_stack(JsParty *p, const std::string &text)
+{
+    JS::RootedValueArray<1> a(cx);
+    JS::RootedValue rv(cx);
+    JSString *t = new_string(cx, text.data(), text.size());
+    if (t == nullptr) {
+        JS_ClearPendingException(cx);
+        return text;
+    }
+    a[0].setString(t);
+    JS::RootedObject host(cx, p->host);
+    if (!JS_CallFunctionName(cx, host, "mapStack", a, &rv) || !rv.isString()) {
+        JS_ClearPendingException(cx);
+        return text;
+    }
+    return to_utf8(cx, rv);
+}
+
 // Makes the party's realm: the prelude, then the bundle evaluated, its default export handed to the prelude.
 // Returns the party, or nullptr with the reason.
 JsParty *party_make(js_script_t *s, bool *hibernate, std::string &err)
@@ -711,6 +757,16 @@ JsParty *party_make(js_script_t *s, bool *hibernate, std::string &err)
         return nullptr;
     }
     p->host = &rv.toObject();
+    {
+        std::string map = source_map(s);
+        char cwd[4096];
+        JS::RootedValueArray<3> margs(cx);
+        margs[0].setString(new_string(cx, s->path, strlen(s->path)));
+        margs[1].setString(new_string(cx, map.data(), map.size()));
+        margs[2].setString(new_string(cx, cwd, getcwd(cwd, sizeof(cwd)) != nullptr ? strlen(cwd) : 0));
+        if (!JS_CallFunctionName(cx, p->host, "sourceMap", margs, &rv))
+            JS_ClearPendingException(cx); // stacks then name the bundle's lines
+    }
 
     JS::CompileOptions mopts(cx);
     mopts.setFileAndLine(s->path, 1);
@@ -719,7 +775,7 @@ JsParty *party_make(js_script_t *s, bool *hibernate, std::string &err)
     JS::RootedValue ev(cx);
     if (!msrc.init(cx, s->source, s->len, JS::SourceOwnership::Borrowed) || !(mod = JS::CompileModule(cx, mopts, msrc)) ||
         !JS::ModuleInstantiate(cx, mod) || !JS::ModuleEvaluate(cx, mod, &ev)) {
-        err = take_exception(cx);
+        err = map_stack(p, take_exception(cx));
         delete p;
         return nullptr;
     }
@@ -729,7 +785,7 @@ JsParty *party_make(js_script_t *s, bool *hibernate, std::string &err)
         if (JS::GetPromiseState(pr) == JS::PromiseState::Rejected) {
             JS::RootedValue why(cx, JS::GetPromiseResult(pr));
             JS_SetPendingException(cx, why);
-            err = "its top level threw: " + take_exception(cx);
+            err = "its top level threw: " + map_stack(p, take_exception(cx));
             delete p;
             return nullptr;
         }
@@ -789,10 +845,10 @@ template <size_t N> bool dispatch(JsRoom *r, const char *fn, JS::RootedValueArra
     JS::RootedObject host(cx, r->party->host);
     bool ok = JS_CallFunctionName(cx, host, fn, args, rv);
     if (!ok)
-        party_log(r->room, 0, "%s: %s", fn, take_exception(cx).c_str());
+        party_log(r->room, 0, "%s: %s", fn, map_stack(r->party, take_exception(cx)).c_str());
     js::RunJobs(cx);
     if (JS_IsExceptionPending(cx))
-        party_log(r->room, 0, "%s: %s", fn, take_exception(cx).c_str());
+        party_log(r->room, 0, "%s: %s", fn, map_stack(r->party, take_exception(cx)).c_str());
     current = was;
     return ok;
 }
@@ -957,13 +1013,14 @@ void on_request(party_room_t *room, party_request_t *req)
     size_t blen;
     const void *body = party_request_body(req, &blen);
     JSObject *b = new_uint8array(cx, body, blen);
+    if (b != nullptr)
+        args[5].setObject(*b); // rooted before request_parts allocates
     if (!b || !request_parts(req, args[3], args[4])) {
         party_log(room, 0, "onRequest: %s", take_exception(cx).c_str());
         r->requests.erase(rid);
         party_respond(req, 500, "text/plain", "out of memory", 13);
         return;
     }
-    args[5].setObject(*b);
     JS::RootedValue rv(cx);
     dispatch(r, "request", args, &rv);
     // a request whose Response is still pending stays held: an event of this room may settle it later, or the room

@@ -19,8 +19,64 @@ const fmt = (args) => args.map((a) => {
   if (a instanceof Error) return `${a}${a.stack ? '\n' + a.stack : ''}`;
   try { const s = JSON.stringify(a); return s === undefined ? String(a) : s; } catch { return String(a); }
 }).join(' ');
+// ---- source maps: stack positions in the bundle mapped back to the script's lines ----
+let mapPath = null, mapJson = null, mapCwd = '', mapLines = null, mapSources = null;
+const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+const normalize = (p) => {
+  const out = [];
+  for (const part of p.split('/')) {
+    if (part === '..') out.pop();
+    else if (part !== '.' && part !== '') out.push(part);
+  }
+  return '/' + out.join('/');
+};
+// The map's "mappings", decoded once at the first use: per generated line, [genCol, source, line, col] sorted by genCol.
+const decodeMap = () => {
+  const m = JSON.parse(mapJson);
+  mapSources = (m.sources || []).map((s) => (s.startsWith('/') ? s : normalize(`${mapCwd}/${m.sourceRoot || ''}/${s}`)));
+  mapLines = [];
+  let src = 0, line = 0, col = 0;
+  for (const text of String(m.mappings || '').split(';')) {
+    const segs = [];
+    let gcol = 0;
+    for (const seg of text.split(',')) {
+      if (seg === '') continue;
+      const v = [];
+      let shift = 0, acc = 0;
+      for (const ch of seg) {
+        const d = B64.indexOf(ch);
+        acc += (d & 31) << shift;
+        if (d & 32) { shift += 5; continue; }
+        v.push(acc & 1 ? -(acc >>> 1) : acc >>> 1);
+        shift = 0;
+        acc = 0;
+      }
+      gcol += v[0];
+      if (v.length >= 4) { src += v[1]; line += v[2]; col += v[3]; segs.push([gcol, src, line, col]); }
+    }
+    mapLines.push(segs);
+  }
+};
+const mapPos = (line, col) => {
+  if (mapLines === null) decodeMap();
+  const segs = mapLines[line - 1];
+  if (!segs || segs.length === 0) return null;
+  let best = segs[0];
+  for (const s of segs) if (s[0] <= col - 1) best = s;
+  return `${mapSources[best[1]]}:${best[2] + 1}:${best[3] + 1}`;
+};
+const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const mapStack = (text) => {
+  text = text.split('\n').filter((l) => !l.includes('@partyd:prelude:')).join('\n'); // partyd's own frames say nothing
+  if (mapPath === null || !mapJson) return text;
+  try {
+    return text.replace(new RegExp(`${escapeRe(mapPath)}:(\\d+)(?::(\\d+))?`, 'g'), (all, l, c) => mapPos(Number(l), Number(c ?? 1)) ?? all);
+  } catch {
+    return text;
+  }
+};
 const logError = (what, e) => {
-  const stack = e && typeof e === 'object' && e.stack ? '\n' + String(e.stack).trimEnd() : '';
+  const stack = e && typeof e === 'object' && e.stack ? '\n' + mapStack(String(e.stack).trimEnd()) : '';
   N.log(0, `${what}: ${e instanceof Error ? `${e.name}: ${e.message}` : `uncaught ${fmt([e])}`}${stack}`);
 };
 G.console = {
@@ -254,6 +310,8 @@ const call = (tok, name, what, args) => {
 const quiet = (p) => { if (p && typeof p.catch === 'function') p.catch(() => {}); return p; };
 const requestOf = (method, url, headers, body) => new Request(url, { method, headers, body: method === 'GET' || method === 'HEAD' ? null : body });
 return {
+  sourceMap(path, json, cwd) { mapPath = path; mapJson = json; mapCwd = cwd; },
+  mapStack,
   init(klass, envJson, name) {
     Klass = klass;
     env = JSON.parse(envJson);
