@@ -6,9 +6,11 @@
  *   bundle.c     at start, in the supervisor: the script bundled with esbuild into one ES module, then tried in a
  *                forked child (engine errors stop the node at start, never at the first request)
  *   engine.cpp   in a shard: the JSContext (made lazily at a JS party's first room), one realm per party, each room
- *                an instance of the party's default export; the party_t whose callbacks call into it; the natives
+ *                an instance of the party's default export; the party_t whose callbacks call into it
+ *   natives.cpp  the host functions the prelude calls (storage, send, broadcast, state, text, structured clone)
+ *   engine.h     what engine.cpp and natives.cpp share (C++)
  *   prelude.cpp  the JS side: Room/Connection/Storage wrappers over the natives, console, TextEncoder/TextDecoder,
- *                Headers/Request/Response, queueMicrotask, structuredClone
+ *                Headers/Request/Response, queueMicrotask, structuredClone; source maps for stack traces
  *   none.c       the stand-in when partyd is built without the engine (-Djs=disabled or no libmozjs-102-dev)
  *
  * Loop: everything runs on the shard's one loop thread; the engine is never touched from another thread.
