@@ -17,6 +17,12 @@ extern "C" { // proto/'s header is C's, without guards of its own
 #include "base.h"
 }
 
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 extern "C" {
 extern const char js_prelude[];
 }
@@ -64,6 +70,63 @@ std::string source_map(const js_script_t *s)
 
 // ---- the engine and the realms ----
 
+// ---- the CPU limit: a watchdog thread interrupts a call into JS that runs too long ----
+//
+// The loop thread stamps the start of each outermost entry into JS (a callback, with its jobs; a module's
+// evaluation); the watchdog, every 50 ms, asks the engine to interrupt when that stamp is older than the limit, and
+// the interrupt callback (on the loop thread, inside the engine) ends the script with an uncatchable error. Wall
+// time, not CPU time: a handler that waits on nothing can only be computing.
+std::atomic<int64_t> entered_us{0}; // monotonic µs of the outermost entry into JS; 0 outside JS
+std::atomic<bool> watchdog_on{false};
+std::thread watchdog;
+int64_t limit_us = 30000 * 1000LL; // PARTYD_JS_CPU_MS, default 30 s as Workers
+bool overran;                      // the current outermost entry was interrupted (loop thread only)
+
+int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+bool on_interrupt(JSContext *)
+{
+    int64_t t = entered_us.load();
+    if (t != 0 && mono_us() - t > limit_us) {
+        overran = true;
+        return false;
+    }
+    return true;
+}
+
+void watchdog_main(void)
+{
+    while (watchdog_on.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        int64_t t = entered_us.load();
+        if (t != 0 && mono_us() - t > limit_us)
+            JS_RequestInterruptCallback(cx);
+    }
+}
+
+// One entry into JS, timed when it is the outermost.
+struct Entry {
+    bool outer;
+    Entry() : outer(entered_us.load() == 0)
+    {
+        if (outer) {
+            overran = false;
+            entered_us.store(mono_us());
+        }
+    }
+    ~Entry()
+    {
+        if (outer)
+            entered_us.store(0);
+    }
+    bool interrupted() const { return outer && overran; }
+};
+
 // At the shard's exit: the rooms still in memory, the realms, the engine. Not only tidiness: the engine's GC heap is
 // mmap'ed, which LeakSanitizer does not scan, so whatever it still holds at exit would be reported as leaked.
 void engine_stop(void)
@@ -80,6 +143,9 @@ void engine_stop(void)
         delete static_cast<JsParty *>(js_scripts[i].engine);
         js_scripts[i].engine = nullptr;
     }
+    watchdog_on.store(false);
+    if (watchdog.joinable())
+        watchdog.join();
     JS_DestroyContext(cx);
     cx = nullptr;
     JS_ShutDown();
@@ -99,6 +165,12 @@ bool engine_start(std::string &err)
         cx = nullptr;
         return false;
     }
+    const char *ms = getenv("PARTYD_JS_CPU_MS");
+    if (ms != nullptr && atol(ms) >= 10)
+        limit_us = atol(ms) * 1000LL;
+    JS_AddInterruptCallback(cx, on_interrupt);
+    watchdog_on.store(true);
+    watchdog = std::thread(watchdog_main);
     atexit(engine_stop);
     return true;
 }
@@ -176,13 +248,22 @@ JsParty *party_make(js_script_t *s, bool *hibernate, std::string &err)
     JS::SourceText<mozilla::Utf8Unit> msrc;
     JS::RootedObject mod(cx);
     JS::RootedValue ev(cx);
+    Entry entry;
     if (!msrc.init(cx, s->source, s->len, JS::SourceOwnership::Borrowed) || !(mod = JS::CompileModule(cx, mopts, msrc)) ||
         !JS::ModuleInstantiate(cx, mod) || !JS::ModuleEvaluate(cx, mod, &ev)) {
-        err = map_stack(p, take_exception(cx));
+        err = entry.interrupted() ? "its top level ran past " + std::to_string(limit_us / 1000) + " ms (PARTYD_JS_CPU_MS): interrupted"
+                                  : map_stack(p, take_exception(cx));
+        JS_ClearPendingException(cx);
         delete p;
         return nullptr;
     }
     js::RunJobs(cx);
+    if (entry.interrupted()) {
+        err = "its top level ran past " + std::to_string(limit_us / 1000) + " ms (PARTYD_JS_CPU_MS): interrupted";
+        JS_ClearPendingException(cx);
+        delete p;
+        return nullptr;
+    }
     JS::RootedObject pr(cx, ev.isObject() ? &ev.toObject() : nullptr);
     if (pr && JS::IsPromiseObject(pr)) {
         if (JS::GetPromiseState(pr) == JS::PromiseState::Rejected) {
@@ -241,20 +322,60 @@ JsParty *party_of(party_room_t *room)
 
 // Calls host[fn](token, ...args) in the room's realm, then runs the jobs. Returns the call's value in *rv (a promise
 // for most), false when the call itself threw (the prelude catches the handlers' exceptions: this is rare).
+void reset(JsRoom *r);
+
 template <size_t N> bool dispatch(JsRoom *r, const char *fn, JS::RootedValueArray<N> &args, JS::MutableHandleValue rv)
 {
     JsRoom *was = current;
     current = r;
     args[0].setObject(*r->token);
     JS::RootedObject host(cx, r->party->host);
-    bool ok = JS_CallFunctionName(cx, host, fn, args, rv);
-    if (!ok)
-        party_log(r->room, 0, "%s: %s", fn, map_stack(r->party, take_exception(cx)).c_str());
-    js::RunJobs(cx);
-    if (JS_IsExceptionPending(cx))
-        party_log(r->room, 0, "%s: %s", fn, map_stack(r->party, take_exception(cx)).c_str());
+    bool ok, interrupted;
+    {
+        Entry entry;
+        ok = JS_CallFunctionName(cx, host, fn, args, rv);
+        if (!ok && !entry.interrupted())
+            party_log(r->room, 0, "%s: %s", fn, map_stack(r->party, take_exception(cx)).c_str());
+        js::RunJobs(cx);
+        if (JS_IsExceptionPending(cx))
+            party_log(r->room, 0, "%s: %s", fn, map_stack(r->party, take_exception(cx)).c_str());
+        interrupted = entry.interrupted();
+    }
     current = was;
+    if (interrupted && (strcmp(fn, "start") == 0 || strcmp(fn, "stop") == 0)) {
+        // a start that fails fails its event, and the next one starts afresh; nothing to reset
+        party_log(r->room, 0, "%s ran past %lld ms (PARTYD_JS_CPU_MS): interrupted", fn, (long long)(limit_us / 1000));
+        return false;
+    }
+    if (interrupted) {
+        party_log(r->room, 0, "%s ran past %lld ms (PARTYD_JS_CPU_MS): interrupted; the room is reset (its connections closed "
+                  "with 1011, a new instance started from storage)",
+                  fn, (long long)(limit_us / 1000));
+        reset(r);
+        return false;
+    }
     return ok;
+}
+
+// After an interrupted handler: the instance may be half-way through anything, so it goes, as on PartyKit: the
+// connections are closed (clients reconnect) and a new instance starts (constructor, onStart) from storage. The
+// writes the handler made before it was stopped stay: they commit with the pass.
+void reset(JsRoom *r)
+{
+    for (party_conn_t *c = party_room_connections(r->room, nullptr); c != nullptr; c = party_room_connections(r->room, c))
+        party_conn_close(c, 1011, "the room was reset: a handler ran too long");
+    JS::RootedValueArray<2> args(cx);
+    JS::RootedValue rv(cx);
+    dispatch(r, "stop", args, &rv);
+    const char *id = party_room_id(r->room);
+    JSString *s = new_string(cx, id, strlen(id));
+    if (s == nullptr) {
+        JS_ClearPendingException(cx);
+        return;
+    }
+    args[1].setString(s);
+    if (!dispatch(r, "start", args, &rv))
+        party_log(r->room, 0, "the reset instance failed in its constructor or onStart (logged above); the room goes on with what it has");
 }
 
 // 0 when rv is not a rejected promise.

@@ -8,7 +8,9 @@
 //   probe.ts       (written here) an exception in onMessage is logged with its stack and the socket stays open;
 //                  onRequest that throws gets 500; structured clone in storage (Map, Date, Uint8Array, nested);
 //                  storage.list; connection state across hibernation; TextEncoder/TextDecoder; alarms
-//   a TypeScript syntax error, and a throw at a module's top level, stop the node at start with file and line
+//   a TypeScript syntax error, a throw or an endless loop at a module's top level stop the node at start (file, line)
+//   spin.js       (written here) an endless loop, and an endless promise chain, in onMessage: interrupted past
+//                 PARTYD_JS_CPU_MS, the room reset (its sockets closed 1011), the other rooms of the shard served
 // esbuild comes from tests/node_modules (tests/package.json) or PATH.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -236,5 +238,47 @@ test('a TypeScript syntax error, or a throw at the top level, stops the node at 
   ({ code } = await node.exited);
   assert.notEqual(code, 0);
   assert.match(node.stderr, /no default export that is a class/);
+  // an endless loop at the top level is interrupted by the same limit as a handler
+  fs.writeFileSync(path.join(dir, 'loop.js'), 'for (;;) {}\nexport default class L {}\n');
+  node = await node0({ parties: { loop: { script: './loop.js' } } }, { dir, ready: false, env: { ...ENV, PARTYD_JS_CPU_MS: '200' } });
+  ({ code } = await node.exited);
+  assert.notEqual(code, 0);
+  assert.match(node.stderr, /parties\.loop\.script: .*loop\.js: its top level ran past 200 ms \(PARTYD_JS_CPU_MS\): interrupted/);
   node.checkSanitizers();
+});
+
+const SPIN = `
+export default class Spin {
+  constructor(room) { this.room = room; this.started = Date.now(); }
+  onMessage(message, sender) {
+    if (message === "spin") for (;;) {}
+    if (message === "chain") { const f = () => Promise.resolve().then(f); f(); return; }
+    sender.send("echo:" + message);
+  }
+}
+`;
+
+test('a handler that runs past the limit (PARTYD_JS_CPU_MS) is interrupted and its room reset; other rooms of the shard go on', T, async () => {
+  const dir = tmpDir();
+  fs.writeFileSync(path.join(dir, 'spin.js'), SPIN);
+  const node = await node0({ parties: { spin: { script: './spin.js' } } }, { dir, env: { ...ENV, PARTYD_JS_CPU_MS: '300' } });
+  for (const what of ['spin', 'chain']) {
+    const a = await open(ws(node, 'spin', 'a', 'a'));
+    const b = await open(ws(node, 'spin', 'b', 'b'));
+    a.send(what);
+    // a's room is reset: a is closed with 1011
+    assert.equal((await a.closed).code, 1011);
+    await waitFor(() => /spin\/a.*message ran past 300 ms \(PARTYD_JS_CPU_MS\): interrupted; the room is reset/.test(node.stderr + node.stdout), { what: 'the interruption in the log' });
+    // the shard serves the other room, and the reset room again
+    b.send('still here');
+    await b.waitMessage((m) => m.text === 'echo:still here');
+    const a2 = await open(ws(node, 'spin', 'a', 'a2'));
+    a2.send('back');
+    await a2.waitMessage((m) => m.text === 'echo:back');
+    await a2.close();
+    await b.close();
+    node.stdout = '';
+    node.stderr = '';
+  }
+  await stopClean(node);
 });
