@@ -200,9 +200,12 @@ JsParty *party_make(js_script_t *s, bool *hibernate, std::string &err)
 {
     if (!engine_start(err))
         return nullptr;
+    struct Making { // console's tag while the module's top level runs
+        explicit Making(const char *name) { making = name; }
+        ~Making() { making = nullptr; }
+    } tag(s->name);
     JsParty *p = new JsParty;
     p->script = s;
-    making = s->name;
     p->global.init(cx);
     p->host.init(cx);
     JS::RealmOptions opts;
@@ -292,7 +295,6 @@ JsParty *party_make(js_script_t *s, bool *hibernate, std::string &err)
         return nullptr;
     }
     *hibernate = rv.toBoolean();
-    making = nullptr;
     return p;
 }
 

@@ -543,16 +543,20 @@ NATIVE(n_respond)
     }
     if (JS_IsExceptionPending(c))
         JS_ClearPendingException(c);
-    if (args.get(4).isNullOrUndefined()) {
-        party_respond(req, status, has_type ? type.c_str() : nullptr, nullptr, 0);
+    auto answer = [&](const void *p, size_t n) {
+        if (party_respond(req, status, has_type ? type.c_str() : nullptr, p, n) != 0) {
+            static const char why[] = "the room's response was not valid";
+            party_log(r->room, 1, "onRequest: the response (status %d) was refused; answering 500", (int)status);
+            party_respond(req, 500, "text/plain", why, strlen(why));
+        }
         return true;
-    }
-    if (!with_message(c, args[4], [&](const void *p, size_t n, int) {
-            party_respond(req, status, has_type ? type.c_str() : nullptr, p, n);
-            return true;
-        })) {
+    };
+    if (args.get(4).isNullOrUndefined()) {
+        answer(nullptr, 0);
+    } else if (!with_message(c, args[4], [&](const void *p, size_t n, int) { return answer(p, n); })) {
+        static const char why[] = "the response body is not a string or bytes";
         JS_ClearPendingException(c);
-        party_respond(req, 500, "text/plain", "the response body is not a string or bytes", 42);
+        party_respond(req, 500, "text/plain", why, strlen(why));
     }
     return true;
 }
