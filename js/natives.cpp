@@ -12,6 +12,9 @@ extern "C" { // proto/'s header is C's, without guards of its own
 #include "base.h"
 }
 
+#include <sys/random.h>
+#include <time.h>
+
 namespace jsb {
 
 const JSClass token_class = {"PartydRoom", JSCLASS_HAS_RESERVED_SLOTS(1)};
@@ -561,7 +564,80 @@ NATIVE(n_respond)
     return true;
 }
 
+NATIVE(n_delete_all)
+{
+    ROOM();
+    long rc = party_storage_delete_all(r->room);
+    args.rval().setUndefined();
+    return rc >= 0 || throw_errno(c, "storage.deleteAll", (int)rc);
+}
+
+NATIVE(n_set_tags)
+{
+    ROOM();
+    party_conn_t *conn = conn_arg(c, r, args.get(1));
+    if (conn == nullptr)
+        return false;
+    JS::RootedObject arr(c, args.get(2).isObject() ? &args[2].toObject() : nullptr);
+    uint32_t n = 0;
+    if (!arr || !JS::GetArrayLength(c, arr, &n))
+        return false;
+    if (n > PARTY_TAGS_MAX) {
+        JS_ReportErrorUTF8(c, "getConnectionTags: at most %d tags", PARTY_TAGS_MAX);
+        return false;
+    }
+    std::vector<std::string> tags(n);
+    std::vector<const char *> ptrs(n);
+    for (uint32_t i = 0; i < n; ++i) {
+        JS::RootedValue e(c);
+        if (!JS_GetElement(c, arr, i, &e))
+            return false;
+        tags[i] = to_utf8(c, e);
+        ptrs[i] = tags[i].c_str();
+    }
+    int rc = party_conn_set_tags(conn, ptrs.data(), n);
+    args.rval().setUndefined();
+    return rc == 0 || throw_errno(c, "getConnectionTags (1..10 tags of 1..256 bytes, only while connecting)", rc);
+}
+
+NATIVE(n_random_fill)
+{
+    JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
+    const uint8_t *p;
+    size_t n;
+    if (!view_bytes(args.get(0), &p, &n)) {
+        JS_ReportErrorUTF8(c, "randomFill: expected bytes");
+        return false;
+    }
+    uint8_t buf[65536];
+    if (n > sizeof(buf) || getrandom(buf, n, 0) != (ssize_t)n) {
+        JS_ReportErrorUTF8(c, "getRandomValues: no randomness");
+        return false;
+    }
+    {
+        JS::AutoCheckCannotGC nogc;
+        bool shared;
+        memcpy(JS_GetArrayBufferViewData(&args[0].toObject(), &shared, nogc), buf, n);
+    }
+    args.rval().setUndefined();
+    return true;
+}
+
+NATIVE(n_mono_ms)
+{
+    (void)c;
+    JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    args.rval().setNumber((double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6);
+    return true;
+}
+
 const JSFunctionSpec natives[] = {
+    JS_FN("deleteAll", n_delete_all, 1, 0),
+    JS_FN("setTags", n_set_tags, 3, 0),
+    JS_FN("randomFill", n_random_fill, 1, 0),
+    JS_FN("monoMs", n_mono_ms, 0, 0),
     JS_FN("log", n_log, 2, 0),
     JS_FN("serialize", n_serialize, 1, 0),
     JS_FN("deserialize", n_deserialize, 1, 0),

@@ -85,6 +85,49 @@ G.console = {
 };
 G.queueMicrotask = (f) => { Promise.resolve().then(() => f()).catch((e) => logError('queueMicrotask', e)); };
 G.structuredClone = (v) => N.deserialize(N.serialize(v));
+G.performance = { now: () => N.monoMs(), timeOrigin: Date.now() - N.monoMs() };
+const B64C = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+G.btoa = (s) => {
+  s = String(s);
+  let out = '';
+  for (let i = 0; i < s.length; i += 3) {
+    const a = s.charCodeAt(i), b = s.charCodeAt(i + 1), c = s.charCodeAt(i + 2);
+    if (a > 255 || b > 255 || c > 255) throw new DOMExceptionLike('btoa: a character is outside Latin-1', 'InvalidCharacterError');
+    const n = (a << 16) | ((b || 0) << 8) | (c || 0);
+    out += B64C[n >> 18] + B64C[(n >> 12) & 63] + (i + 1 < s.length ? B64C[(n >> 6) & 63] : '=') + (i + 2 < s.length ? B64C[n & 63] : '=');
+  }
+  return out;
+};
+G.atob = (s) => {
+  s = String(s).replace(/[\t\n\f\r ]/g, '');
+  if (s.length % 4 === 0) s = s.replace(/==?$/, '');
+  if (s.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(s)) throw new DOMExceptionLike('atob: not base64', 'InvalidCharacterError');
+  let out = '', acc = 0, bits = 0;
+  for (const ch of s) {
+    acc = (acc << 6) | B64C.indexOf(ch);
+    bits += 6;
+    if (bits >= 8) { bits -= 8; out += String.fromCharCode((acc >> bits) & 255); }
+  }
+  return out;
+};
+class DOMExceptionLike extends Error {
+  constructor(message, name) { super(message); this.name = name; }
+}
+G.crypto = {
+  getRandomValues(a) {
+    if (!ArrayBuffer.isView(a) || a instanceof Float32Array || a instanceof Float64Array) throw new TypeError('getRandomValues: expected an integer typed array');
+    if (a.byteLength > 65536) throw new DOMExceptionLike('getRandomValues: at most 65536 bytes', 'QuotaExceededError');
+    N.randomFill(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+    return a;
+  },
+  randomUUID() {
+    const b = G.crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  },
+};
 
 const bytes = (b) => {
   if (b instanceof Uint8Array) return b;
@@ -263,6 +306,7 @@ class Storage {
   getAlarm() { return attempt(() => N.getAlarm(this._tok)); }
   setAlarm(t) { return attempt(() => N.setAlarm(this._tok, t instanceof Date ? t.getTime() : Number(t))); }
   deleteAlarm() { return attempt(() => N.deleteAlarm(this._tok)); }
+  deleteAll() { return attempt(() => { N.deleteAll(this._tok); }); }
 }
 class Room {
   constructor(tok, id, party, env) {
@@ -316,6 +360,7 @@ return {
     Klass = klass;
     env = JSON.parse(envJson);
     partyName = name;
+    G.process = { env: Object.freeze({ ...env }) };
     const o = klass.options ?? (klass.prototype && klass.prototype.options);
     return !!(o && o.hibernate);
   },
@@ -329,7 +374,17 @@ return {
   connect(tok, id, method, url, headers) {
     const it = instances.get(tok);
     const conn = it.room._conn(id, url);
-    return quiet(call(tok, 'onConnect', 'onConnect', [conn, { request: requestOf(method, url, headers, null) }]));
+    const ctx = { request: requestOf(method, url, headers, null) };
+    // tags are set before onConnect runs (still inside partyd's on_connect, where they may be set), as on PartyKit
+    const tagged = typeof it.obj.getConnectionTags === 'function'
+      ? Promise.resolve(call(tok, 'getConnectionTags', 'getConnectionTags', [conn, ctx])).then((tags) => {
+        if (tags !== undefined && tags !== null) N.setTags(tok, id, Array.from(tags, String));
+      })
+      : Promise.resolve();
+    return quiet(tagged.then(() => call(tok, 'onConnect', 'onConnect', [conn, ctx]), (e) => {
+      logError('getConnectionTags', e);
+      return call(tok, 'onConnect', 'onConnect', [conn, ctx]);
+    }));
   },
   message(tok, id, data) {
     const it = instances.get(tok);

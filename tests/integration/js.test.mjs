@@ -126,6 +126,7 @@ test('http_state.ts: GET, POST stored and broadcast, 405; the state survives an 
 
 const PROBE = `
 import type * as Party from "partykit/server";
+class URL_like { vip: boolean; constructor(u: string) { this.vip = u.includes("vip=1"); } }
 export default class Probe implements Party.Server {
   static options = { hibernate: true };
   constructor(readonly room: Party.Room) {}
@@ -135,7 +136,11 @@ export default class Probe implements Party.Server {
     if (message.startsWith("state:")) { sender.setState({ name: message.slice(6) }); return; }
     if (message === "state?") { sender.send(JSON.stringify({ state: sender.state, n: [...this.room.getConnections()].length })); return; }
     if (message === "reject") return Promise.reject(new TypeError("rejected"));
+    if (message === "tagged?") { sender.send(JSON.stringify({ tagged: [...this.room.getConnections("vip")].map((c) => c.id) })); return; }
     sender.send("echo:" + message);
+  }
+  getConnectionTags(conn: Party.Connection, ctx: Party.ConnectionContext) {
+    return new URL_like(ctx.request.url).vip ? ["vip"] : [];
   }
   async onRequest(req: Party.Request) {
     const url = { pathname: req.url.split("?")[0] }; // (no URL global in this slice)
@@ -162,9 +167,15 @@ export default class Probe implements Party.Server {
         fatal: (() => { try { new TextDecoder("utf-8", { fatal: true }).decode(new Uint8Array([0xff])); return "no"; } catch (e) { return e instanceof TypeError; } })(),
         clone: structuredClone(new Map([[1, 2]])).get(1),
         env: this.room.env,
+        processEnv: process.env.GREETING,
         id: this.room.id,
+        b64: [btoa("hi\u00ff"), atob("aGn/")],
+        uuid: /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(crypto.randomUUID()),
+        random: crypto.getRandomValues(new Uint8Array(32)).some((x) => x !== 0),
+        perf: typeof performance.now() === "number" && performance.now() >= 0,
       });
     }
+    if (url.pathname.endsWith("/wipe")) { await this.room.storage.deleteAll(); return new Response(String((await this.room.storage.list()).size)); }
     if (url.pathname.endsWith("/alarm")) { await this.room.storage.setAlarm(Date.now() + 50); return new Response(String(await this.room.storage.getAlarm() !== null)); }
     if (url.pathname.endsWith("/alarmed")) return new Response(String(await this.room.storage.get("alarmed") ?? "no"));
     return new Response(await req.text(), { status: 201, headers: { "x-probe": req.headers.get("x-probe") ?? "" } });
@@ -180,8 +191,8 @@ test('probe: exceptions are logged with their stack and the socket stays; 500 fo
   const a = await open(ws(node, 'probe', 'p1', 'a'));
   a.send('boom');
   await waitFor(() => /probe\/p1.*onMessage: Error: boom in onMessage/.test(node.stderr + node.stdout), { what: 'the exception in the log' });
-  // the stack names the .ts line (line 8 of PROBE), through the bundle's source map
-  assert.match(node.stderr + node.stdout, /onMessage@\/\S*\/probe\.ts:8:\d+/, 'the stack names the script\'s line');
+  // the stack names the .ts line (line 9 of PROBE), through the bundle's source map
+  assert.match(node.stderr + node.stdout, /onMessage@\/\S*\/probe\.ts:9:\d+/, 'the stack names the script\'s line');
   a.send('reject');
   await waitFor(() => /onMessage: TypeError: rejected/.test(node.stderr + node.stdout), { what: 'the rejection in the log' });
   a.send('still open');
@@ -201,8 +212,12 @@ test('probe: exceptions are logged with their stack and the socket stays; 500 fo
   assert.deepEqual(await r.json(), {
     map: true, u8: '1,2,255', set: true, big: true,
     list: [['p:1', 1], ['p:2', 2]], rev: ['v', 'q:1'], many: [['p:1', 1], ['q:1', 3]], deleted: 1,
-    text: 'héllo ☃', fatal: true, clone: 2, env: { GREETING: 'hello', N: '3' }, id: 'p1',
+    text: 'héllo ☃', fatal: true, clone: 2, env: { GREETING: 'hello', N: '3' }, processEnv: 'hello', id: 'p1',
+    b64: ['aGn/', 'hi\u00ff'], uuid: true, random: true, perf: true,
   });
+  // storage.deleteAll
+  r = await node.fetch('/parties/probe/p1/wipe');
+  assert.equal(await r.text(), '0');
 
   // connection state survives hibernation
   a.send('state:Alice');
@@ -212,6 +227,13 @@ test('probe: exceptions are logged with their stack and the socket stays; 500 fo
   const from = a.messages.length;
   a.send('state?');
   assert.deepEqual(JSON.parse((await a.waitMessage((m) => m.text?.startsWith('{'), { from })).text), { state: { name: 'Alice' }, n: 1 });
+
+  // getConnectionTags: tags set while connecting, listed by getConnections(tag)
+  const v = await open(node.wsUrl('/parties/probe/p1?_pk=v&vip=1'));
+  const vfrom = v.messages.length;
+  v.send('tagged?');
+  assert.deepEqual(JSON.parse((await v.waitMessage((m) => m.text?.startsWith('{"tagged"'), { from: vfrom })).text), { tagged: ['v'] });
+  await v.close();
 
   // an alarm wakes the room and runs onAlarm
   assert.equal(await (await node.fetch('/parties/probe/p2/alarm')).text(), 'true');
