@@ -511,8 +511,22 @@ void on_close(party_room_t *room, party_conn_t *conn, int, const char *, size_t,
 {
     JsRoom *r = room_of(room);
     JSAutoRealm ar(cx, r->party->global);
-    JS::RootedValueArray<2> args(cx);
+    JS::RootedValueArray<3> args(cx);
     args[1].setString(str(party_conn_id(conn)));
+    // the connection has left the room, so the prelude cannot look its state up: it comes with the event, for an
+    // onClose that reads conn.state (a presence list, say) after the room woke from hibernation
+    size_t n;
+    const void *state = party_conn_state(conn, &n);
+    if (state != nullptr && n != 0) {
+        JSString *s = new_string(cx, state, n);
+        if (s == nullptr) {
+            party_log(room, 0, "onClose: %s", take_exception(cx).c_str());
+            return;
+        }
+        args[2].setString(s);
+    } else {
+        args[2].setNull();
+    }
     JS::RootedValue rv(cx);
     dispatch(r, "close", args, &rv);
 }

@@ -390,10 +390,11 @@ return {
     const it = instances.get(tok);
     quiet(call(tok, 'onMessage', 'onMessage', [data, it.room._conn(id)]));
   },
-  close(tok, id) {
+  close(tok, id, state) {
     const it = instances.get(tok);
     const conn = it.room._conn(id);
     it.room._conns.delete(id);
+    if (conn._state === undefined) conn._state = state === null ? null : JSON.parse(state);
     quiet(call(tok, 'onClose', 'onClose', [conn]));
   },
   error(tok, id, msg) {

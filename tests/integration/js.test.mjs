@@ -180,6 +180,9 @@ export default class Probe implements Party.Server {
     if (url.pathname.endsWith("/alarmed")) return new Response(String(await this.room.storage.get("alarmed") ?? "no"));
     return new Response(await req.text(), { status: 201, headers: { "x-probe": req.headers.get("x-probe") ?? "" } });
   }
+  onClose(conn: Party.Connection) {
+    this.room.broadcast(JSON.stringify({ left: conn.id, state: conn.state }));
+  }
   async onAlarm() { await this.room.storage.put("alarmed", "yes"); }
 }
 `;
@@ -220,13 +223,19 @@ test('probe: exceptions are logged with their stack and the socket stays; 500 fo
   assert.equal(await r.text(), '0');
 
   // connection state survives hibernation
+  const b = await open(ws(node, 'probe', 'p1', 'b'));
+  b.send('state:Bob');
   a.send('state:Alice');
   a.send('state?');
-  assert.deepEqual(JSON.parse((await a.waitMessage((m) => m.text?.startsWith('{'))).text), { state: { name: 'Alice' }, n: 1 });
-  await hibernated(node, 'probe', 'p1', 1);
+  assert.deepEqual(JSON.parse((await a.waitMessage((m) => m.text?.startsWith('{'))).text), { state: { name: 'Alice' }, n: 2 });
+  await hibernated(node, 'probe', 'p1', 2);
   const from = a.messages.length;
   a.send('state?');
-  assert.deepEqual(JSON.parse((await a.waitMessage((m) => m.text?.startsWith('{'), { from })).text), { state: { name: 'Alice' }, n: 1 });
+  assert.deepEqual(JSON.parse((await a.waitMessage((m) => m.text?.startsWith('{'), { from })).text), { state: { name: 'Alice' }, n: 2 });
+  // onClose reads the state of the connection that left, also after the room woke from hibernation
+  await hibernated(node, 'probe', 'p1', 2);
+  await b.close();
+  assert.deepEqual(JSON.parse((await a.waitMessage((m) => m.text?.startsWith('{"left"'))).text), { left: 'b', state: { name: 'Bob' } });
 
   // getConnectionTags: tags set while connecting, listed by getConnections(tag)
   const v = await open(node.wsUrl('/parties/probe/p1?_pk=v&vip=1'));
