@@ -196,7 +196,7 @@ std::string map_stack(JsParty *p, const std::string &text)
 
 // Makes the party's realm: the prelude, then the bundle evaluated, its default export handed to the prelude.
 // Returns the party, or nullptr with the reason.
-JsParty *party_make(js_script_t *s, bool *hibernate, std::string &err)
+JsParty *party_make(js_script_t *s, bool probing, bool *hibernate, std::string &err)
 {
     if (!engine_start(err))
         return nullptr;
@@ -285,10 +285,11 @@ JsParty *party_make(js_script_t *s, bool *hibernate, std::string &err)
         delete p;
         return nullptr;
     }
-    JS::RootedValueArray<3> iargs(cx);
+    JS::RootedValueArray<4> iargs(cx);
     iargs[0].set(klass);
     iargs[1].setString(new_string(cx, s->env_json, strlen(s->env_json)));
     iargs[2].setString(new_string(cx, s->name, strlen(s->name)));
+    iargs[3].setBoolean(probing);
     if (!JS_CallFunctionName(cx, p->host, "init", iargs, &rv)) {
         err = take_exception(cx);
         delete p;
@@ -308,7 +309,7 @@ JsParty *party_of(party_room_t *room)
         if (s->engine == nullptr) {
             std::string err;
             bool hib;
-            JsParty *p = party_make(s, &hib, err);
+            JsParty *p = party_make(s, false, &hib, err);
             if (p == nullptr) {
                 // it evaluated at start (bundle.c): this is an engine failure, not the script's; the next room retries
                 party_log(room, 0, "script %s: %s", s->path, err.c_str());
@@ -608,7 +609,7 @@ int js_probe(js_script_t *s, int *hibernate, char *err, size_t errlen)
 {
     std::string why;
     bool hib = false;
-    JsParty *p = party_make(s, &hib, why);
+    JsParty *p = party_make(s, true, &hib, why);
     if (p == nullptr) {
         snprintf(err, errlen, "%s", why.c_str());
         return -1;

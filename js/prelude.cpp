@@ -356,12 +356,17 @@ const requestOf = (method, url, headers, body) => new Request(url, { method, hea
 return {
   sourceMap(path, json, cwd) { mapPath = path; mapJson = json; mapCwd = cwd; },
   mapStack,
-  init(klass, envJson, name) {
+  // Returns options.hibernate: the class's (static, or a getter), else — in the start check only (probing) — an
+  // instance field's, read from an instance made with a room whose every function throws (no room exists yet).
+  init(klass, envJson, name, probing) {
     Klass = klass;
     env = JSON.parse(envJson);
     partyName = name;
     G.process = { env: Object.freeze({ ...env }) };
-    const o = klass.options ?? (klass.prototype && klass.prototype.options);
+    let o = klass.options ?? (klass.prototype && klass.prototype.options);
+    if (o === undefined && probing) {
+      try { o = new Klass(new Room({}, '', name, env)).options; } catch { o = undefined; }
+    }
     return !!(o && o.hibernate);
   },
   start(tok, id) {

@@ -276,6 +276,12 @@ test('a TypeScript syntax error, or a throw at the top level, stops the node at 
   assert.notEqual(code, 0);
   assert.match(node.stderr, /parties\.loop\.script: .*loop\.js: its top level ran past 200 ms \(PARTYD_JS_CPU_MS\): interrupted/);
   node.checkSanitizers();
+  // options as an instance field is read too (from an instance made in the start check)
+  fs.writeFileSync(path.join(dir, 'inst.ts'), 'export default class I {\n  options = { hibernate: true };\n  constructor(readonly room: any) {}\n}\n');
+  node = await node0({ parties: { inst: { script: './inst.ts' } } }, { dir });
+  const info = JSON.stringify((await node.admin('/admin/node')).body);
+  assert.ok(info.includes('"inst":{"kind":"script","hibernate":true'), info);
+  await stopClean(node);
 });
 
 const SPIN = `
