@@ -572,6 +572,72 @@ NATIVE(n_delete_all)
     return rc >= 0 || throw_errno(c, "storage.deleteAll", (int)rc);
 }
 
+// commit(tok, [[key, value | DELETED], ...]): a transaction's writes, all or none (party_storage_transaction).
+struct CommitCtx {
+    JSContext *c;
+    JS::HandleObject ops;
+    uint32_t n;
+    bool js_failed; // an exception is pending
+    int err;        // a storage error
+};
+
+static int commit_ops(party_room_t *room, void *arg)
+{
+    CommitCtx *t = static_cast<CommitCtx *>(arg);
+    for (uint32_t i = 0; i < t->n; ++i) {
+        JS::RootedValue pair(t->c), k(t->c), v(t->c);
+        if (!JS_GetElement(t->c, t->ops, i, &pair) || !pair.isObject()) {
+            t->js_failed = true;
+            return 1;
+        }
+        JS::RootedObject po(t->c, &pair.toObject());
+        if (!JS_GetElement(t->c, po, 0, &k) || !JS_GetElement(t->c, po, 1, &v)) {
+            t->js_failed = true;
+            return 1;
+        }
+        std::string key = to_utf8(t->c, k), val;
+        int rc;
+        if (v.isSymbol()) { // DELETED
+            rc = party_storage_delete(room, key.data(), key.size());
+            rc = rc < 0 ? rc : 0;
+        } else {
+            if (!serialize(t->c, v, val)) {
+                t->js_failed = true;
+                return 1;
+            }
+            rc = party_storage_put(room, key.data(), key.size(), val.data(), val.size());
+        }
+        if (rc != 0) {
+            t->err = rc;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+NATIVE(n_commit)
+{
+    ROOM();
+    JS::RootedObject ops(c, args.get(1).isObject() ? &args[1].toObject() : nullptr);
+    uint32_t n = 0;
+    if (!ops || !JS::GetArrayLength(c, ops, &n))
+        return false;
+    CommitCtx t = {c, ops, n, false, 0};
+    party_storage_transaction(r->room, commit_ops, &t);
+    args.rval().setUndefined();
+    if (t.js_failed)
+        return false;
+    return t.err == 0 || throw_errno(c, "storage.transaction (nothing of it was written)", t.err);
+}
+
+NATIVE(n_cmp_keys)
+{
+    JS::CallArgs args = JS::CallArgsFromVp(argc, vp);
+    std::string a = to_utf8(c, args.get(0)), b = to_utf8(c, args.get(1));
+    args.rval().setInt32(a < b ? -1 : a > b ? 1 : 0); // byte-wise, as storage orders keys
+    return true;
+}
+
 NATIVE(n_set_tags)
 {
     ROOM();
@@ -635,6 +701,8 @@ NATIVE(n_mono_ms)
 
 const JSFunctionSpec natives[] = {
     JS_FN("deleteAll", n_delete_all, 1, 0),
+    JS_FN("commit", n_commit, 2, 0),
+    JS_FN("cmpKeys", n_cmp_keys, 2, 0),
     JS_FN("setTags", n_set_tags, 3, 0),
     JS_FN("randomFill", n_random_fill, 1, 0),
     JS_FN("monoMs", n_mono_ms, 0, 0),

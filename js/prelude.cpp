@@ -307,6 +307,67 @@ class Storage {
   setAlarm(t) { return attempt(() => N.setAlarm(this._tok, t instanceof Date ? t.getTime() : Number(t))); }
   deleteAlarm() { return attempt(() => N.deleteAlarm(this._tok)); }
   deleteAll() { return attempt(() => { N.deleteAll(this._tok); }); }
+  // The closure's writes are kept aside (its reads see them) and written all at once when it settles, or not at all
+  // when it throws or calls txn.rollback() — so it may await anything in between.
+  async transaction(fn) {
+    const txn = new Transaction(this);
+    let result;
+    try {
+      result = await fn(txn);
+    } catch (e) {
+      txn._done = true;
+      throw e;
+    }
+    txn._done = true;
+    if (!txn._rolledBack && txn._ops.size !== 0) N.commit(this._tok, [...txn._ops.entries()]);
+    return result;
+  }
+}
+const DELETED = Symbol('deleted');
+class Transaction {
+  constructor(storage) { this._s = storage; this._ops = new Map(); this._done = false; this._rolledBack = false; }
+  _check() { if (this._done) throw new Error('the transaction is over'); }
+  async get(k) {
+    this._check();
+    if (!Array.isArray(k)) {
+      if (this._ops.has(keyOf(k))) { const v = this._ops.get(k); return v === DELETED ? undefined : structuredClone(v); }
+      return this._s.get(k);
+    }
+    const m = new Map();
+    for (const key of k) { const v = await this.get(key); if (v !== undefined) m.set(key, v); }
+    return m;
+  }
+  async put(k, v) {
+    this._check();
+    if (typeof k === 'object' && k !== null) { for (const key of Object.keys(k)) await this.put(key, k[key]); return; }
+    if (v === undefined) throw new TypeError('storage.put: the value is undefined');
+    this._ops.set(keyOf(k), structuredClone(v));
+  }
+  async delete(k) {
+    this._check();
+    if (Array.isArray(k)) { let n = 0; for (const key of k) n += (await this.delete(key)) ? 1 : 0; return n; }
+    const had = (await this.get(k)) !== undefined;
+    this._ops.set(keyOf(k), DELETED);
+    return had;
+  }
+  async list(o = {}) {
+    this._check();
+    const base = await this._s.list({ ...o, limit: undefined });
+    for (const [k, v] of this._ops) {
+      const inRange = (o.prefix === undefined || k.startsWith(o.prefix)) && (o.start === undefined || k >= o.start) && (o.end === undefined || k < o.end);
+      if (!inRange) continue;
+      if (v === DELETED) base.delete(k); else base.set(k, structuredClone(v));
+    }
+    const keys = [...base.keys()].sort((a, b) => (N.cmpKeys(a, b)));
+    if (o.reverse) keys.reverse();
+    const out = new Map();
+    for (const k of keys) { if (o.limit && out.size >= o.limit) break; out.set(k, base.get(k)); }
+    return out;
+  }
+  rollback() { this._check(); this._rolledBack = true; }
+  getAlarm() { return this._s.getAlarm(); }
+  setAlarm(t) { return this._s.setAlarm(t); }
+  deleteAlarm() { return this._s.deleteAlarm(); }
 }
 class Room {
   constructor(tok, id, party, env) {

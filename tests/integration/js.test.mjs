@@ -175,6 +175,29 @@ export default class Probe implements Party.Server {
         perf: typeof performance.now() === "number" && performance.now() >= 0,
       });
     }
+    if (url.pathname.endsWith("/txn")) {
+      const st = this.room.storage;
+      await st.put("t:a", 1);
+      let seen;
+      try {
+        await st.transaction(async (txn) => { await txn.put("t:a", 2); await txn.put("t:b", 3); seen = await txn.get("t:a"); throw new Error("no"); });
+      } catch {}
+      const afterThrow = [await st.get("t:a"), (await st.get("t:b")) ?? "none"];
+      await st.transaction(async (txn) => { await txn.put("t:b", 4); txn.rollback(); });
+      const afterRollback = (await st.get("t:b")) ?? "none";
+      const inside = await st.transaction(async (txn) => {
+        await txn.put("t:c", 5);
+        await txn.delete("t:a");
+        return [...(await txn.list({ prefix: "t:" })).entries()];
+      });
+      let big: any = "none";
+      try {
+        await st.transaction(async (txn) => { await txn.put("t:x", 1); await txn.put("t:big", "x".repeat(200000)); });
+      } catch (e) { big = String(e.message).includes("nothing of it was written"); }
+      const x = (await st.get("t:x")) ?? "none";
+      const after = [...(await st.list({ prefix: "t:" })).entries()];
+      return Response.json({ seen, afterThrow, afterRollback, inside, big, x, after });
+    }
     if (url.pathname.endsWith("/wipe")) { await this.room.storage.deleteAll(); return new Response(String((await this.room.storage.list()).size)); }
     if (url.pathname.endsWith("/alarm")) { await this.room.storage.setAlarm(Date.now() + 50); return new Response(String(await this.room.storage.getAlarm() !== null)); }
     if (url.pathname.endsWith("/alarmed")) return new Response(String(await this.room.storage.get("alarmed") ?? "no"));
@@ -221,6 +244,12 @@ test('probe: exceptions are logged with their stack and the socket stays; 500 fo
   // storage.deleteAll
   r = await node.fetch('/parties/probe/p1/wipe');
   assert.equal(await r.text(), '0');
+  // storage.transaction: its reads see its writes; a throw, rollback() or a write storage refuses (a value over 128 KiB)
+  // writes nothing of it; else all of it
+  r = await node.fetch('/parties/probe/p1/txn');
+  assert.deepEqual(await r.json(), {
+    seen: 2, afterThrow: [1, 'none'], afterRollback: 'none', inside: [['t:c', 5]], big: true, x: 'none', after: [['t:c', 5]],
+  });
 
   // connection state survives hibernation
   const b = await open(ws(node, 'probe', 'p1', 'b'));
