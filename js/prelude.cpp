@@ -391,6 +391,8 @@ class Room {
   getConnection(id) { return N.hasConn(this._tok, String(id)) ? this._conn(String(id)) : undefined; }
   *getConnections(tag) { for (const id of N.connIds(this._tok, tag === undefined ? null : String(tag))) yield this._conn(id); }
   get connections() { return new Map([...this.getConnections()].map((c) => [c.id, c])); }
+  // Events already run one at a time and storage settles at once, so this only runs fn (docs/javascript.md).
+  blockConcurrencyWhile(fn) { return attempt(fn); }
 }
 
 // ---- what engine.cpp calls ----

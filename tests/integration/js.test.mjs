@@ -195,6 +195,7 @@ export default class Probe implements Party.Server {
         await st.transaction(async (txn) => { await txn.put("t:x", 1); await txn.put("t:big", "x".repeat(200000)); });
       } catch (e) { big = String(e.message).includes("nothing of it was written"); }
       const x = (await st.get("t:x")) ?? "none";
+      await this.room.blockConcurrencyWhile(async () => { await st.put("t:c", 5); });
       const after = [...(await st.list({ prefix: "t:" })).entries()];
       return Response.json({ seen, afterThrow, afterRollback, inside, big, x, after });
     }
