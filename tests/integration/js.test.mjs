@@ -207,6 +207,9 @@ export default class Probe implements Party.Server {
   onClose(conn: Party.Connection) {
     this.room.broadcast(JSON.stringify({ left: conn.id, state: conn.state }));
   }
+  onError(conn: Party.Connection, err: Error) {
+    this.room.broadcast(JSON.stringify({ failed: conn.id, error: err instanceof Error && err.message.length > 0 }), [conn.id]);
+  }
   async onAlarm() { await this.room.storage.put("alarmed", "yes"); }
 }
 `;
@@ -214,7 +217,7 @@ export default class Probe implements Party.Server {
 test('probe: exceptions are logged with their stack and the socket stays; 500 for a throwing onRequest; storage, state, text, alarms', T, async () => {
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, 'probe.ts'), PROBE);
-  const node = await node0({ parties: { probe: { script: './probe.ts', vars: { GREETING: 'hello', N: '3' } } }, timers: { idle_ms: 300 } }, { dir });
+  const node = await node0({ parties: { probe: { script: './probe.ts', vars: { GREETING: 'hello', N: '3' } } }, timers: { idle_ms: 300 }, limits: { message_bytes: 2048 } }, { dir });
   const a = await open(ws(node, 'probe', 'p1', 'a'));
   a.send('boom');
   await waitFor(() => /probe\/p1.*onMessage: Error: boom in onMessage/.test(node.stderr + node.stdout), { what: 'the exception in the log' });
@@ -266,6 +269,12 @@ test('probe: exceptions are logged with their stack and the socket stays; 500 fo
   await hibernated(node, 'probe', 'p1', 2);
   await b.close();
   assert.deepEqual(JSON.parse((await a.waitMessage((m) => m.text?.startsWith('{"left"'))).text), { left: 'b', state: { name: 'Bob' } });
+
+  // onError: a message over limits.message_bytes fails its connection (1009); the room hears why
+  const big = await open(ws(node, 'probe', 'p1', 'big'));
+  big.send('x'.repeat(4096));
+  assert.equal((await big.closed).code, 1009);
+  assert.deepEqual(JSON.parse((await a.waitMessage((m) => m.text?.startsWith('{"failed"'))).text), { failed: 'big', error: true });
 
   // getConnectionTags: tags set while connecting, listed by getConnections(tag)
   const v = await open(node.wsUrl('/parties/probe/p1?_pk=v&vip=1'));
