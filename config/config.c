@@ -342,6 +342,7 @@ static void party_free(config_party_t *p)
     free(p->name);
     free(p->kind);
     free(p->module);
+    free(p->script);
     for (size_t i = 0; i < p->num_vars; ++i) {
         free(p->vars[i].name);
         free(p->vars[i].value);
@@ -426,25 +427,35 @@ static int apply_vars(cfg_err_t *e, const char *path, config_party_t *party, jso
 
 static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, json_t *p)
 {
-    static const char *const keys[] = {"kind", "module", "hibernate", "vars", "origins", NULL};
+    static const char *const keys[] = {"kind", "module", "script", "hibernate", "vars", "origins", NULL};
     if (expect_object(e, path, p) != 0 || check_keys(e, path, p, keys) != 0)
         return -1;
-    json_t *kind = json_object_get(p, "kind"), *module = json_object_get(p, "module");
+    json_t *kind = json_object_get(p, "kind"), *module = json_object_get(p, "module"), *script = json_object_get(p, "script");
     char field[200];
-    if ((kind == NULL) == (module == NULL))
-        return fail(e, path, "needs either \"kind\" (a built-in party) or \"module\" (a shared object), not %s",
-                    kind == NULL ? "neither" : "both");
+    int forms = (kind != NULL) + (module != NULL) + (script != NULL);
+    if (forms != 1)
+        return fail(e, path,
+                    "needs either \"kind\" (a built-in party) or \"module\" (a shared object) or \"script\" (a TypeScript or "
+                    "JavaScript file), not %s",
+                    forms == 0 ? "neither" : forms == 2 ? "both" : "all three");
     if (kind != NULL) {
         /* whether the kind exists is known where parties live (shard/module.c, at start) */
         snprintf(field, sizeof(field), "%s.kind", path);
         if (!json_is_string(kind) || json_string_length(kind) == 0)
             return fail(e, field, "expected a string: a built-in kind");
         party->kind = xstrdup(json_string_value(kind));
-    } else {
+    } else if (module != NULL) {
         snprintf(field, sizeof(field), "%s.module", path);
         if (!json_is_string(module) || json_string_length(module) == 0)
             return fail(e, field, "expected the path of a shared object");
         if ((party->module = resolve_path(e, field, json_string_value(module))) == NULL)
+            return -1;
+    } else {
+        /* bundling and evaluating it is shard/module.c's (js/), at start */
+        snprintf(field, sizeof(field), "%s.script", path);
+        if (!json_is_string(script) || json_string_length(script) == 0)
+            return fail(e, field, "expected the path of a .ts or .js file");
+        if ((party->script = resolve_path(e, field, json_string_value(script))) == NULL)
             return -1;
     }
     json_t *hib = json_object_get(p, "hibernate");
@@ -903,7 +914,9 @@ char *config_to_json(const config_t *c)
     json_t *parties = json_object();
     for (size_t i = 0; i < c->num_parties; ++i) {
         const config_party_t *p = &c->parties[i];
-        json_t *o = p->module != NULL ? json_pack("{s:s}", "module", p->module) : json_pack("{s:s}", "kind", p->kind);
+        json_t *o = p->module != NULL   ? json_pack("{s:s}", "module", p->module)
+                    : p->script != NULL ? json_pack("{s:s}", "script", p->script)
+                                        : json_pack("{s:s}", "kind", p->kind);
         if (p->hibernate != -1)
             json_object_set_new(o, "hibernate", json_boolean(p->hibernate));
         if (p->num_vars != 0) {

@@ -41,8 +41,9 @@ typedef struct st_config_var_t {
  * partydefs.h). */
 typedef struct st_config_party_t {
     char *name;    /* the key under "parties": what URLs name */
-    char *kind;    /* "kind": a built-in kind's name, not checked here; NULL for a module party */
+    char *kind;    /* "kind": a built-in kind's name, not checked here; NULL for a module or script party */
     char *module;  /* "module": the shared object's absolute path (it exists); NULL for a built-in */
+    char *script;  /* "script": a .ts/.js file's absolute path (it exists; js/ bundles it); NULL unless given */
     int hibernate; /* "hibernate": 1 or 0; -1 when not given (the party's own default applies) */
     config_var_t *vars;
     size_t num_vars;

@@ -7,6 +7,9 @@
  * resolves (RTLD_NOW), it defines PARTY_MODULE_SYMBOL, and that party_t was built for this partyd's
  * PARTY_ABI_VERSION — so a bad module stops the node at start with a message, never at the first request.
  *
+ * A script party ("script": a .ts or .js file) is js/'s: bundled with esbuild and evaluated once in a forked child
+ * here, at start, so that a syntax error stops the node with the file and line (js/js.h).
+ *
  * A module runs code as it loads (constructors, and those of the libraries it needs). That code runs first in a child
  * forked for the purpose: a constructor that aborts or crashes kills only the child, and the node refuses to start
  * naming the module, instead of the supervisor dying without a word. Modules are never unloaded while the node runs.
@@ -23,7 +26,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "base.h"
+#include "js.h"
 #include "parties.h"
 
 /* Loads the module at `path` (absolute) and returns its party, with the dlopen handle in *handle; or NULL with the
@@ -123,7 +129,27 @@ int module_resolve(partydefs_t *d, const config_t *conf, char *err, size_t errle
         const config_party_t *p = &conf->parties[i];
         partydef_t *def = &d->defs[d->num_defs];
         def->conf = p;
-        if (p->module == NULL) {
+        if (p->script != NULL) {
+            /* room.env: the party's vars, as the rooms see them (an unset environment variable is left out) */
+            json_t *env = json_object();
+            for (size_t k = 0; k < p->num_vars; ++k)
+                if (p->vars[k].value != NULL)
+                    json_object_set_new(env, p->vars[k].name, json_string(p->vars[k].value));
+            char *env_json = json_dumps(env, JSON_COMPACT);
+            json_decref(env);
+            char why[1500];
+            int hib = 0;
+            def->party = js_party_load(p->name, p->script, env_json, &hib, why, sizeof(why));
+            free(env_json);
+            if (def->party == NULL) {
+                snprintf(err, errlen, "parties.%s.script: %s: %s", p->name, p->script, why);
+                goto Error;
+            }
+            def->kind = "script";
+            def->hibernate = p->hibernate != -1 ? p->hibernate : hib;
+            ++d->num_defs;
+            continue;
+        } else if (p->module == NULL) {
             if ((def->party = parties_find_kind(p->kind)) == NULL) {
                 snprintf(err, errlen, "parties.%s.kind: unknown kind \"%s\": expected one of %s", p->name, p->kind,
                          parties_kind_list());

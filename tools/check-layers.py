@@ -15,16 +15,17 @@ import os
 import re
 import sys
 
-# folder -> the folders whose headers it may include (its own always). cluster/ and js/ are reserved for the cluster
-# and JS runtime work; they get their line here when they arrive.
+# folder -> the folders whose headers it may include (its own always). cluster/ is reserved for the cluster
+# work; it gets its line here when it arrives.
 LAYERS = {
     'api': [],
     'proto': [],
     'config': ['proto', 'api'],
     'ipc': ['proto'],
-    'shard': ['api', 'proto', 'config', 'ipc'],
+    'js': ['api', 'proto'],
+    'shard': ['api', 'proto', 'config', 'ipc', 'js'],
     'router': ['api', 'proto', 'config', 'ipc'],
-    'node': ['api', 'proto', 'config', 'ipc', 'router', 'shard'],
+    'node': ['api', 'proto', 'config', 'ipc', 'js', 'router', 'shard'],
 }
 # system headers that belong to one place
 SYSTEM = [
@@ -40,7 +41,7 @@ def c_files(root, folder):
     out = []
     for d, _, names in os.walk(os.path.join(root, folder)):
         for n in sorted(names):
-            if n.endswith(('.c', '.h')):
+            if n.endswith(('.c', '.h', '.cpp')):
                 out.append(os.path.relpath(os.path.join(d, n), root))
     return sorted(out)
 

@@ -99,6 +99,10 @@ static void test_errors(void **state)
     expect_error("{\"parties\":{\"mine\":{\"module\":\"./no-such-module.so\"}}}",
                  "parties.mine.module: ./no-such-module.so: No such file");
     expect_error("{\"parties\":{\"mine\":{\"module\":42}}}", "parties.mine.module: expected the path");
+    /* a script party: the file must exist here; bundling it is js/'s (js.test.mjs) */
+    expect_error("{\"parties\":{\"mine\":{\"script\":\"./no-such.ts\"}}}", "parties.mine.script: ./no-such.ts: No such file");
+    expect_error("{\"parties\":{\"mine\":{\"script\":\"\"}}}", "parties.mine.script: expected the path");
+    expect_error("{\"parties\":{\"mine\":{\"script\":\"/x.ts\",\"kind\":\"chat\"}}}", "not both");
     expect_error("{\"parties\":{\"main\":{\"kind\":\"chat\",\"vars\":[]}}}", "parties.main.vars: expected an object");
     expect_error("{\"serve\":42}", "serve: expected the path of a folder");
     expect_error("{\"timers\":{\"fetch_ms\":5}}", "timers.fetch_ms");
