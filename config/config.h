@@ -8,7 +8,12 @@
  * checked where parties live (shard/module.c), still before anything starts.
  *
  * config/ (above proto/ and api/, below router/ and shard/) holds:
- *   config.c      this header's functions
+ *   config.c      the embedded default, config_init_default/config_dispose, the lookups (find a party, a var,
+ *                 an origin), partydefs_find
+ *   read.c        config_apply_json: partyd.json read section by section, errors that name the field
+ *   args.c        config_from_args: --help/--version, the file, the flags, and the rules that span fields
+ *   print.c       config_to_json, for --print-config
+ *   config_int.h  what those files share: the error sink and the setters both the file and the flags use
  *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
  */
 #ifndef PARTYD_CONFIG_H
