@@ -27,7 +27,7 @@ typedef struct st_partydefs_t {
     size_t num_defs;
 } partydefs_t;
 
-/* The party named `name` (len bytes), or NULL. */
+/* The party named `name` (len bytes), or NULL; a pointer into the table. No allocation, no state: any loop. */
 const partydef_t *partydefs_find(const partydefs_t *defs, const char *name, size_t len);
 
 #endif
