@@ -15,10 +15,10 @@
 #include "config.h"
 #include "partydefs.h"
 
-/* Runs the node until it is told to stop; returns the exit status (0 after a drain; 1 when it could not start or start its children, the reason logged).
- * Called once, by main() in the supervisor, which it turns into the node's loop. `conf` and `defs` are the caller's
- * and must outlive the call: `defs` are conf's parties resolved to their code (shard/module.h); the router and the
- * shards inherit both. */
+/* Runs the node until it is told to stop; returns the exit status (0 after a drain; 1 when it could not start or
+ * start its children, the reason logged). Called once, by main() in the supervisor, which it turns into the node's
+ * loop. `conf` and `defs` are the caller's and must outlive the call: `defs` are conf's parties resolved to their code
+ * (shard/module.h); the router and the shards inherit both. */
 int node_run(config_t *conf, const partydefs_t *defs);
 
 #endif
