@@ -2,7 +2,7 @@
  * partydefs.h — the configured parties resolved to their code: the table the router (edge hooks) and the shards
  * (rooms) look parties up in.
  *
- * config.c reads the file only; it never knows which kinds are built in nor loads a module. The table is filled where
+ * config/ reads the file only; it never knows which kinds are built in nor loads a module. The table is filled where
  * parties live, by shard/module.c (module_resolve), which node/ calls once at start before forking the router and
  * the shards; they get it read-only, like the config. The entries point into the config_t, which outlives them.
  */
