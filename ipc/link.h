@@ -7,6 +7,7 @@
  *   ctl.c     the control sockets between the supervisor and its children (ctl.h)
  *   child.c   what a child does with its control socket and SIGTERM, for either loop (child.h)
  *   loop.c    the small epoll loop of the processes that do not run h2o (loop.h)
+ *   meson.build  the folder's library
  *
  * The link does its own non-blocking reads and writes on the socket; the owner's loop only says when the socket is
  * readable or writable, through the link_io_t the owner passes to link_open. So the link knows no loop.

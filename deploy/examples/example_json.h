@@ -1,7 +1,7 @@
 /*
  * example_json.h — what typed_chat.c and collab.c both need to speak a JSON protocol to partysocket clients: numbers
  * written as JavaScript writes them, one message sent to a connection or the room, an error to its sender, the strict
- * member check and the control-character check of their validation. Written once here so the two examples stay about
+ * member check and the control-character check of their validation, and reading a client's message as an object. Written once here so the two examples stay about
  * their own rooms; each function is static inline, so a module that includes this file exports nothing more.
  *
  * Everything here runs inside a party callback, on its room's loop (party.h); nothing keeps state. jansson's objects
@@ -67,6 +67,36 @@ static inline void example_send(party_room_t *room, party_conn_t *conn, json_t *
 static inline void example_error(party_room_t *room, party_conn_t *conn, const char *why)
 {
     example_send(room, conn, json_pack("{s:s, s:s}", "type", "error", "error", why), NULL, 0);
+}
+
+/* The client's message as a JSON object (the caller owns it: json_decref); NULL after telling the sender why: a binary
+ * frame, over `max` bytes (refused unparsed), not JSON as `flags` (json_loadb) reads it, or not an object. */
+static inline json_t *example_parse(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary, size_t max,
+                                    size_t flags)
+{
+    char why[200];
+    if (binary) {
+        example_error(room, conn, "binary messages are not supported; send JSON text");
+        return NULL;
+    }
+    if (len > max) {
+        snprintf(why, sizeof(why), "message too large: at most %zu bytes", max);
+        example_error(room, conn, why);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *m = json_loadb(data, len, flags, &jerr);
+    if (m == NULL) {
+        snprintf(why, sizeof(why), "invalid JSON: %s", jerr.text);
+        example_error(room, conn, why);
+        return NULL;
+    }
+    if (!json_is_object(m)) {
+        example_error(room, conn, "a message must be a JSON object");
+        json_decref(m);
+        return NULL;
+    }
+    return m;
 }
 
 /* The first member of `m` that is not "type" or one of `allowed` (NULL-terminated), or NULL. */

@@ -279,28 +279,11 @@ static void tchat_cursor(party_room_t *room, party_conn_t *conn, json_t *m)
 
 static void tchat_on_message(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary)
 {
-    if (binary) {
-        example_error(room, conn, "binary messages are not supported; send JSON text");
+    json_t *m = example_parse(room, conn, data, len, binary, TCHAT_MESSAGE_MAX, TCHAT_JSON_FLAGS);
+    if (m == NULL)
         return;
-    }
-    if (len > TCHAT_MESSAGE_MAX) {
-        char why[80];
-        snprintf(why, sizeof(why), "message too large: at most %d bytes", TCHAT_MESSAGE_MAX);
-        example_error(room, conn, why);
-        return;
-    }
-    json_error_t jerr;
-    json_t *m = json_loadb(data, len, TCHAT_JSON_FLAGS, &jerr);
-    if (m == NULL) {
-        char why[200];
-        snprintf(why, sizeof(why), "invalid JSON: %s", jerr.text);
-        example_error(room, conn, why);
-        return;
-    }
     const char *type = json_string_value(json_object_get(m, "type"));
-    if (!json_is_object(m))
-        example_error(room, conn, "a message must be a JSON object");
-    else if (type != NULL && strcmp(type, "join") == 0)
+    if (type != NULL && strcmp(type, "join") == 0)
         tchat_join(room, conn, m);
     else if (type != NULL && strcmp(type, "chat") == 0)
         tchat_chat(room, conn, m);
