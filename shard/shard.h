@@ -51,7 +51,7 @@ int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl
 
 /* ---- between shard.c and the room layer (one shard per process, so these act on the process's shard) ---- */
 
-/* The node's configuration (limits.*, timers.*), read-only. */
+/* The caps of this node (limits.*). */
 const config_t *shard_config(void);
 /* The node's parties, resolved to their code. */
 const partydefs_t *shard_partydefs(void);

@@ -73,8 +73,7 @@ int store_iter_close(store_iter_t *it);
 int store_checkpoint(store_t *s, const char *dir, char *err, size_t errlen);
 void store_entries_free(store_entry_t *e, size_t n);
 
-/* Save points in the uncommitted batch: store_rollback undoes every write since the matching store_savepoint and
- * returns 0; -EINVAL when no save point is open, -EIO when RocksDB refused (logged). */
+/* Save points in the uncommitted batch: store_rollback undoes every write since the matching store_savepoint. */
 void store_savepoint(store_t *s);
 int store_rollback(store_t *s);
 
