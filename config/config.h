@@ -8,8 +8,20 @@
  * checked where parties live (shard/module.c), still before anything starts.
  *
  * config/ (above proto/ and api/, below router/ and shard/) holds:
- *   config.c      this header's functions
+ *   config.c      the embedded default, config_init_default/config_dispose, the lookups (find a party, a var,
+ *                 an origin), partydefs_find
+ *   read.c        config_apply_json: partyd.json read section by section, errors that name the field
+ *   args.c        config_from_args: --help/--version, the file, the flags, and the rules that span fields
+ *   print.c       config_to_json, for --print-config
+ *   config_int.h  what those files share: the error sink and the setters both the file and the flags use
  *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
+ *   meson.build   the folder's library (jansson is used here, not seen by the layers above)
+ *
+ * Reading (config_from_args, config_apply_json, config_init_default) happens once in the supervisor, on its one
+ * thread, before any loop runs; after the fork every process only reads the config_t, so the lookups are safe on any
+ * loop. A config_t and every string and array in it are owned by the config_t itself and freed by config_dispose;
+ * pointers the lookups return point into it. Errors are written as text for a person (the field, what was expected)
+ * and returned as -1; out of memory aborts (base.h).
  */
 #ifndef PARTYD_CONFIG_H
 #define PARTYD_CONFIG_H
@@ -112,8 +124,9 @@ int config_from_args(config_t *conf, int argc, char **argv);
 int config_apply_json(config_t *conf, const char *json, size_t len, const char *source, const char *base_dir, char *err,
                       size_t errlen);
 
-/* Initialises `conf` to the embedded default. */
+/* Initialises `conf` to the embedded default (which always parses: a failure is a bug and aborts). */
 void config_init_default(config_t *conf);
+/* Frees everything `conf` holds and zeroes it. */
 void config_dispose(config_t *conf);
 
 /* The cap on one router⇄shard frame: the largest message or body, its headers, and room for the rest. */
@@ -127,6 +140,7 @@ const char *config_party_var(const config_party_t *party, const char *name);
 /* Whether a WebSocket upgrade carrying `Origin: origin` may reach party `p` (NULL: no party): the party's origins,
  * else the node's; when neither is set, any. Compared whole, ASCII case-insensitively. */
 int config_origin_allowed(const config_t *conf, const config_party_t *p, const char *origin, size_t len);
+/* Frees an origins list and leaves it unset (list NULL). */
 void config_origins_free(config_origins_t *o);
 
 /* Writes the effective configuration as JSON (for --print-config; a party's "hibernate" appears when the file gave it).

@@ -2,7 +2,7 @@
  * partydefs.h — the configured parties resolved to their code: the table the router (edge hooks) and the shards
  * (rooms) look parties up in.
  *
- * config.c reads the file only; it never knows which kinds are built in nor loads a module. The table is filled where
+ * config/ reads the file only; it never knows which kinds are built in nor loads a module. The table is filled where
  * parties live, by shard/module.c (module_resolve), which node/ calls once at start before forking the router and
  * the shards; they get it read-only, like the config. The entries point into the config_t, which outlives them.
  */
@@ -27,7 +27,7 @@ typedef struct st_partydefs_t {
     size_t num_defs;
 } partydefs_t;
 
-/* The party named `name` (len bytes), or NULL. */
+/* The party named `name` (len bytes), or NULL; a pointer into the table. No allocation, no state: any loop. */
 const partydef_t *partydefs_find(const partydefs_t *defs, const char *name, size_t len);
 
 #endif

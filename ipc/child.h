@@ -1,6 +1,7 @@
 /*
  * child.h — what every child process (router, shard) does with its control socket and its signals, written once for
  * both loops: the owner watches the two fds on its loop (h2o's or loop.h's) and calls these when they are readable.
+ * The callbacks run inside these calls, on that loop; the fds stay the owner's (it closes them).
  */
 #ifndef PARTYD_CHILD_H
 #define PARTYD_CHILD_H

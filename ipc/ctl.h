@@ -7,6 +7,9 @@
  * on disk, so there is no stale socket file and no path to guess.
  *
  * A child whose control channel reaches EOF has lost its supervisor and shuts down.
+ *
+ * The functions keep no state: plain system calls on a socket the caller owns, callable on any loop; ctl_send may
+ * block (see there), ctl_recv never does.
  */
 #ifndef PARTYD_CTL_H
 #define PARTYD_CTL_H

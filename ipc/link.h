@@ -8,12 +8,17 @@
  *   beat.c    a shard's heartbeat page, shared with the supervisor (beat.h)
  *   child.c   what a child does with its control socket and SIGTERM, for either loop (child.h)
  *   loop.c    the small epoll loop of the processes that do not run h2o (loop.h)
+ *   meson.build  the folder's library
  *
  * The link does its own non-blocking reads and writes on the socket; the owner's loop only says when the socket is
  * readable or writable, through the link_io_t the owner passes to link_open. So the link knows no loop.
  * The link owns the socket, a decoder and an output buffer: frames are appended to it and written once per loop pass
  * (link_flush), so a pass that produces a thousand frames costs one write().
  * The first frame each way is HELLO; a peer with another PROTO_VERSION or the wrong role is refused.
+ *
+ * Every function here is called on the owner's loop (one thread; none is thread-safe). The link_t is the owner's from
+ * link_open until link_close or on_closed, after which it is freed. Errors are returned as -errno where a function
+ * returns int; I/O failures are reported once, through on_closed; out of memory aborts (base.h).
  */
 #ifndef PARTYD_LINK_H
 #define PARTYD_LINK_H
@@ -96,6 +101,7 @@ int link_read_is_stopped(const link_t *link);
 size_t link_backlog(const link_t *link);
 /* Whether the peer's HELLO has arrived. */
 int link_is_ready(const link_t *link);
+/* The `data` given to link_open (the owner's). */
 void *link_data(const link_t *link);
 
 #endif

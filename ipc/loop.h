@@ -45,6 +45,7 @@ void loop_watch_read(loop_watch_t *watch, int on);
 /* Stops watching; the watch is freed at the end of the pass, so this is safe inside its own callback and inside
  * another watch's callback of the same pass. The fd stays open. */
 void loop_unwatch(loop_watch_t *watch);
+/* The fd and the `data` given to loop_watch. */
 int loop_watch_fd(const loop_watch_t *watch);
 void *loop_watch_data(const loop_watch_t *watch);
 

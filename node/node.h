@@ -8,6 +8,7 @@
  *   strikes.c   rooms that crashed their shard, and when that quarantines them (docs/failure.md)
  *   main.c      `partyd`: the config, the parties resolved (shard/module.h), then node_run
  *   partyctl.c  `partyctl`, the admin API's command-line client (its own binary; proto/ and libcurl only)
+ *   meson.build the sources of the two binaries (the top meson.build links them, after the layer check)
  */
 #ifndef PARTYD_NODE_H
 #define PARTYD_NODE_H
@@ -15,7 +16,9 @@
 #include "config.h"
 #include "partydefs.h"
 
-/* Runs the node until it is told to stop; returns the exit status. `defs` are conf's parties resolved to their code
+/* Runs the node until it is told to stop; returns the exit status (0 after a drain; 1 when it could not start or
+ * start its children, the reason logged). Called once, by main() in the supervisor, which it turns into the node's
+ * loop. `conf` and `defs` are the caller's and must outlive the call: `defs` are conf's parties resolved to their code
  * (shard/module.h); the router and the shards inherit both. */
 int node_run(config_t *conf, const partydefs_t *defs);
 

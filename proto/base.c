@@ -174,6 +174,17 @@ void log_vmsg(log_level_t level, const char *fmt, va_list ap)
     errno = saved_errno;
 }
 
+void log_party_vmsg(int level, const char *who, const char *fmt, va_list ap)
+{
+    char text[1024];
+    vsnprintf(text, sizeof(text), fmt, ap);
+    if (level < LOG_ERROR)
+        level = LOG_ERROR;
+    if (level > LOG_DEBUG)
+        level = LOG_DEBUG;
+    log_msg((log_level_t)level, "%s: %s", who, text);
+}
+
 void log_msg(log_level_t level, const char *fmt, ...)
 {
     va_list ap;

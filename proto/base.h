@@ -80,6 +80,9 @@ log_level_t log_get_level(void);
 int log_parse_level(const char *s);
 void log_msg(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(log_level_t level, const char *fmt, va_list ap);
+/* A line a party logs (party_log, party_edge_log): `level` as the party gave it, clamped to error..debug; the line is
+ * "WHO: text", the party's text cut at 1023 bytes. */
+void log_party_vmsg(int level, const char *who, const char *fmt, va_list ap);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -1,5 +1,5 @@
 /*
- * names.h — the naming rules of PartyKit's URL scheme, shared by what reads the config (config/config.c: party names)
+ * names.h — the naming rules of PartyKit's URL scheme, shared by what reads the config (config/read.c: party names)
  * and what routes requests (router/route.c: party names and room ids). Pure functions of their bytes.
  */
 #ifndef PARTYD_NAMES_H

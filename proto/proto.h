@@ -6,6 +6,7 @@
  *   slots.c/.h   room → slot → shard: the slot of a room key, the slot table by rendezvous hashing
  *   base.c/.h    below the protocol: allocation that aborts, a byte buffer, logging, clocks, UTF-8, hex, query
  *                strings, histograms, UUIDs, and the sizes every process agrees on (BASE_ROOM_KEY_MAX, BASE_PATH_MAX)
+ *   names.c/.h   the rules every process applies to names: a valid party name, a valid room id
  *   meson.build  the sources above
  *
  * No loop: the codec is called by whoever owns a link (the router and the shards, through link.c), one

@@ -184,13 +184,10 @@ const char *party_edge_var(const party_edge_t *e, const char *name)
 
 void party_edge_log(const party_edge_t *e, int level, const char *fmt, ...)
 {
-    char msg[1024];
+    char who[sizeof("edge ") + BASE_ROOM_KEY_MAX];
+    snprintf(who, sizeof(who), "edge %s/%s", e->party_name, e->room);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    log_party_vmsg(level, who, fmt, ap);
     va_end(ap);
-    log_msg((log_level_t)(level < LOG_ERROR   ? LOG_ERROR
-                          : level > LOG_DEBUG ? LOG_DEBUG
-                                              : level),
-            "edge %s/%s: %s", e->party_name, e->room, msg);
 }

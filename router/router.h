@@ -8,7 +8,10 @@
  *                  room accepted them, forwards HTTP requests to the room's shard and relays the response
  *   route.c/.h     PartyKit's URL scheme: path → party, room, sub-path; the _pk connection id (no h2o, unit-tested;
  *                  the naming rules are proto/names.c's)
- *   ws.c/.h        WebSocket connections after the 101: reading, writing, pings, output caps, the closing handshake
+ *   ws.c/.h        WebSocket connections after the 101: records and their life cycle, the API, pings and the sweep
+ *   wsread.c       their input: epoll readiness, plain and io_uring-batched reads, TLS input, the frame callbacks
+ *   wswrite.c      their output: shared-frame queues, writev and io_uring-batched writes, ws_flush, the output caps
+ *   ws_int.h       what ws.c, wsread.c and wswrite.c share (state, flags, internal functions)
  *   wsframe.c/.h   RFC 6455 framing: parsing client frames, building server frames (no sockets, unit-tested)
  *   shards.c       the shard links, the slot table file, and what shards send back (fan-out of broadcasts)
  *   migrate.c      moving slots between shards live: adding, draining and rebalancing shards

@@ -98,10 +98,11 @@ void ws_init(h2o_evloop_t *loop, const ws_config_t *conf, const ws_callbacks_t *
 /* Closes every socket at once and frees every record (after ws_close_all had its chance). */
 void ws_dispose(void);
 
-/* A new PENDING connection. Its cid is unique for the life of the process: a table index (O(1) lookups) plus a
- * sequence number, so a stale cid never finds a newer connection. */
+/* A new PENDING connection, owned by the layer (freed at the end of the pass after it closed or was aborted). Its cid
+ * is unique for the life of the process: a table index (O(1) lookups) plus a sequence number, so a stale cid never
+ * finds a newer connection. NULL (logged) when 2^24 records are alive: the caller refuses the upgrade. */
 ws_conn_t *ws_conn_new(void);
-/* The live record with this cid, or NULL. */
+/* The live record with this cid, or NULL; the pointer stays valid until the end of the loop pass. */
 ws_conn_t *ws_conn_find(uint64_t cid);
 /* The socket is ours after the 101: `leftover` holds bytes h2o read past the request. Output queued while pending is
  * written now. on_closed may run inside this call (the client already sent a close frame, or garbage). */

@@ -261,14 +261,10 @@ uint64_t party_now_ms(void)
 
 void party_log(const party_room_t *room, int level, const char *fmt, ...)
 {
-    char line[1024];
+    char who[sizeof("room ") + BASE_ROOM_KEY_MAX];
+    snprintf(who, sizeof(who), "room %s", room->key);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    log_party_vmsg(level, who, fmt, ap);
     va_end(ap);
-    if (level < LOG_ERROR)
-        level = LOG_ERROR;
-    if (level > LOG_DEBUG)
-        level = LOG_DEBUG;
-    log_msg((log_level_t)level, "room %s: %s", room->key, line);
 }

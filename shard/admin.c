@@ -64,6 +64,20 @@ static json_t *stats(void)
 
 /* ---- the room layer for the admin operations (shard.h) ---- */
 
+/* The room's stored alarm (9 bytes: time, tries), its key written into ak: 0 with the value in *v (the caller frees
+ * it), or -1 when there is none or it is not 9 bytes (a storage error counts as none, as before). */
+static int stored_alarm(const unsigned char *prefix, size_t prefix_len, unsigned char ak[PREFIX_MAX + 1], char **v)
+{
+    size_t vl;
+    if (store_get(rooms.store, ak, keys_tagged(prefix, prefix_len, TAG_ALARM, ak), v, &vl) != 0)
+        return -1;
+    if (vl != 9) {
+        free(*v);
+        return -1;
+    }
+    return 0;
+}
+
 #define ADMIN_EXAMINE_MAX 10000
 
 static int matches(const char *key, size_t key_len, const char *party, const char *prefix)
@@ -226,13 +240,9 @@ json_t *rooms_admin_room(proto_str_t party, proto_str_t id, const void *cursor, 
         alarm = room->alarm_at;
     } else {
         unsigned char ak[PREFIX_MAX + 1];
-        memcpy(ak, prefix, prefix_len);
-        ak[prefix_len] = TAG_ALARM;
         char *v;
-        size_t vl;
-        if (store_get(rooms.store, ak, prefix_len + 1, &v, &vl) == 0) {
-            if (vl == 9)
-                alarm = store_get_u64((unsigned char *)v);
+        if (stored_alarm(prefix, prefix_len, ak, &v) == 0) {
+            alarm = store_get_u64((unsigned char *)v);
             free(v);
         }
     }
@@ -315,15 +325,10 @@ long rooms_admin_evict(proto_str_t party, proto_str_t id, int delete_data)
     long deleted = 0;
     /* the alarm and its index entry, then every key of the room's range */
     unsigned char ak[PREFIX_MAX + 1];
-    memcpy(ak, prefix, prefix_len);
-    ak[prefix_len] = TAG_ALARM;
     char *v;
-    size_t vl;
-    if (store_get(rooms.store, ak, prefix_len + 1, &v, &vl) == 0) {
-        if (vl == 9) {
-            unsigned char idx[10 + PREFIX_MAX];
-            store_delete(rooms.store, idx, keys_alarm_index_of((const char *)ak, prefix_len, v, idx));
-        }
+    if (stored_alarm(prefix, prefix_len, ak, &v) == 0) {
+        unsigned char idx[10 + PREFIX_MAX];
+        store_delete(rooms.store, idx, keys_alarm_index_of((const char *)ak, prefix_len, v, idx));
         free(v);
     }
     unsigned char hi[PREFIX_MAX + 1];

@@ -6,7 +6,7 @@
  *   [FF FF][time u64][room prefix]                   the alarm index, ordered by time (value: tries u8)
  *
  * A room's keys, and a slot's rooms, are contiguous ranges. Every `out` buffer is the caller's and must hold the
- * maximum the function documents (the *_MAX sizes below).
+ * maximum the function documents (the *_MAX sizes below). No function fails or allocates; any thread may call them.
  */
 #ifndef PARTYD_KEYS_H
 #define PARTYD_KEYS_H

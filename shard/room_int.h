@@ -2,7 +2,10 @@
  * room_int.h — the room layer's private header: the structs behind party.h's opaque types, the layer's state, and the
  * functions its files share. Only shard/ files of the room layer include it (never a party).
  *
- * Every function here runs on the shard's single loop.
+ * Every function here runs on the shard's single loop. Rooms, connections and requests are owned by the room layer
+ * (the registry in `rooms`), freed only by the functions that say so, never by a party; frames passed in are borrowed
+ * for the call. Nothing here returns an error to pass on: a failure is answered (an HTTP status to the router, a close
+ * code to the client) where it happens; out of memory aborts (base.h).
  *
  * Life cycle. A room is created by its first event (a connection, a request, its alarm) and started (on_start). It is
  * *idle* when it has no connections (or only connections, for a party that hibernates) and no request in flight; idle
@@ -164,15 +167,18 @@ typedef struct st_rooms_state_t {
 extern rooms_state_t rooms;
 
 /* ---- the clock (settable by unit tests: rooms_set_clock in shard.h) ---- */
+/* Monotonic ms (idleness, the sweep) and CLOCK_REALTIME ms (alarms, party_now_ms). */
 uint64_t room_mono_ms(void);
 uint64_t room_wall_ms(void);
 
 /* ---- rooms.c ---- */
+/* Frees a connection record already out of its room's lists and lookups (its id, tags, state). */
 void room_conn_free(party_conn_t *conn);
 /* Takes the connection off its room's join-order list. */
 void room_conn_unlink(party_conn_t *conn);
 /* Removes the connection from every lookup (but not from the join-order list, see room_conn_unlink). */
 void room_conn_forget(party_conn_t *conn);
+/* Takes the room out of the idle list / puts it at its end (most recently used); only room_settle decides which. */
 void room_lru_remove(party_room_t *room);
 void room_lru_append(party_room_t *room);
 /* Puts the room in the idle list, or takes it out, as its state says. */
@@ -186,9 +192,12 @@ party_room_t *room_get(proto_str_t party, proto_str_t id, int *status, const cha
 int room_wake(party_room_t *room, const char **why);
 /* An event for the room begins: it is no longer idle, and its output joins the gate when it wrote in this pass. */
 void room_enter(party_room_t *room);
+/* The event is done with the room: it settles (idle or not, see room_settle). */
 void room_leave(party_room_t *room);
 /* The room wrote: its output waits for the commit at the end of this pass. */
 void room_wrote(party_room_t *room);
+/* Tells the router to close connection `cid` with code and reason / to refuse its upgrade with an HTTP status (a
+ * router that is gone drops the frame: there is no client left to tell). */
 void room_emit_close_conn(uint64_t cid, int code, const char *reason);
 void room_emit_reject(uint64_t cid, int status, const char *why);
 /* The reply to admin request `rid` (a delete) is held for this pass's commit: if the commit fails, it is answered 500
@@ -215,6 +224,7 @@ void room_conn_close_now(party_conn_t *conn, int code, const char *reason, int c
 /* ---- requests.c ---- */
 /* Copies the request fields of `msg` into one allocation with NUL-terminated strings. */
 party_request_t *room_request_new(const proto_msg_t *msg);
+/* Frees the copy (unlink it from its room first). */
 void room_request_free(party_request_t *req);
 /* Takes the request off its room; returns the room (NULL for an upgrade request). */
 party_room_t *room_request_unlink(party_request_t *req);

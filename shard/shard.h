@@ -6,6 +6,10 @@
  *   shard.c     the process: loop (ipc/loop.h), control socket, the router link, decoding frames and dispatching them
  *               to rooms
  *   room_int.h  the room layer's private header: its structs and state, the life cycle, the files below
+ *   gate.h      the output gate's interface (gate.c)
+ *   store.h     the storage interface (store.c)
+ *   keys.h      the key layout's functions (keys.c)
+ *   module.h    resolving the configured parties (module.c), called by node/ before the fork
  *   rooms.c     the room registry, life cycle, LRU, eviction and the idle sweep
  *   events.c    the frames from the router handled by rooms (open, message, close, request, router lost)
  *   requests.c  HTTP requests to rooms and party.h's request accessors
@@ -20,9 +24,17 @@
  *   migrate.c   a shard's half of a slot move, with the room layer's rooms_slot_*
  *   module.c    the configured parties resolved to their code: built-in kinds, modules (tried in a child first)
  *   parties/    the built-in parties (relay, chat, counter, kv), written against party.h only
+ *   meson.build the shard's sources (one static library; store.c alone gets RocksDB's headers)
  *
  * A shard runs on ipc/loop.h's loop, not h2o's. shard/ may include api/, proto/, config/ and ipc/, never router/ or
  * node/ (docs/architecture.md).
+ *
+ * Unless a declaration says otherwise: a shard process has one thread and one loop, and every function here is
+ * called on it (never from a signal handler). Pointers passed in, frames (proto_msg_t) included, are borrowed for the
+ * call: whatever must outlive it is copied. What a function returns is the callee's (the config, the store, the
+ * histograms are the process's, valid until it exits), except the json_t results of rooms_admin_*, which the caller
+ * owns (json_decref). Failures are "0 or -errno"; a frame handler cannot fail (it answers or closes instead); out of
+ * memory aborts (base.h).
  */
 #ifndef PARTYD_SHARD_H
 #define PARTYD_SHARD_H

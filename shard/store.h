@@ -8,6 +8,10 @@
  *
  * This is the only file pair in partyd that knows RocksDB; store.c is the only file that includes rocksdb/c.h.
  * Keys are bytes; the layout (slot, room, tag) is keys.c's business, except for the helpers below.
+ *
+ * One store per shard, opened and owned by shard.c (shard_store() lends it to the room layer); every call is made on
+ * the shard's loop, none is thread-safe. Reads return copies the caller owns; writes cannot fail (they go into the
+ * batch in memory): a storage error surfaces at store_commit, and the gate then drops that pass's output.
  */
 #ifndef PARTYD_STORE_H
 #define PARTYD_STORE_H
@@ -84,6 +88,7 @@ int store_commit(store_t *s, char *err, size_t errlen);
 /* Drops the uncommitted batch. */
 void store_discard(store_t *s);
 
+/* The counters since the store was opened, and RocksDB's estimate of its live data, copied into *out. */
 void store_stats(store_t *s, store_stats_t *out);
 
 /* ---- key helpers ---- */

@@ -29,6 +29,7 @@
 
 #include <jansson.h>
 
+#include "example_json.h"
 #include "party.h"
 
 #define COLLAB_NAME_MAX 64
@@ -46,26 +47,6 @@ typedef struct st_collab_room_t {
 
 /* ---- JSON out ---- */
 
-/* Numbers go out as JavaScript writes them: an integral value without ".0", any other in the fewest significant digits
- * that read back as the same double (jansson's default of 17 writes 0.1 as 0.10000000000000001). */
-static json_t *collab_number(double d)
-{
-    if (d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(json_int_t)d)
-        return json_integer((json_int_t)d);
-    return json_real(d);
-}
-
-static int collab_digits(double d)
-{
-    char buf[32];
-    for (int p = 1; p < 17; ++p) {
-        snprintf(buf, sizeof(buf), "%.*g", p, d);
-        if (strtod(buf, NULL) == d)
-            return p;
-    }
-    return 17;
-}
-
 /* The digits the reals of a user's cursor need (0 when none): a dump with that precision writes them exactly. */
 static int collab_user_digits(const json_t *user)
 {
@@ -74,68 +55,11 @@ static int collab_user_digits(const json_t *user)
     for (int i = 0; i < 2; ++i) {
         const json_t *v = json_object_get(cursor, i == 0 ? "x" : "y");
         if (json_is_real(v)) {
-            int d = collab_digits(json_real_value(v));
+            int d = example_digits(json_real_value(v));
             digits = d > digits ? d : digits;
         }
     }
     return digits;
-}
-
-/* Sends `msg` (consumed) to `conn`, or to the room but `except` when conn is NULL; `digits` as collab_user_digits. */
-static void collab_send(party_room_t *room, party_conn_t *conn, json_t *msg, party_conn_t *except, int digits)
-{
-    char *text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(digits));
-    json_decref(msg);
-    if (text == NULL) {
-        party_log(room, 0, "cannot encode a message");
-        return;
-    }
-    int r;
-    if (conn != NULL) {
-        r = party_send(conn, text, strlen(text), 0);
-    } else {
-        const char *ids[1] = {except != NULL ? party_conn_id(except) : NULL};
-        r = party_broadcast(room, text, strlen(text), 0, ids, except != NULL ? 1 : 0);
-    }
-    if (r != 0 && r != -ENOTCONN)
-        party_log(room, 1, "cannot send a %zu-byte message: %s", strlen(text), strerror(-r));
-    free(text);
-}
-
-static void collab_error(party_room_t *room, party_conn_t *conn, const char *why)
-{
-    collab_send(room, conn, json_pack("{s:s, s:s}", "type", "error", "error", why), NULL, 0);
-}
-
-/* ---- validation ---- */
-
-/* The first member of `m` that is not "type" or one of `allowed` (NULL-terminated), or NULL. */
-static const char *collab_extra_member(json_t *m, const char *const *allowed)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(m, key, v)
-    {
-        const char *const *a = allowed;
-        if (strcmp(key, "type") == 0)
-            continue;
-        while (*a != NULL && strcmp(*a, key) != 0)
-            ++a;
-        if (*a == NULL)
-            return key;
-    }
-    return NULL;
-}
-
-/* Whether valid UTF-8 holds a control character: C0, DEL or C1 (U+0080..U+009F, encoded C2 80..C2 9F). */
-static int collab_has_control(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; ++i) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] < 0xa0))
-            return 1;
-    }
-    return 0;
 }
 
 /* ---- storage ---- */
@@ -214,7 +138,7 @@ static int collab_on_connect(party_room_t *room, party_conn_t *conn, const party
         digits = d > digits ? d : digits;
         json_array_append(users, user);
     }
-    collab_send(room, conn, json_pack("{s:s, s:o}", "type", "state", "users", users), NULL, digits);
+    example_send(room, conn, json_pack("{s:s, s:o}", "type", "state", "users", users), NULL, digits);
     return 0;
 }
 
@@ -222,20 +146,20 @@ static void collab_join(party_room_t *room, party_conn_t *conn, json_t *m)
 {
     static const char *const members[] = {"name", NULL};
     collab_room_t *cr = party_room_data(room);
-    const char *extra = collab_extra_member(m, members), *name = json_string_value(json_object_get(m, "name"));
+    const char *extra = example_extra_member(m, members), *name = json_string_value(json_object_get(m, "name"));
     size_t len = json_string_length(json_object_get(m, "name")), chars = name != NULL ? party_utf8_length(name, len) : 0;
     char why[160];
     if (extra != NULL) {
         snprintf(why, sizeof(why), "join: unexpected member \"%.64s\"", extra);
-        collab_error(room, conn, why);
+        example_error(room, conn, why);
         return;
     }
     if (chars < 1 || chars > COLLAB_NAME_MAX) {
-        collab_error(room, conn, "join: \"name\" must be a string of 1 to 64 characters");
+        example_error(room, conn, "join: \"name\" must be a string of 1 to 64 characters");
         return;
     }
-    if (collab_has_control(name, len)) {
-        collab_error(room, conn, "join: \"name\" must not contain control characters");
+    if (example_has_control(name, len, 0)) {
+        example_error(room, conn, "join: \"name\" must not contain control characters");
         return;
     }
     /* a rename keeps the cursor */
@@ -244,9 +168,9 @@ static void collab_join(party_room_t *room, party_conn_t *conn, json_t *m)
     json_t *user = json_pack("{s:s, s:s%, s:O}", "id", party_conn_id(conn), "name", name, len, "cursor",
                              cursor != NULL ? cursor : json_null());
     if (collab_store(room, user) != 0)
-        collab_error(room, conn, "join: could not be stored");
+        example_error(room, conn, "join: could not be stored");
     else
-        collab_send(room, NULL, json_pack("{s:s, s:O}", "type", "user-joined", "user", user), NULL, collab_user_digits(user));
+        example_send(room, NULL, json_pack("{s:s, s:O}", "type", "user-joined", "user", user), NULL, collab_user_digits(user));
     json_decref(user);
 }
 
@@ -254,33 +178,33 @@ static void collab_cursor(party_room_t *room, party_conn_t *conn, json_t *m)
 {
     static const char *const members[] = {"x", "y", NULL};
     collab_room_t *cr = party_room_data(room);
-    const char *extra = collab_extra_member(m, members);
+    const char *extra = example_extra_member(m, members);
     const json_t *x = json_object_get(m, "x"), *y = json_object_get(m, "y");
     json_t *old = json_object_get(cr->users, party_conn_id(conn));
     char why[160];
     if (extra != NULL) {
         snprintf(why, sizeof(why), "cursor: unexpected member \"%.64s\"", extra);
-        collab_error(room, conn, why);
+        example_error(room, conn, why);
         return;
     }
     if (!json_is_number(x) || !json_is_number(y) || !isfinite(json_number_value(x)) || !isfinite(json_number_value(y))) {
-        collab_error(room, conn, "cursor: \"x\" and \"y\" must be finite numbers");
+        example_error(room, conn, "cursor: \"x\" and \"y\" must be finite numbers");
         return;
     }
     if (old == NULL) {
-        collab_error(room, conn, "cursor: join first");
+        example_error(room, conn, "cursor: join first");
         return;
     }
     double dx = json_number_value(x), dy = json_number_value(y);
     json_t *user = json_deep_copy(old); /* the stored user changes only once the write was taken */
-    json_object_set_new(user, "cursor", json_pack("{s:o, s:o}", "x", collab_number(dx), "y", collab_number(dy)));
+    json_object_set_new(user, "cursor", json_pack("{s:o, s:o}", "x", example_number(dx), "y", example_number(dy)));
     if (collab_store(room, user) != 0) {
-        collab_error(room, conn, "cursor: could not be stored");
+        example_error(room, conn, "cursor: could not be stored");
     } else {
-        int ddx = collab_digits(dx), ddy = collab_digits(dy);
-        collab_send(room, NULL,
-                    json_pack("{s:s, s:s, s:o, s:o}", "type", "cursor", "id", party_conn_id(conn), "x", collab_number(dx), "y",
-                              collab_number(dy)),
+        int ddx = example_digits(dx), ddy = example_digits(dy);
+        example_send(room, NULL,
+                    json_pack("{s:s, s:s, s:o, s:o}", "type", "cursor", "id", party_conn_id(conn), "x", example_number(dx), "y",
+                              example_number(dy)),
                     conn, ddx > ddy ? ddx : ddy);
     }
     json_decref(user);
@@ -288,33 +212,16 @@ static void collab_cursor(party_room_t *room, party_conn_t *conn, json_t *m)
 
 static void collab_on_message(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary)
 {
-    if (binary) {
-        collab_error(room, conn, "binary messages are not supported; send JSON text");
+    json_t *m = example_parse(room, conn, data, len, binary, COLLAB_MESSAGE_MAX, COLLAB_JSON_FLAGS);
+    if (m == NULL)
         return;
-    }
-    if (len > COLLAB_MESSAGE_MAX) {
-        char why[80];
-        snprintf(why, sizeof(why), "message too large: at most %d bytes", COLLAB_MESSAGE_MAX);
-        collab_error(room, conn, why);
-        return;
-    }
-    json_error_t jerr;
-    json_t *m = json_loadb(data, len, COLLAB_JSON_FLAGS, &jerr);
-    if (m == NULL) {
-        char why[200];
-        snprintf(why, sizeof(why), "invalid JSON: %s", jerr.text);
-        collab_error(room, conn, why);
-        return;
-    }
     const char *type = json_string_value(json_object_get(m, "type"));
-    if (!json_is_object(m))
-        collab_error(room, conn, "a message must be a JSON object");
-    else if (type != NULL && strcmp(type, "join") == 0)
+    if (type != NULL && strcmp(type, "join") == 0)
         collab_join(room, conn, m);
     else if (type != NULL && strcmp(type, "cursor") == 0)
         collab_cursor(room, conn, m);
     else
-        collab_error(room, conn, "\"type\" must be \"join\" or \"cursor\"");
+        example_error(room, conn, "\"type\" must be \"join\" or \"cursor\"");
     json_decref(m);
 }
 
@@ -333,7 +240,7 @@ static void collab_on_close(party_room_t *room, party_conn_t *conn, int code, co
         return;
     }
     json_object_del(cr->users, id);
-    collab_send(room, NULL, json_pack("{s:s, s:s}", "type", "user-left", "id", id), NULL, 0);
+    example_send(room, NULL, json_pack("{s:s, s:s}", "type", "user-left", "id", id), NULL, 0);
 }
 
 PARTY_EXPORT const party_t partyd_party = {

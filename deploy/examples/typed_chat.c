@@ -33,6 +33,7 @@
 
 #include <jansson.h>
 
+#include "example_json.h"
 #include "party.h"
 
 #define TCHAT_HISTORY 100
@@ -51,88 +52,7 @@ typedef struct st_tchat_room_t {
     uint64_t seq; /* the number of the newest message */
 } tchat_room_t;
 
-/* ---- JSON out ---- */
-
-/* Numbers go out as JavaScript writes them: an integral value without ".0", any other in the fewest significant digits
- * that read back as the same double (jansson's default of 17 writes 0.1 as 0.10000000000000001). */
-static json_t *tchat_number(double d)
-{
-    if (d >= -9007199254740992.0 && d <= 9007199254740992.0 && d == (double)(json_int_t)d)
-        return json_integer((json_int_t)d);
-    return json_real(d);
-}
-
-static int tchat_digits(double d)
-{
-    char buf[32];
-    for (int p = 1; p < 17; ++p) {
-        snprintf(buf, sizeof(buf), "%.*g", p, d);
-        if (strtod(buf, NULL) == d)
-            return p;
-    }
-    return 17;
-}
-
-/* Sends `msg` (consumed) to `conn`, or to the room but `except` when conn is NULL. `digits` is what the reals in it
- * need (tchat_digits), 0 when it has none. */
-static void tchat_send(party_room_t *room, party_conn_t *conn, json_t *msg, party_conn_t *except, int digits)
-{
-    char *text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(digits));
-    json_decref(msg);
-    if (text == NULL) {
-        party_log(room, 0, "cannot encode a message");
-        return;
-    }
-    int r;
-    if (conn != NULL) {
-        r = party_send(conn, text, strlen(text), 0);
-    } else {
-        const char *ids[1] = {except != NULL ? party_conn_id(except) : NULL};
-        r = party_broadcast(room, text, strlen(text), 0, ids, except != NULL ? 1 : 0);
-    }
-    /* a client that is gone (-ENOTCONN) is not worth a line; anything else is a bug or a limit worth knowing */
-    if (r != 0 && r != -ENOTCONN)
-        party_log(room, 1, "cannot send a %zu-byte message: %s", strlen(text), strerror(-r));
-    free(text);
-}
-
-static void tchat_error(party_room_t *room, party_conn_t *conn, const char *why)
-{
-    tchat_send(room, conn, json_pack("{s:s, s:s}", "type", "error", "error", why), NULL, 0);
-}
-
 /* ---- validation ---- */
-
-/* The first member of `m` that is not "type" or one of `allowed` (NULL-terminated), or NULL. */
-static const char *tchat_extra_member(json_t *m, const char *const *allowed)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(m, key, v)
-    {
-        const char *const *a = allowed;
-        if (strcmp(key, "type") == 0)
-            continue;
-        while (*a != NULL && strcmp(*a, key) != 0)
-            ++a;
-        if (*a == NULL)
-            return key;
-    }
-    return NULL;
-}
-
-/* Whether valid UTF-8 holds a control character (C0, DEL or C1), tab, LF and CR excepted when `multiline`. */
-static int tchat_has_control(const char *s, size_t len, int multiline)
-{
-    for (size_t i = 0; i < len; ++i) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 && !(multiline && (c == '\t' || c == '\n' || c == '\r')))
-            return 1;
-        if (c == 0x7f || (c == 0xc2 && i + 1 < len && (unsigned char)s[i + 1] < 0xa0)) /* U+0080..U+009F: C2 80..9F */
-            return 1;
-    }
-    return 0;
-}
 
 /* The string member `key` of `m` when it has 1..max code points and no control characters; else NULL, with the
  * reason in why[0..cap). */
@@ -149,7 +69,7 @@ static const char *tchat_text(const json_t *m, const char *type, const char *key
         snprintf(why, cap, "%s: \"%s\" must be a string of 1 to %zu characters", type, key, max);
         return NULL;
     }
-    if (tchat_has_control(json_string_value(v), *len, multiline)) {
+    if (example_has_control(json_string_value(v), *len, multiline)) {
         snprintf(why, cap, "%s: \"%s\" must not contain control characters", type, key);
         return NULL;
     }
@@ -278,14 +198,14 @@ static void tchat_join(party_room_t *room, party_conn_t *conn, json_t *m)
     static const char *const members[] = {"name", NULL};
     char why[160];
     size_t len;
-    const char *extra = tchat_extra_member(m, members), *name;
+    const char *extra = example_extra_member(m, members), *name;
     if (extra != NULL) {
         snprintf(why, sizeof(why), "join: unexpected member \"%.64s\"", extra);
-        tchat_error(room, conn, why);
+        example_error(room, conn, why);
     } else if ((name = tchat_text(m, "join", "name", TCHAT_NAME_MAX, 0, &len, why, sizeof(why))) == NULL) {
-        tchat_error(room, conn, why);
+        example_error(room, conn, why);
     } else if (party_conn_set_state(conn, name, len) == 0) {
-        tchat_send(room, NULL, json_pack("{s:s, s:s, s:s%}", "type", "joined", "id", party_conn_id(conn), "name", name, len), NULL,
+        example_send(room, NULL, json_pack("{s:s, s:s, s:s%}", "type", "joined", "id", party_conn_id(conn), "name", name, len), NULL,
                    0);
     }
 }
@@ -296,18 +216,18 @@ static void tchat_chat(party_room_t *room, party_conn_t *conn, json_t *m)
     tchat_room_t *tr = party_room_data(room);
     char why[160];
     size_t name_len, len;
-    const char *extra = tchat_extra_member(m, members), *name = tchat_name(conn, &name_len), *content;
+    const char *extra = example_extra_member(m, members), *name = tchat_name(conn, &name_len), *content;
     if (extra != NULL) {
         snprintf(why, sizeof(why), "chat: unexpected member \"%.64s\"", extra);
-        tchat_error(room, conn, why);
+        example_error(room, conn, why);
         return;
     }
     if ((content = tchat_text(m, "chat", "content", TCHAT_CONTENT_MAX, 1, &len, why, sizeof(why))) == NULL) {
-        tchat_error(room, conn, why);
+        example_error(room, conn, why);
         return;
     }
     if (name == NULL) {
-        tchat_error(room, conn, "chat: join first");
+        example_error(room, conn, "chat: join first");
         return;
     }
 
@@ -324,10 +244,10 @@ static void tchat_chat(party_room_t *room, party_conn_t *conn, json_t *m)
     else if (party_storage_transaction(room, tchat_append, &a) == 0)
         tr->seq = seq;
     if (a.error == -EMSGSIZE) {
-        tchat_error(room, conn, "chat: too long to send over this node (limits.message_bytes)");
+        example_error(room, conn, "chat: too long to send over this node (limits.message_bytes)");
     } else if (a.error != 0) {
         party_log(room, 0, "cannot keep message %llu: %s", (unsigned long long)seq, strerror(-a.error));
-        tchat_error(room, conn, "chat: the message could not be stored");
+        example_error(room, conn, "chat: the message could not be stored");
     }
     free(a.stored);
     free(a.sent);
@@ -338,56 +258,39 @@ static void tchat_cursor(party_room_t *room, party_conn_t *conn, json_t *m)
     static const char *const members[] = {"x", "y", NULL};
     char why[160];
     size_t name_len;
-    const char *extra = tchat_extra_member(m, members);
+    const char *extra = example_extra_member(m, members);
     const json_t *x = json_object_get(m, "x"), *y = json_object_get(m, "y");
     if (extra != NULL) {
         snprintf(why, sizeof(why), "cursor: unexpected member \"%.64s\"", extra);
-        tchat_error(room, conn, why);
+        example_error(room, conn, why);
     } else if (!json_is_number(x) || !json_is_number(y) || !isfinite(json_number_value(x)) || !isfinite(json_number_value(y))) {
-        tchat_error(room, conn, "cursor: \"x\" and \"y\" must be finite numbers");
+        example_error(room, conn, "cursor: \"x\" and \"y\" must be finite numbers");
     } else if (tchat_name(conn, &name_len) == NULL) {
-        tchat_error(room, conn, "cursor: join first");
+        example_error(room, conn, "cursor: join first");
     } else {
         double dx = json_number_value(x), dy = json_number_value(y);
-        int dxd = tchat_digits(dx), dyd = tchat_digits(dy);
-        tchat_send(room, NULL,
-                   json_pack("{s:s, s:s, s:o, s:o}", "type", "cursor", "id", party_conn_id(conn), "x", tchat_number(dx), "y",
-                             tchat_number(dy)),
+        int dxd = example_digits(dx), dyd = example_digits(dy);
+        example_send(room, NULL,
+                   json_pack("{s:s, s:s, s:o, s:o}", "type", "cursor", "id", party_conn_id(conn), "x", example_number(dx), "y",
+                             example_number(dy)),
                    conn, dxd > dyd ? dxd : dyd);
     }
 }
 
 static void tchat_on_message(party_room_t *room, party_conn_t *conn, const void *data, size_t len, int binary)
 {
-    if (binary) {
-        tchat_error(room, conn, "binary messages are not supported; send JSON text");
+    json_t *m = example_parse(room, conn, data, len, binary, TCHAT_MESSAGE_MAX, TCHAT_JSON_FLAGS);
+    if (m == NULL)
         return;
-    }
-    if (len > TCHAT_MESSAGE_MAX) {
-        char why[80];
-        snprintf(why, sizeof(why), "message too large: at most %d bytes", TCHAT_MESSAGE_MAX);
-        tchat_error(room, conn, why);
-        return;
-    }
-    json_error_t jerr;
-    json_t *m = json_loadb(data, len, TCHAT_JSON_FLAGS, &jerr);
-    if (m == NULL) {
-        char why[200];
-        snprintf(why, sizeof(why), "invalid JSON: %s", jerr.text);
-        tchat_error(room, conn, why);
-        return;
-    }
     const char *type = json_string_value(json_object_get(m, "type"));
-    if (!json_is_object(m))
-        tchat_error(room, conn, "a message must be a JSON object");
-    else if (type != NULL && strcmp(type, "join") == 0)
+    if (type != NULL && strcmp(type, "join") == 0)
         tchat_join(room, conn, m);
     else if (type != NULL && strcmp(type, "chat") == 0)
         tchat_chat(room, conn, m);
     else if (type != NULL && strcmp(type, "cursor") == 0)
         tchat_cursor(room, conn, m);
     else
-        tchat_error(room, conn, "\"type\" must be \"join\", \"chat\" or \"cursor\"");
+        example_error(room, conn, "\"type\" must be \"join\", \"chat\" or \"cursor\"");
     json_decref(m);
 }
 

@@ -1,5 +1,5 @@
 /*
- * test_ws.c — router/ws.c's connections and output queues, driven over socketpairs on a real h2o loop: a client
+ * test_ws.c — router/ws*.c's connections and output queues, driven over socketpairs on a real h2o loop: a client
  * frame arriving, bytes h2o read past the 101, frames shared between queues, output queued before the 101, the
  * output cap (1008), bad UTF-8 (1007), the closing handshake both ways, pause/resume, and cids that never find a
  * newer record. Every test runs twice: with io_uring batching and with PARTYD_IO_URING=0 (one writev per

@@ -1,0 +1,233 @@
+/*
+ * args.c — the command line: --help and --version, the file (--config, else ./partyd.json), the flags over it, and
+ * the rules that span fields, checked once everything is applied (see config.h, config_from_args).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "base.h"
+#include "config_int.h"
+#include "party.h"
+#include "proto.h"
+
+/* Rules that span fields, checked once everything is applied. */
+static int check_whole(const config_t *c, char *err, size_t errlen)
+{
+    if (c->limits.output_bytes < c->limits.message_bytes + 16) {
+        snprintf(err, errlen, "limits.output_bytes (%zu) must be larger than limits.message_bytes (%zu)", c->limits.output_bytes,
+                 c->limits.message_bytes);
+        return -1;
+    }
+    if (c->admin_enabled && c->admin_token == NULL && strcmp(c->admin_host, "127.0.0.1") != 0 &&
+        strcmp(c->admin_host, "::1") != 0 && strcmp(c->admin_host, "localhost") != 0) {
+        snprintf(err, errlen,
+                 "admin.listen: the admin endpoint on %s (not loopback) needs a token: set admin.token or PARTYD_ADMIN_TOKEN",
+                 c->admin_host);
+        return -1;
+    }
+    /* a short token can be guessed over the network; the admin endpoint also slows down wrong ones (router/admin.c) */
+    if (c->admin_token != NULL && strlen(c->admin_token) < CONFIG_MIN_TOKEN) {
+        snprintf(err, errlen, "admin.token: at least %d bytes (got %zu); a random one: openssl rand -hex 16", CONFIG_MIN_TOKEN,
+                 strlen(c->admin_token));
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the command line ---- */
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: partyd [options]\n"
+                 "\n"
+                 "Runs a partyd node: PartyKit-compatible rooms on this machine.\n"
+                 "Configuration: the embedded default (partyd --print-config shows the effective one), overlaid by\n"
+                 "--config FILE (else ./partyd.json when present), overlaid by these flags:\n"
+                 "\n"
+                 "  --config FILE        read FILE (JSON) over the embedded default\n"
+                 "  --host HOST          listen address (default 127.0.0.1)\n"
+                 "  --port PORT          listen port (default 1999; 0 picks a free one)\n"
+                 "  --shards N           shard processes (default: number of CPUs)\n"
+                 "  --data-dir DIR       data directory (default ./.partyd)\n"
+                 "  --admin HOST:PORT    admin listener (default 127.0.0.1:1998), or \"off\"\n"
+                 "  --log-level LEVEL    error, warn, info or debug\n"
+                 "  --print-config       print the effective configuration as JSON and exit\n"
+                 "  --help               this text\n"
+                 "  --version            the version\n");
+}
+
+static int read_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -errno;
+    size_t cap = 4096, n = 0;
+    char *buf = xmalloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            if (cap >= (16u << 20)) {
+                fclose(f);
+                free(buf);
+                return -EFBIG;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return -EIO;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+int config_from_args(config_t *c, int argc, char **argv)
+{
+    enum { O_CONFIG = 256, O_HOST, O_PORT, O_SHARDS, O_DATA_DIR, O_ADMIN, O_LOG_LEVEL, O_PRINT, O_HELP, O_VERSION };
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, O_CONFIG},
+        {"host", required_argument, NULL, O_HOST},
+        {"port", required_argument, NULL, O_PORT},
+        {"shards", required_argument, NULL, O_SHARDS},
+        {"data-dir", required_argument, NULL, O_DATA_DIR},
+        {"admin", required_argument, NULL, O_ADMIN},
+        {"log-level", required_argument, NULL, O_LOG_LEVEL},
+        {"print-config", no_argument, NULL, O_PRINT},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    char err[512];
+    const char *config_path = NULL, *admin_flag = NULL;
+    int print = 0, o;
+
+    config_init_default(c);
+
+    /* first pass: find --config and the answers that need no config */
+    opterr = 0;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case O_CONFIG:
+            config_path = optarg;
+            break;
+        case O_HELP:
+            usage(stdout);
+            return 1;
+        case O_VERSION:
+            printf("partyd %s (protocol %d, party ABI %d)\n", PARTYD_VERSION, PROTO_VERSION, PARTY_ABI_VERSION);
+            return 1;
+        case '?':
+            if (optopt != 0)
+                fprintf(stderr, "partyd: option %s needs a value (see --help)\n", argv[optind - 1]);
+            else
+                fprintf(stderr, "partyd: unknown option %s (see --help)\n", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "partyd: unexpected argument \"%s\" (see --help)\n", argv[optind]);
+        return -1;
+    }
+
+    /* the file */
+    if (config_path == NULL && access("partyd.json", F_OK) == 0)
+        config_path = "partyd.json";
+    if (config_path != NULL) {
+        char *text = NULL;
+        size_t len = 0;
+        int r = read_file(config_path, &text, &len);
+        if (r != 0) {
+            fprintf(stderr, "partyd: cannot read config %s: %s\n", config_path, strerror(-r));
+            return -1;
+        }
+        /* the file's relative paths are relative to its folder, wherever partyd was started */
+        char *copy = xstrdup(config_path), *base = realpath(dirname(copy), NULL);
+        r = config_apply_json(c, text, len, config_path, base, err, sizeof(err));
+        free(base);
+        free(copy);
+        free(text);
+        if (r != 0) {
+            fprintf(stderr, "partyd: bad config: %s\n", err);
+            return -1;
+        }
+        free(c->source);
+        c->source = xstrdup(config_path);
+    }
+
+    /* the flags win */
+    cfg_err_t e = {err, sizeof(err), "command line", NULL};
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        char *end;
+        long n;
+        int r = 0;
+        switch (o) {
+        case O_HOST:
+            free(c->host);
+            c->host = xstrdup(optarg);
+            break;
+        case O_PORT:
+            n = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || n < 0 || n > 65535)
+                r = cfg_fail(&e, "--port", "expected a port from 0 to 65535, got \"%s\"", optarg);
+            else
+                c->port = (int)n;
+            break;
+        case O_SHARDS:
+            n = strtol(optarg, &end, 10);
+            if (strcmp(optarg, "auto") == 0) {
+                json_t *a = json_string("auto");
+                r = cfg_set_shards(&e, "--shards", c, a);
+                json_decref(a);
+            } else if (*optarg == '\0' || *end != '\0' || n < 1 || n > CONFIG_MAX_SHARDS) {
+                r = cfg_fail(&e, "--shards", "expected \"auto\" or a number from 1 to %d, got \"%s\"", CONFIG_MAX_SHARDS, optarg);
+            } else {
+                c->shards = (int)n;
+            }
+            break;
+        case O_DATA_DIR:
+            free(c->data_dir);
+            c->data_dir = xstrdup(optarg);
+            break;
+        case O_ADMIN:
+            r = cfg_set_admin_listen(&e, "--admin", c, optarg);
+            admin_flag = optarg;
+            break;
+        case O_LOG_LEVEL:
+            r = cfg_set_log_level(&e, "--log-level", c, optarg);
+            break;
+        case O_PRINT:
+            print = 1;
+            break;
+        }
+        if (r != 0) {
+            fprintf(stderr, "partyd: %s\n", err);
+            return -1;
+        }
+    }
+    if (check_whole(c, err, sizeof(err)) != 0) {
+        /* a rule broken by a flag is the flag's fault, not the file's or the embedded default's */
+        if (admin_flag != NULL && strncmp(err, "admin.listen: ", 14) == 0)
+            fprintf(stderr, "partyd: --admin %s: %s\n", admin_flag, err + 14);
+        else
+            fprintf(stderr, "partyd: bad config (%s): %s\n", c->source, err);
+        return -1;
+    }
+    return print ? 2 : 0;
+}
