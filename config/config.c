@@ -28,7 +28,7 @@ const char config_default_json[] =
     "             \"connections\": 100000, \"connections_per_ip\": 0, \"connects_per_ip_per_s\": 0,\n"
     "             \"output_total_bytes\": 268435456},\n"
     "  \"timers\": {\"idle_ms\": 30000, \"ping_ms\": 30000, \"alarm_retry_ms\": 2000, \"drain_ms\": 10000,\n"
-    "             \"fetch_ms\": 30000, \"stall_ms\": 5000, \"stall_kill_ms\": 30000, \"quarantine_ms\": 10000},\n"
+    "             \"fetch_ms\": 30000, \"request_ms\": 60000, \"stall_ms\": 5000, \"stall_kill_ms\": 30000, \"quarantine_ms\": 10000},\n"
     "  \"parties\": {\"main\": {\"kind\": \"chat\"}, \"relay\": {\"kind\": \"relay\"}, \"counter\": {\"kind\": \"counter\"}},\n"
     "  \"log_level\": \"info\"\n"
     "}\n";

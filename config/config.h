@@ -98,6 +98,7 @@ typedef struct st_config_t {
         unsigned alarm_retry_ms;
         unsigned drain_ms;
         unsigned fetch_ms; /* how long a room waits for another room's answer (party_fetch) */
+        unsigned request_ms; /* how long a client's request or upgrade waits for its room (then 504) */
         unsigned stall_ms;      /* a shard whose loop has not turned this long is reported stalled (not ready) */
         unsigned stall_kill_ms; /* ... and killed and restarted after this long (0: never) */
         unsigned quarantine_ms; /* a room that crashed its shard twice answers 503 this long first (then doubling) */

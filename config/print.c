@@ -59,6 +59,7 @@ char *config_to_json(const config_t *c)
         (json_int_t)c->timers.alarm_retry_ms, "drain_ms", (json_int_t)c->timers.drain_ms, "fetch_ms",
         (json_int_t)c->timers.fetch_ms, "parties", parties, "log_level", levels[c->log_level]);
     json_t *timers = json_object_get(root, "timers");
+    json_object_set_new(timers, "request_ms", json_integer(c->timers.request_ms));
     json_object_set_new(timers, "stall_ms", json_integer(c->timers.stall_ms));
     json_object_set_new(timers, "stall_kill_ms", json_integer(c->timers.stall_kill_ms));
     json_object_set_new(timers, "quarantine_ms", json_integer(c->timers.quarantine_ms));

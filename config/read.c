@@ -271,6 +271,7 @@ static const int_field_t timer_fields[] = {
     UINT_FIELD(timers, alarm_retry_ms, 10, 3600000),
     UINT_FIELD(timers, drain_ms, 100, 600000),
     UINT_FIELD(timers, fetch_ms, 100, 600000),
+    UINT_FIELD(timers, request_ms, 100, 3600000),
     UINT_FIELD(timers, stall_ms, 100, 3600000),
     UINT_FIELD(timers, stall_kill_ms, 0, 86400000),
     UINT_FIELD(timers, quarantine_ms, 100, 3600000),

@@ -28,8 +28,9 @@ static void on_token_dispose(void *_t)
     }
 }
 
-/* One timeout list for every held request: timers.fetch_ms, the time a room is given to answer another room, is the
- * time it is given to answer a client too; then 504. */
+/* One timeout list for every held request: timers.request_ms, the time a room is given to answer a client (longer than
+ * timers.fetch_ms, so that a room waiting on another room gets that answer, or its 504, before its own client's time
+ * is up); then 504. */
 static h2o_timeout_t request_timeout;
 static int request_timeout_ready;
 /* HTTP requests held per slot (HTTP_SLOT_PENDING_MAX) */
@@ -38,7 +39,7 @@ static uint16_t slot_pending[SLOTS_COUNT];
 static void on_pending_timeout(h2o_timeout_entry_t *entry)
 {
     router_pending_t *p = H2O_STRUCT_FROM_MEMBER(router_pending_t, timeout, entry);
-    log_debug("room %.*s did not answer in %u ms; answering 504", (int)p->key_len, p->key, router.conf->timers.fetch_ms);
+    log_debug("room %.*s did not answer in %u ms; answering 504", (int)p->key_len, p->key, router.conf->timers.request_ms);
     if (p->conn != NULL) {
         /* an upgrade the room has not accepted: the room is told the client is gone, should it get to the OPEN */
         shards_on_ws_closed(p->conn, 1006, "the room did not answer in time", 0);
@@ -64,7 +65,7 @@ static router_pending_t *pending_new(h2o_req_t *req, uint16_t shard, const char 
     router.pending = p;
     ++router.shards[shard].num_pending;
     if (!request_timeout_ready) {
-        h2o_timeout_init(router.loop, &request_timeout, router.conf->timers.fetch_ms);
+        h2o_timeout_init(router.loop, &request_timeout, router.conf->timers.request_ms);
         request_timeout_ready = 1;
     }
     p->timeout.cb = on_pending_timeout;

@@ -76,7 +76,7 @@ typedef struct st_router_pending_t {
     uint16_t slot;                           /* the room's (HTTP requests are counted by slot: http.c) */
     uint8_t upgrading;                       /* the 101 is being written */
     h2o_socket_t *parked;                    /* the client's socket, kept polled while the answer is awaited (http.c) */
-    h2o_timeout_entry_t timeout;             /* timers.fetch_ms: then 504 (http.c) */
+    h2o_timeout_entry_t timeout;             /* timers.request_ms: then 504 (http.c) */
     struct st_router_pending_t *prev, *next; /* router.pending */
     char accept[32];                         /* Sec-WebSocket-Accept */
     size_t key_len;
