@@ -112,9 +112,26 @@ static int check_keys(cfg_err_t *e, const char *field, json_t *obj, const char *
         if (known[i] == NULL) {
             char path[256];
             snprintf(path, sizeof(path), "%s%s%s", field, *field != '\0' ? "." : "", key);
+            const char *near = config_suggest(key, known);
+            if (near != NULL)
+                return fail(e, path, "unknown key (did you mean \"%s\"?)", near);
             return fail(e, path, "unknown key");
         }
     }
+    return 0;
+}
+
+/* A relative path from a file is made relative to the file's folder; it need not exist yet (a data_dir is created). */
+static int rebase_path(cfg_err_t *e, char **path)
+{
+    if (e->base_dir == NULL || (*path)[0] == '/')
+        return 0;
+    char joined[PATH_MAX];
+    int n = snprintf(joined, sizeof(joined), "%s/%s", e->base_dir, *path);
+    if (n < 0 || (size_t)n >= sizeof(joined))
+        return fail(e, "path", "%s/%s: too long", e->base_dir, *path);
+    free(*path);
+    *path = xstrdup(joined);
     return 0;
 }
 
@@ -172,8 +189,7 @@ static int set_log_level(cfg_err_t *e, const char *field, config_t *c, const cha
 static int set_shards(cfg_err_t *e, const char *field, config_t *c, json_t *v)
 {
     if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c->shards = n < 1 ? 1 : n > CONFIG_MAX_SHARDS ? CONFIG_MAX_SHARDS : (int)n;
+        c->shards = config_cpus_available(); /* cpus.c: the affinity mask and the cgroup quota, not the machine */
         return 0;
     }
     long long n;
@@ -201,6 +217,9 @@ static int apply_listen(cfg_err_t *e, config_t *c, json_t *v)
             return fail(e, "listen.tls", "needs \"cert\" and \"key\" (PEM files)");
         if (get_string(e, "listen.tls.cert", json_object_get(tls, "cert"), &c->tls_cert) != 0 ||
             get_string(e, "listen.tls.key", json_object_get(tls, "key"), &c->tls_key) != 0)
+            return -1;
+        /* relative to the config file's folder, as a module is (the files are read when the router starts) */
+        if (rebase_path(e, &c->tls_cert) != 0 || rebase_path(e, &c->tls_key) != 0)
             return -1;
     }
     if (json_object_get(v, "host") != NULL && get_string(e, "listen.host", json_object_get(v, "host"), &c->host) != 0)
@@ -504,7 +523,9 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
                       size_t errlen)
 {
     static const char *const keys[] = {"listen", "prefix",  "shards",    "data_dir", "durability", "admin", "limits",
-                                       "timers", "parties", "log_level", "serve",    "origins",    NULL};
+                                       "timers", "parties", "log_level", "serve",    "origins",    "sources", NULL};
+    /* "sources" is what --print-config adds to say where values came from; it is ignored, so that a printed config
+     * reads back as it is */
     cfg_err_t e = {errbuf, errlen, source, base_dir};
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -533,7 +554,8 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
     }
     if ((v = json_object_get(root, "shards")) != NULL && set_shards(&e, "shards", c, v) != 0)
         goto Exit;
-    if ((v = json_object_get(root, "data_dir")) != NULL && get_string(&e, "data_dir", v, &c->data_dir) != 0)
+    if ((v = json_object_get(root, "data_dir")) != NULL &&
+        (get_string(&e, "data_dir", v, &c->data_dir) != 0 || rebase_path(&e, &c->data_dir) != 0))
         goto Exit;
     if ((v = json_object_get(root, "durability")) != NULL) {
         if (!json_is_string(v) || (strcmp(json_string_value(v), "sync") != 0 && strcmp(json_string_value(v), "relaxed") != 0)) {
@@ -598,6 +620,20 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         if (set_log_level(&e, "log_level", c, json_string_value(v)) != 0)
             goto Exit;
     }
+    /* where each per-instance value came from (--print-config); the environment's and the flags' callers say theirs */
+    const char *tag = strcmp(source, "embedded default") == 0 ? "default" : "file";
+    if ((v = json_object_get(root, "listen")) != NULL) {
+        if (json_object_get(v, "host") != NULL)
+            c->sources.host = tag;
+        if (json_object_get(v, "port") != NULL)
+            c->sources.port = tag;
+    }
+    if (json_object_get(root, "data_dir") != NULL)
+        c->sources.data_dir = tag;
+    if (json_object_get(root, "shards") != NULL)
+        c->sources.shards = tag;
+    if ((v = json_object_get(root, "admin")) != NULL && json_object_get(v, "listen") != NULL)
+        c->sources.admin = tag;
     ret = 0;
 Exit:
     json_decref(root);
@@ -708,17 +744,19 @@ static void usage(FILE *out)
                  "\n"
                  "Runs a partyd node: PartyKit-compatible rooms on this machine.\n"
                  "Configuration: the embedded default (partyd --print-config shows the effective one), overlaid by\n"
-                 "--config FILE (else ./partyd.json when present), overlaid by these flags:\n"
+                 "--config FILE (else ./partyd.json when present), overlaid by the environment (PARTYD_HOST,\n"
+                 "PARTYD_PORT, PARTYD_DATA_DIR, PARTYD_SHARDS, PARTYD_ADMIN; PARTYD_ADMIN_TOKEN for the admin token),\n"
+                 "overlaid by these flags:\n"
                  "\n"
                  "  --config FILE        read FILE (JSON) over the embedded default\n"
                  "  --host HOST          listen address (default 127.0.0.1)\n"
                  "  --port PORT          listen port (default 1999; 0 picks a free one)\n"
-                 "  --shards N           shard processes (default: number of CPUs)\n"
+                 "  --shards N|auto      shard processes (default auto: the CPUs this process may use)\n"
                  "  --data-dir DIR       data directory (default ./.partyd)\n"
                  "  --admin HOST:PORT    admin listener (default 127.0.0.1:1998), or \"off\"\n"
                  "  --log-level LEVEL    error, warn, info or debug\n"
-                 "  --print-config       print the effective configuration as JSON and exit\n"
-                 "  --help               this text\n"
+                 "  --print-config       print the effective configuration as JSON (and where each value came from)\n"
+                 "  -h, --help           this text\n"
                  "  --version            the version\n");
 }
 
@@ -755,7 +793,7 @@ static int read_file(const char *path, char **out, size_t *len)
 
 int config_from_args(config_t *c, int argc, char **argv)
 {
-    enum { O_CONFIG = 256, O_HOST, O_PORT, O_SHARDS, O_DATA_DIR, O_ADMIN, O_LOG_LEVEL, O_PRINT, O_HELP, O_VERSION };
+    enum { O_CONFIG = 256, O_HOST, O_PORT, O_SHARDS, O_DATA_DIR, O_ADMIN, O_LOG_LEVEL, O_PRINT, O_VERSION };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},
         {"host", required_argument, NULL, O_HOST},
@@ -765,7 +803,7 @@ int config_from_args(config_t *c, int argc, char **argv)
         {"admin", required_argument, NULL, O_ADMIN},
         {"log-level", required_argument, NULL, O_LOG_LEVEL},
         {"print-config", no_argument, NULL, O_PRINT},
-        {"help", no_argument, NULL, O_HELP},
+        {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
     };
@@ -778,12 +816,12 @@ int config_from_args(config_t *c, int argc, char **argv)
     /* first pass: find --config and the answers that need no config */
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
         case O_CONFIG:
             config_path = optarg;
             break;
-        case O_HELP:
+        case 'h':
             usage(stdout);
             return 1;
         case O_VERSION:
@@ -827,10 +865,16 @@ int config_from_args(config_t *c, int argc, char **argv)
         c->source = xstrdup(config_path);
     }
 
+    /* the environment: what a container sets per instance (env.c) */
+    if (config_apply_env(c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "partyd: bad config: %s\n", err);
+        return -1;
+    }
+
     /* the flags win */
     cfg_err_t e = {err, sizeof(err), "command line", NULL};
     optind = 1;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end;
         long n;
         int r = 0;
@@ -838,6 +882,7 @@ int config_from_args(config_t *c, int argc, char **argv)
         case O_HOST:
             free(c->host);
             c->host = xstrdup(optarg);
+            c->sources.host = "flag --host";
             break;
         case O_PORT:
             n = strtol(optarg, &end, 10);
@@ -845,6 +890,7 @@ int config_from_args(config_t *c, int argc, char **argv)
                 r = fail(&e, "--port", "expected a port from 0 to 65535, got \"%s\"", optarg);
             else
                 c->port = (int)n;
+            c->sources.port = "flag --port";
             break;
         case O_SHARDS:
             n = strtol(optarg, &end, 10);
@@ -857,14 +903,17 @@ int config_from_args(config_t *c, int argc, char **argv)
             } else {
                 c->shards = (int)n;
             }
+            c->sources.shards = "flag --shards";
             break;
         case O_DATA_DIR:
             free(c->data_dir);
             c->data_dir = xstrdup(optarg);
+            c->sources.data_dir = "flag --data-dir";
             break;
         case O_ADMIN:
             r = set_admin_listen(&e, "--admin", c, optarg);
             admin_flag = optarg;
+            c->sources.admin = "flag --admin";
             break;
         case O_LOG_LEVEL:
             r = set_log_level(&e, "--log-level", c, optarg);
@@ -951,6 +1000,11 @@ char *config_to_json(const config_t *c)
     if (c->tls_cert != NULL)
         json_object_set_new(json_object_get(root, "listen"), "tls",
                             json_pack("{s:s, s:s}", "cert", c->tls_cert, "key", c->tls_key));
+    /* where the per-instance values came from: default, file, env VAR or flag --x (a parallel map, not comments) */
+    json_object_set_new(root, "sources",
+                        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "config", c->source, "listen.host", c->sources.host,
+                                  "listen.port", c->sources.port, "data_dir", c->sources.data_dir, "shards",
+                                  c->sources.shards, "admin.listen", c->sources.admin));
     /* the token itself is never printed */
     if (c->admin_token != NULL)
         json_object_set_new(json_object_get(root, "admin"), "token", json_string("(hidden)"));

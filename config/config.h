@@ -9,6 +9,9 @@
  *
  * config/ (above proto/ and api/, below router/ and shard/) holds:
  *   config.c      this header's functions
+ *   env.c         config_apply_env: PARTYD_HOST, PARTYD_PORT, PARTYD_DATA_DIR, PARTYD_SHARDS, PARTYD_ADMIN
+ *   cpus.c        config_cpus_available: the CPUs this process may use ("shards": "auto")
+ *   suggest.c     config_suggest: the valid key nearest to an unknown one ("did you mean")
  *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
  */
 #ifndef PARTYD_CONFIG_H
@@ -93,6 +96,11 @@ typedef struct st_config_t {
     size_t num_parties;
     int log_level;
     char *source; /* where the config came from: a file name or "embedded default" */
+    /* Where the values an instance overrides came from, for --print-config: static strings ("default", "file",
+     * "env PARTYD_PORT", "flag --port"), never freed. */
+    struct {
+        const char *host, *port, *data_dir, *shards, *admin;
+    } sources;
 } config_t;
 
 /* The embedded default configuration, as JSON (README.md shows it). */
@@ -110,6 +118,18 @@ int config_from_args(config_t *conf, int argc, char **argv);
  * directory). A module's path must exist; the module is not loaded here. */
 int config_apply_json(config_t *conf, const char *json, size_t len, const char *source, const char *base_dir, char *err,
                       size_t errlen);
+
+/* Overlays PARTYD_HOST, PARTYD_PORT, PARTYD_DATA_DIR, PARTYD_SHARDS and PARTYD_ADMIN ("HOST:PORT", "off" or a URL)
+ * onto `conf`, each checked as the same key in a file would be; empty ones count as unset. Returns 0, or -1 with the
+ * reason (naming the variable) in `err`. config_from_args calls it between the file and the flags. */
+int config_apply_env(config_t *conf, char *err, size_t errlen);
+
+/* The CPUs this process may use: its affinity mask, lowered to its cgroup's CPU quota (v2 cpu.max, v1 cfs), from 1
+ * to CONFIG_MAX_SHARDS. */
+int config_cpus_available(void);
+
+/* The key of the NULL-terminated `known` nearest to `key` (a typo's distance), or NULL when none is near. */
+const char *config_suggest(const char *key, const char *const *known);
 
 /* Initialises `conf` to the embedded default. */
 void config_init_default(config_t *conf);

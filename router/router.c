@@ -151,7 +151,7 @@ static void on_ws_socket(ws_conn_t *conn, int fd, int open)
     }
 }
 
-/* What a request on a spare connection gets: /health goes on to its handler, anything else a 503; the connection
+/* What a request on a spare connection gets: /health and /ready go on to its handler, anything else a 503; the connection
  * closes after the answer either way. Registered before the rooms' handler. */
 static int spare_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -160,7 +160,8 @@ static int spare_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (sock == NULL || linger_close_cb(sock) != on_spare_closed)
         return -1;
     req->http1_is_persistent = 0;
-    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/health")))
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/health")) ||
+        h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/ready")))
         return -1;
     http_send_error(req, 503, "too many connections: try again later");
     return 0;
