@@ -36,7 +36,10 @@ const char *config_suggest(const char *key, const char *const *known)
     size_t len = strlen(key), cap = len / 3 > 2 ? len / 3 : 2, best = cap + 1;
     const char *found = NULL;
     for (size_t i = 0; known[i] != NULL; ++i) {
-        size_t d = distance(key, known[i]);
+        size_t d = distance(key, known[i]), lk = strlen(known[i]);
+        /* a unit left off or added ("idle" for "idle_ms") is near whatever its length */
+        if (len >= 3 && lk >= 3 && strncmp(key, known[i], len < lk ? len : lk) == 0)
+            d = 1;
         if (d < best) {
             best = d;
             found = known[i];
