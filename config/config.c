@@ -736,6 +736,11 @@ static int check_whole(const config_t *c, char *err, size_t errlen)
     return 0;
 }
 
+int config_check(const config_t *c, char *err, size_t errlen)
+{
+    return check_whole(c, err, errlen);
+}
+
 /* ---- the command line ---- */
 
 static void usage(FILE *out)

@@ -11,6 +11,7 @@
  *   config.c      this header's functions
  *   env.c         config_apply_env: PARTYD_HOST, PARTYD_PORT, PARTYD_DATA_DIR, PARTYD_SHARDS, PARTYD_ADMIN
  *   cpus.c        config_cpus_available: the CPUs this process may use ("shards": "auto")
+ *   reload.c      config_reread, config_diff, config_apply_live: SIGHUP
  *   suggest.c     config_suggest: the valid key nearest to an unknown one ("did you mean")
  *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
  */
@@ -130,6 +131,24 @@ int config_cpus_available(void);
 
 /* The key of the NULL-terminated `known` nearest to `key` (a typo's distance), or NULL when none is near. */
 const char *config_suggest(const char *key, const char *const *known);
+
+/* The rules that span fields (e.g. a non-loopback admin listener needs a token); 0, or -1 with the reason. */
+int config_check(const config_t *conf, char *err, size_t errlen);
+
+/* SIGHUP. config_reread builds `fresh` as the start did: the embedded default, then `text` (the file `old->source`
+ * read again; NULL when there is none), then the environment; what only the flags set is copied from `old`. Returns
+ * 0, or -1 with the reason in `err` (then `fresh` holds nothing). config_diff writes the changed paths (as
+ * --print-config names them) that apply live and those that need a restart, comma-separated. config_apply_live moves
+ * what may change live from `fresh` into `conf` (a process's own copy, read at each use): admin.token, listen.tls's
+ * files, origins, a party's vars and origins, limits.connections_per_room, rooms_in_memory, connections_per_ip,
+ * connects_per_ip_per_s, timers.idle_ms, alarm_retry_ms, drain_ms, stall_ms, stall_kill_ms, quarantine_ms. The vars
+ * it replaces stay allocated (a party may hold a var's value). The caller disposes `fresh` after. */
+int config_reread(const config_t *old, const char *text, size_t len, config_t *fresh, char *err, size_t errlen);
+void config_diff(const config_t *old, const config_t *fresh, char *live, size_t live_cap, char *restart, size_t restart_cap);
+void config_apply_live(config_t *conf, config_t *fresh);
+/* A child's side of CTL_RELOAD: reads the file's text from `fd` (a memfd; empty: no file), rereads and applies what
+ * changes live to `conf`. 0, or -1 with the reason (`conf` unchanged). */
+int config_reload_fd(config_t *conf, int fd, char *err, size_t errlen);
 
 /* Initialises `conf` to the embedded default. */
 void config_init_default(config_t *conf);

@@ -361,6 +361,29 @@ static int drained(void)
 
 /* ---- control socket and signals ---- */
 
+/* SIGHUP, passed on by the supervisor, which checked the text and the TLS files already: the settings read at each use
+ * change in place (router.conf is this process's own copy), and new TLS connections get the files' new context (a
+ * connection holds its context's reference, so the old one goes with the last of them). */
+static void reload(int fd)
+{
+    char err[1024];
+    config_t *conf = (config_t *)router.conf; /* const for the rest of the router: this is its one writer */
+    if (config_reload_fd(conf, fd, err, sizeof(err)) != 0) {
+        log_error("SIGHUP: keeping the old settings: %s", err);
+        return;
+    }
+    if (conf->tls_cert != NULL && rt.main.accept_ctx.ssl_ctx != NULL) {
+        SSL_CTX *ctx = router_tls_context(conf, err, sizeof(err));
+        if (ctx == NULL) {
+            log_error("SIGHUP: keeping the old TLS certificate: %s", err);
+            return;
+        }
+        SSL_CTX_free(rt.main.accept_ctx.ssl_ctx);
+        rt.main.accept_ctx.ssl_ctx = ctx;
+    }
+    log_debug("SIGHUP: applied");
+}
+
 static void on_ctl_record(const ctl_msg_t *m, int *fd, void *data)
 {
     (void)data;
@@ -395,6 +418,10 @@ static void on_ctl_record(const ctl_msg_t *m, int *fd, void *data)
         break;
     case CTL_SPAWN_FAILED:
         migrate_on_spawn_failed(m->shard, m->pid);
+        break;
+    case CTL_RELOAD:
+        if (*fd != -1)
+            reload(*fd);
         break;
     default:
         log_warn("control: ignoring record type %u", m->type);

@@ -148,3 +148,39 @@ test('partyctl reads PARTYD_ADMIN (HOST:PORT or a URL); global flags go before o
   assert.ok(JSON.parse(rooms.stdout));
   await stopClean(node);
 });
+
+test('SIGHUP: vars, the admin token and live limits change; a restart-only change is named; a bad file keeps the old settings', T, async () => {
+  const MOD = path.join(path.dirname(BIN), 'tests', 'modules', 'echo.so');
+  const A = 'first-admin-token-0123', B = 'second-admin-token-4567';
+  const conf = (greeting, token, extra = {}) => ({
+    admin: { token }, parties: { echo: { module: MOD, vars: { GREETING: greeting } } }, ...extra,
+  });
+  const node = await start({ shards: 2, config: conf('one', A) });
+  const file = path.join(node.dir, 'partyd.json');
+  const greeting = async () => (await (await node.fetch('/parties/echo/r1')).json()).var;
+  const adminStatus = async (token) => (await node.admin('/admin/shards', { headers: { authorization: `Bearer ${token}` } })).status;
+  assert.equal(await greeting(), 'one');
+  assert.equal(await adminStatus(A), 200);
+
+  fs.writeFileSync(file, JSON.stringify(conf('two', B, { durability: 'relaxed', limits: { connections_per_ip: 500 } })));
+  node.signal('SIGHUP');
+  await waitFor(async () => (await greeting()) === 'two', { what: 'the reloaded var in the room' });
+  await waitFor(async () => (await adminStatus(B)) === 200, { what: 'the new admin token' });
+  assert.equal(await adminStatus(A), 401);
+  await waitFor(() => /SIGHUP: changed, but applied only after a restart: durability/.test(node.stderr), { what: 'the restart-only change logged' });
+  const line = node.stderr.split('\n').find((l) => /SIGHUP: configuration read again/.test(l));
+  assert.match(line, /changed live: .*admin\.token/);
+  assert.match(line, /parties\.echo\.vars\.GREETING/);
+  assert.match(line, /limits\.connections_per_ip/);
+
+  // a bad file: nothing changes, and the log says why
+  fs.writeFileSync(file, '{"parties": {"echo": {"module": ');
+  node.signal('SIGHUP');
+  await waitFor(() => /SIGHUP: keeping the old settings: .*partyd\.json: line \d+/.test(node.stderr), { what: 'the bad file refused' });
+  fs.writeFileSync(file, JSON.stringify(conf('three', 'short')));
+  node.signal('SIGHUP');
+  await waitFor(() => /SIGHUP: keeping the old settings: admin\.token: at least 16 bytes/.test(node.stderr), { what: 'the short token refused' });
+  assert.equal(await greeting(), 'two');
+  assert.equal(await adminStatus(B), 200);
+  await stopClean(node);
+});
