@@ -492,10 +492,9 @@ static int admin_from_env(void)
     if (strstr(env, "://") != NULL) {
         admin_url = env;
     } else {
-        size_t n = strlen(env) + 8;
-        char *url = xmalloc(n);
-        snprintf(url, n, "http://%s", env);
-        admin_url = url; /* lives as long as the process */
+        static char url[1024];
+        snprintf(url, sizeof(url), "http://%s", env);
+        admin_url = url;
     }
     return 0;
 }
