@@ -184,3 +184,38 @@ test('SIGHUP: vars, the admin token and live limits change; a restart-only chang
   assert.equal(await adminStatus(B), 200);
   await stopClean(node);
 });
+
+test('SIGHUP reloads the TLS certificate and key (relative to the config file); a bad one keeps the old', T, async () => {
+  const https = await import('node:https');
+  const dir = tmpDir();
+  const makeCert = (cn) => execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'),
+    '-out', path.join(dir, 'cert.pem'), '-days', '2', '-subj', `/CN=${cn}`], { stdio: 'pipe' });
+  makeCert('first');
+  const node = await start({ dir, shards: 1, ready: false, config: { listen: { tls: { cert: 'cert.pem', key: 'key.pem' } } } });
+  await waitFor(() => {
+    if (node.exitCode !== undefined) throw new Error(`partyd exited early:\n${node.stderr}`);
+    const m = /listening on https:\/\/127\.0\.0\.1:(\d+)/.exec(node.stdout);
+    if (m) node.port = Number(m[1]);
+    return node.port;
+  }, { what: 'partyd to print its https port' });
+  // the certificate a new connection gets (not verified: only its name is looked at)
+  const peerCN = () => new Promise((resolve, reject) => {
+    const r = https.request({ host: '127.0.0.1', port: node.port, path: '/health', rejectUnauthorized: false, agent: false }, (res) => {
+      const cn = res.socket.getPeerCertificate().subject?.CN;
+      res.resume();
+      res.on('end', () => resolve(cn));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+  await waitFor(async () => (await peerCN()) === 'first', { what: 'the first certificate' });
+  makeCert('second');
+  node.signal('SIGHUP');
+  await waitFor(async () => (await peerCN()) === 'second', { what: 'the reloaded certificate' });
+  fs.writeFileSync(path.join(dir, 'cert.pem'), 'not a certificate');
+  node.signal('SIGHUP');
+  await waitFor(() => /SIGHUP: keeping the old settings: listen\.tls\.cert/.test(node.stderr), { what: 'the bad certificate refused' });
+  assert.equal(await peerCN(), 'second');
+  await node.stop();
+  assert.equal(node.exitCode, 0);
+});
