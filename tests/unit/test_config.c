@@ -326,13 +326,41 @@ static void test_suggest_cpus(void **state)
     assert_true(n >= 1 && n <= sysconf(_SC_NPROCESSORS_ONLN));
 }
 
+/* SIGHUP: the text read again, the changes sorted into live and restart, the live ones applied */
+static void test_reload(void **state)
+{
+    (void)state;
+    config_t c, fresh;
+    char err[512], live[1024], restart[1024];
+    config_init_default(&c);
+    const char *a = "{\"parties\": {\"p\": {\"kind\": \"chat\", \"vars\": {\"K\": \"one\"}}}}";
+    assert_int_equal(config_apply_json(&c, a, strlen(a), "t.json", NULL, err, sizeof(err)), 0);
+    const char *b = "{\"durability\": \"relaxed\", \"timers\": {\"idle_ms\": 500},"
+                    " \"parties\": {\"p\": {\"kind\": \"chat\", \"vars\": {\"K\": \"two\"}}}}";
+    assert_int_equal(config_reread(&c, b, strlen(b), &fresh, err, sizeof(err)), 0);
+    config_diff(&c, &fresh, live, sizeof(live), restart, sizeof(restart));
+    assert_string_equal(live, "timers.idle_ms, parties.p.vars.K");
+    assert_string_equal(restart, "durability");
+    const char *kept = config_party_var(config_find_party(&c, "p", 1), "K");
+    config_apply_live(&c, &fresh);
+    config_dispose(&fresh);
+    assert_string_equal(kept, "one"); /* a value a party kept stays readable */
+    assert_string_equal(config_party_var(config_find_party(&c, "p", 1), "K"), "two");
+    assert_int_equal(c.timers.idle_ms, 500);
+    assert_string_equal(c.durability, "sync"); /* a restart applies it */
+    /* a bad text changes nothing */
+    assert_int_equal(config_reread(&c, "{\"parties\": ", 12, &fresh, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "line 1"));
+    config_dispose(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default),   cmocka_unit_test(test_errors), cmocka_unit_test(test_overlay),
         cmocka_unit_test(test_env_token), cmocka_unit_test(test_vars),   cmocka_unit_test(test_args),
         cmocka_unit_test(test_origins_serve_backup), cmocka_unit_test(test_env_sources),
-        cmocka_unit_test(test_suggest_cpus),
+        cmocka_unit_test(test_suggest_cpus), cmocka_unit_test(test_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
