@@ -45,23 +45,30 @@ static int check_whole(const config_t *c, char *err, size_t errlen)
 
 /* ---- the command line ---- */
 
+int config_check(const config_t *c, char *err, size_t errlen)
+{
+    return check_whole(c, err, errlen);
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: partyd [options]\n"
                  "\n"
                  "Runs a partyd node: PartyKit-compatible rooms on this machine.\n"
                  "Configuration: the embedded default (partyd --print-config shows the effective one), overlaid by\n"
-                 "--config FILE (else ./partyd.json when present), overlaid by these flags:\n"
+                 "--config FILE (else ./partyd.json when present), overlaid by the environment (PARTYD_HOST,\n"
+                 "PARTYD_PORT, PARTYD_DATA_DIR, PARTYD_SHARDS, PARTYD_ADMIN; PARTYD_ADMIN_TOKEN for the admin token),\n"
+                 "overlaid by these flags:\n"
                  "\n"
                  "  --config FILE        read FILE (JSON) over the embedded default\n"
                  "  --host HOST          listen address (default 127.0.0.1)\n"
                  "  --port PORT          listen port (default 1999; 0 picks a free one)\n"
-                 "  --shards N           shard processes (default: number of CPUs)\n"
+                 "  --shards N|auto      shard processes (default auto: the CPUs this process may use)\n"
                  "  --data-dir DIR       data directory (default ./.partyd)\n"
                  "  --admin HOST:PORT    admin listener (default 127.0.0.1:1998), or \"off\"\n"
                  "  --log-level LEVEL    error, warn, info or debug\n"
-                 "  --print-config       print the effective configuration as JSON and exit\n"
-                 "  --help               this text\n"
+                 "  --print-config       print the effective configuration as JSON (and where each value came from)\n"
+                 "  -h, --help           this text\n"
                  "  --version            the version\n");
 }
 
@@ -98,7 +105,7 @@ static int read_file(const char *path, char **out, size_t *len)
 
 int config_from_args(config_t *c, int argc, char **argv)
 {
-    enum { O_CONFIG = 256, O_HOST, O_PORT, O_SHARDS, O_DATA_DIR, O_ADMIN, O_LOG_LEVEL, O_PRINT, O_HELP, O_VERSION };
+    enum { O_CONFIG = 256, O_HOST, O_PORT, O_SHARDS, O_DATA_DIR, O_ADMIN, O_LOG_LEVEL, O_PRINT, O_VERSION };
     static const struct option opts[] = {
         {"config", required_argument, NULL, O_CONFIG},
         {"host", required_argument, NULL, O_HOST},
@@ -108,7 +115,7 @@ int config_from_args(config_t *c, int argc, char **argv)
         {"admin", required_argument, NULL, O_ADMIN},
         {"log-level", required_argument, NULL, O_LOG_LEVEL},
         {"print-config", no_argument, NULL, O_PRINT},
-        {"help", no_argument, NULL, O_HELP},
+        {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
     };
@@ -121,12 +128,12 @@ int config_from_args(config_t *c, int argc, char **argv)
     /* first pass: find --config and the answers that need no config */
     opterr = 0;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
         case O_CONFIG:
             config_path = optarg;
             break;
-        case O_HELP:
+        case 'h':
             usage(stdout);
             return 1;
         case O_VERSION:
@@ -170,10 +177,16 @@ int config_from_args(config_t *c, int argc, char **argv)
         c->source = xstrdup(config_path);
     }
 
+    /* the environment: what a container sets per instance (env.c) */
+    if (config_apply_env(c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "partyd: bad config: %s\n", err);
+        return -1;
+    }
+
     /* the flags win */
     cfg_err_t e = {err, sizeof(err), "command line", NULL};
     optind = 1;
-    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end;
         long n;
         int r = 0;
@@ -181,6 +194,7 @@ int config_from_args(config_t *c, int argc, char **argv)
         case O_HOST:
             free(c->host);
             c->host = xstrdup(optarg);
+            c->sources.host = "flag --host";
             break;
         case O_PORT:
             n = strtol(optarg, &end, 10);
@@ -188,6 +202,7 @@ int config_from_args(config_t *c, int argc, char **argv)
                 r = cfg_fail(&e, "--port", "expected a port from 0 to 65535, got \"%s\"", optarg);
             else
                 c->port = (int)n;
+            c->sources.port = "flag --port";
             break;
         case O_SHARDS:
             n = strtol(optarg, &end, 10);
@@ -200,14 +215,17 @@ int config_from_args(config_t *c, int argc, char **argv)
             } else {
                 c->shards = (int)n;
             }
+            c->sources.shards = "flag --shards";
             break;
         case O_DATA_DIR:
             free(c->data_dir);
             c->data_dir = xstrdup(optarg);
+            c->sources.data_dir = "flag --data-dir";
             break;
         case O_ADMIN:
             r = cfg_set_admin_listen(&e, "--admin", c, optarg);
             admin_flag = optarg;
+            c->sources.admin = "flag --admin";
             break;
         case O_LOG_LEVEL:
             r = cfg_set_log_level(&e, "--log-level", c, optarg);

@@ -14,6 +14,10 @@
  *   args.c        config_from_args: --help/--version, the file, the flags, and the rules that span fields
  *   print.c       config_to_json, for --print-config
  *   config_int.h  what those files share: the error sink and the setters both the file and the flags use
+ *   env.c         config_apply_env: PARTYD_HOST, PARTYD_PORT, PARTYD_DATA_DIR, PARTYD_SHARDS, PARTYD_ADMIN
+ *   cpus.c        config_cpus_available: the CPUs this process may use ("shards": "auto")
+ *   reload.c      config_reread, config_diff, config_apply_live: SIGHUP
+ *   suggest.c     config_suggest: the valid key nearest to an unknown one ("did you mean")
  *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
  *   meson.build   the folder's library (jansson is used here, not seen by the layers above)
  *
@@ -107,6 +111,11 @@ typedef struct st_config_t {
     size_t num_parties;
     int log_level;
     char *source; /* where the config came from: a file name or "embedded default" */
+    /* Where the values an instance overrides came from, for --print-config: static strings ("default", "file",
+     * "env PARTYD_PORT", "flag --port"), never freed. */
+    struct {
+        const char *host, *port, *data_dir, *shards, *admin;
+    } sources;
 } config_t;
 
 /* The embedded default configuration, as JSON (README.md shows it). */
@@ -124,6 +133,36 @@ int config_from_args(config_t *conf, int argc, char **argv);
  * directory). A module's path must exist; the module is not loaded here. */
 int config_apply_json(config_t *conf, const char *json, size_t len, const char *source, const char *base_dir, char *err,
                       size_t errlen);
+
+/* Overlays PARTYD_HOST, PARTYD_PORT, PARTYD_DATA_DIR, PARTYD_SHARDS and PARTYD_ADMIN ("HOST:PORT", "off" or a URL)
+ * onto `conf`, each checked as the same key in a file would be; empty ones count as unset. Returns 0, or -1 with the
+ * reason (naming the variable) in `err`. config_from_args calls it between the file and the flags. */
+int config_apply_env(config_t *conf, char *err, size_t errlen);
+
+/* The CPUs this process may use: its affinity mask, lowered to its cgroup's CPU quota (v2 cpu.max, v1 cfs), from 1
+ * to CONFIG_MAX_SHARDS. */
+int config_cpus_available(void);
+
+/* The key of the NULL-terminated `known` nearest to `key` (a typo's distance), or NULL when none is near. */
+const char *config_suggest(const char *key, const char *const *known);
+
+/* The rules that span fields (e.g. a non-loopback admin listener needs a token); 0, or -1 with the reason. */
+int config_check(const config_t *conf, char *err, size_t errlen);
+
+/* SIGHUP. config_reread builds `fresh` as the start did: the embedded default, then `text` (the file `old->source`
+ * read again; NULL when there is none), then the environment; what only the flags set is copied from `old`. Returns
+ * 0, or -1 with the reason in `err` (then `fresh` holds nothing). config_diff writes the changed paths (as
+ * --print-config names them) that apply live and those that need a restart, comma-separated. config_apply_live moves
+ * what may change live from `fresh` into `conf` (a process's own copy, read at each use): admin.token, listen.tls's
+ * files, origins, a party's vars and origins, limits.connections_per_room, rooms_in_memory, connections_per_ip,
+ * connects_per_ip_per_s, timers.idle_ms, alarm_retry_ms, drain_ms, stall_ms, stall_kill_ms, quarantine_ms. The vars
+ * it replaces stay allocated (a party may hold a var's value). The caller disposes `fresh` after. */
+int config_reread(const config_t *old, const char *text, size_t len, config_t *fresh, char *err, size_t errlen);
+void config_diff(const config_t *old, const config_t *fresh, char *live, size_t live_cap, char *restart, size_t restart_cap);
+void config_apply_live(config_t *conf, config_t *fresh);
+/* A child's side of CTL_RELOAD: reads the file's text from `fd` (a memfd; empty: no file), rereads and applies what
+ * changes live to `conf`. 0, or -1 with the reason (`conf` unchanged). */
+int config_reload_fd(config_t *conf, int fd, char *err, size_t errlen);
 
 /* Initialises `conf` to the embedded default (which always parses: a failure is a bug and aborts). */
 void config_init_default(config_t *conf);

@@ -73,6 +73,11 @@ char *config_to_json(const config_t *c)
     if (c->tls_cert != NULL)
         json_object_set_new(json_object_get(root, "listen"), "tls",
                             json_pack("{s:s, s:s}", "cert", c->tls_cert, "key", c->tls_key));
+    /* where the per-instance values came from: default, file, env VAR or flag --x (a parallel map, not comments) */
+    json_object_set_new(root, "sources",
+                        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "config", c->source, "listen.host", c->sources.host,
+                                  "listen.port", c->sources.port, "data_dir", c->sources.data_dir, "shards",
+                                  c->sources.shards, "admin.listen", c->sources.admin));
     /* the token itself is never printed */
     if (c->admin_token != NULL)
         json_object_set_new(json_object_get(root, "admin"), "token", json_string("(hidden)"));

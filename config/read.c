@@ -78,9 +78,26 @@ static int check_keys(cfg_err_t *e, const char *field, json_t *obj, const char *
         if (known[i] == NULL) {
             char path[256];
             snprintf(path, sizeof(path), "%s%s%s", field, *field != '\0' ? "." : "", key);
+            const char *near = config_suggest(key, known);
+            if (near != NULL)
+                return cfg_fail(e, path, "unknown key (did you mean \"%s\"?)", near);
             return cfg_fail(e, path, "unknown key");
         }
     }
+    return 0;
+}
+
+/* A relative path from a file is made relative to the file's folder; it need not exist yet (a data_dir is created). */
+static int rebase_path(cfg_err_t *e, char **path)
+{
+    if (e->base_dir == NULL || (*path)[0] == '/')
+        return 0;
+    char joined[PATH_MAX];
+    int n = snprintf(joined, sizeof(joined), "%s/%s", e->base_dir, *path);
+    if (n < 0 || (size_t)n >= sizeof(joined))
+        return cfg_fail(e, "path", "%s/%s: too long", e->base_dir, *path);
+    free(*path);
+    *path = xstrdup(joined);
     return 0;
 }
 
@@ -138,8 +155,7 @@ int cfg_set_log_level(cfg_err_t *e, const char *field, config_t *c, const char *
 int cfg_set_shards(cfg_err_t *e, const char *field, config_t *c, json_t *v)
 {
     if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        c->shards = n < 1 ? 1 : n > CONFIG_MAX_SHARDS ? CONFIG_MAX_SHARDS : (int)n;
+        c->shards = config_cpus_available(); /* cpus.c: the affinity mask and the cgroup quota, not the machine */
         return 0;
     }
     long long n;
@@ -167,6 +183,9 @@ static int apply_listen(cfg_err_t *e, config_t *c, json_t *v)
             return cfg_fail(e, "listen.tls", "needs \"cert\" and \"key\" (PEM files)");
         if (get_string(e, "listen.tls.cert", json_object_get(tls, "cert"), &c->tls_cert) != 0 ||
             get_string(e, "listen.tls.key", json_object_get(tls, "key"), &c->tls_key) != 0)
+            return -1;
+        /* relative to the config file's folder, as a module is (the files are read when the router starts) */
+        if (rebase_path(e, &c->tls_cert) != 0 || rebase_path(e, &c->tls_key) != 0)
             return -1;
     }
     if (json_object_get(v, "host") != NULL && get_string(e, "listen.host", json_object_get(v, "host"), &c->host) != 0)
@@ -482,7 +501,9 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
                       size_t errlen)
 {
     static const char *const keys[] = {"listen", "prefix",  "shards",    "data_dir", "durability", "admin", "limits",
-                                       "timers", "parties", "log_level", "serve",    "origins",    NULL};
+                                       "timers", "parties", "log_level", "serve",    "origins",    "sources", NULL};
+    /* "sources" is what --print-config adds to say where values came from; it is ignored, so that a printed config
+     * reads back as it is */
     cfg_err_t e = {errbuf, errlen, source, base_dir};
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -511,7 +532,8 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
     }
     if ((v = json_object_get(root, "shards")) != NULL && cfg_set_shards(&e, "shards", c, v) != 0)
         goto Exit;
-    if ((v = json_object_get(root, "data_dir")) != NULL && get_string(&e, "data_dir", v, &c->data_dir) != 0)
+    if ((v = json_object_get(root, "data_dir")) != NULL &&
+        (get_string(&e, "data_dir", v, &c->data_dir) != 0 || rebase_path(&e, &c->data_dir) != 0))
         goto Exit;
     if ((v = json_object_get(root, "durability")) != NULL) {
         if (!json_is_string(v) || (strcmp(json_string_value(v), "sync") != 0 && strcmp(json_string_value(v), "relaxed") != 0)) {
@@ -576,6 +598,20 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         if (cfg_set_log_level(&e, "log_level", c, json_string_value(v)) != 0)
             goto Exit;
     }
+    /* where each per-instance value came from (--print-config); the environment's and the flags' callers say theirs */
+    const char *tag = strcmp(source, "embedded default") == 0 ? "default" : "file";
+    if ((v = json_object_get(root, "listen")) != NULL) {
+        if (json_object_get(v, "host") != NULL)
+            c->sources.host = tag;
+        if (json_object_get(v, "port") != NULL)
+            c->sources.port = tag;
+    }
+    if (json_object_get(root, "data_dir") != NULL)
+        c->sources.data_dir = tag;
+    if (json_object_get(root, "shards") != NULL)
+        c->sources.shards = tag;
+    if ((v = json_object_get(root, "admin")) != NULL && json_object_get(v, "listen") != NULL)
+        c->sources.admin = tag;
     ret = 0;
 Exit:
     json_decref(root);

@@ -31,6 +31,8 @@ typedef enum {
     CTL_SHARD_RESUMED, /* supervisor → router: the stalled shard `shard` turns again */
     CTL_QUARANTINE,    /* supervisor → router: room `room` ("party/room") crashed its shard too often: answer 503 for `ms` */
     CTL_UNQUARANTINE,  /* router → supervisor: an operator lifted room `room`'s quarantine: forget its crashes */
+    CTL_RELOAD,        /* supervisor → child (SIGHUP): fd is a memfd with the config file's text, as the supervisor read
+                        * and checked it (empty: no file); the child applies what changes live (config_reload_fd) */
 } ctl_type_t;
 
 typedef struct st_ctl_msg_t {

@@ -657,6 +657,25 @@ static void drain(void)
     wait_for(shards, n, base_now_mono_ms() + node.conf->timers.drain_ms);
 }
 
+/* SIGHUP: checked here once (reload.c), then the same text to every running child; a child started later forks from
+ * node.conf, which has the new values too. */
+static void reload(void)
+{
+    config_t fresh;
+    int fd = node_reload_prepare(node.conf, &fresh);
+    if (fd == -1)
+        return;
+    config_apply_live(node.conf, &fresh);
+    config_dispose(&fresh);
+    ctl_msg_t m = {.type = CTL_RELOAD, .shard = -1};
+    if (node.router.ctl != -1)
+        ctl_send(node.router.ctl, &m, fd);
+    for (int i = 0; i < CONFIG_MAX_SHARDS; ++i)
+        if (node.shards[i].ctl != -1 && node.shards[i].pid != 0)
+            ctl_send(node.shards[i].ctl, &m, fd);
+    close(fd);
+}
+
 int node_run(config_t *conf, const partydefs_t *defs)
 {
     log_set_role("node", -1);
@@ -748,6 +767,8 @@ int node_run(config_t *conf, const partydefs_t *defs)
             if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
                 log_info("%s received", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
                 stop = 1;
+            } else if (si.ssi_signo == SIGHUP) {
+                reload();
             }
         }
         reap_children();

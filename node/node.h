@@ -5,6 +5,7 @@
  *
  * node/ is the top layer; it may include every folder's header but not h2o's (it sees router/router_main.h):
  *   node.c      this header: the supervisor
+ *   reload.c    SIGHUP: the configuration read again and checked (node_reload_prepare)
  *   strikes.c   rooms that crashed their shard, and when that quarantines them (docs/failure.md)
  *   main.c      `partyd`: the config, the parties resolved (shard/module.h), then node_run
  *   partyctl.c  `partyctl`, the admin API's command-line client (its own binary; proto/ and libcurl only)
@@ -21,6 +22,12 @@
  * loop. `conf` and `defs` are the caller's and must outlive the call: `defs` are conf's parties resolved to their code
  * (shard/module.h); the router and the shards inherit both. */
 int node_run(config_t *conf, const partydefs_t *defs);
+
+/* ---- reload.c: SIGHUP ----
+ * Reads conf->source again, with the environment, into `fresh` and checks it (TLS files too); logs what changed live
+ * and what needs a restart. Returns a memfd holding the file's text for the children (CTL_RELOAD; the caller closes
+ * it and disposes `fresh`), or -1 after logging why the old settings stay (`fresh` then holds nothing). */
+int node_reload_prepare(const config_t *conf, config_t *fresh);
 
 /* ---- strikes.c: the supervisor's record of rooms that crashed their shard (its loop only; cannot fail) ---- */
 #define STRIKES_WINDOW_MS 60000     /* a second crash within this of the one before quarantines the room */

@@ -1,10 +1,11 @@
 /*
  * partyctl.c — the command line over partyd's admin endpoint.
  *
- *   partyctl [--admin URL] [--json] COMMAND [ARGS]
+ *   partyctl [--admin URL] [--json] COMMAND [ARGS]   (the global flags may also follow the command)
  *
- * Tables for people, --json for scripts (the endpoint's JSON as it came). The token, when the node has one, comes from
- * PARTYD_ADMIN_TOKEN. Exit status: 0 done; 1 the node refused or failed; 2 usage; 3 the node is unreachable.
+ * Tables for people, --json for scripts (the endpoint's JSON as it came). The admin endpoint is --admin, else
+ * PARTYD_ADMIN (the variable the node reads: HOST:PORT or a URL), else http://127.0.0.1:1998. The token, when the node
+ * has one, comes from PARTYD_ADMIN_TOKEN. Exit status: 0 done; 1 the node refused or failed; 2 usage; 3 the node is unreachable.
  *
  * HTTP goes through libcurl: a well-kept client beats a hand-written one, and the admin endpoint may sit behind TLS.
  */
@@ -28,10 +29,11 @@ static int as_json;
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: partyctl [--admin URL] [--json] COMMAND [ARGS]\n"
+    fprintf(out, "usage: partyctl [--admin URL] [--json] COMMAND [ARGS]   (global flags before or after the command)\n"
                  "\n"
-                 "Talks to a partyd node's admin endpoint (default http://127.0.0.1:1998; the bearer token, if the node\n"
-                 "has one, comes from PARTYD_ADMIN_TOKEN).\n"
+                 "Talks to a partyd node's admin endpoint: --admin URL, else PARTYD_ADMIN (HOST:PORT or a URL, as the node\n"
+                 "reads it), else http://127.0.0.1:1998. The bearer token, if the node has one, comes from\n"
+                 "PARTYD_ADMIN_TOKEN.\n"
                  "\n"
                  "commands:\n"
                  "  status                         the node: version, uptime, shards, rooms, connections\n"
@@ -436,6 +438,67 @@ static int needs(int argc, int n, const char *cmd)
     return 0;
 }
 
+/* The global flags after the command ("partyctl shards --json") are taken out of argv[from..] here, so that each
+ * command sees only its own; a command's flags that take a value keep it, and "--" ends the flags. Returns the new
+ * argc, or -1 after a usage error. */
+static int take_global_flags(int argc, char **argv, int from)
+{
+    static const char *const valued[] = {"--party", "--prefix", "--limit", "--cursor", NULL};
+    int out = from, flags_done = 0;
+    for (int i = from; i < argc; ++i) {
+        const char *a = argv[i];
+        if (!flags_done && strcmp(a, "--") == 0) {
+            flags_done = 1;
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (!flags_done && strcmp(a, "--json") == 0) {
+            as_json = 1;
+            continue;
+        }
+        if (!flags_done && strncmp(a, "--admin=", 8) == 0) {
+            admin_url = a + 8;
+            continue;
+        }
+        if (!flags_done && strcmp(a, "--admin") == 0) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "partyctl: --admin needs a URL\n");
+                return -1;
+            }
+            admin_url = argv[++i];
+            continue;
+        }
+        argv[out++] = argv[i];
+        for (size_t k = 0; !flags_done && valued[k] != NULL; ++k)
+            if (strcmp(a, valued[k]) == 0 && i + 1 < argc) {
+                argv[out++] = argv[++i]; /* its value, whatever it looks like */
+                break;
+            }
+    }
+    argv[out] = NULL;
+    return out;
+}
+
+/* PARTYD_ADMIN as the node reads it: "HOST:PORT", a URL, or "off" */
+static int admin_from_env(void)
+{
+    const char *env = getenv("PARTYD_ADMIN");
+    if (env == NULL || *env == '\0')
+        return 0;
+    if (strcmp(env, "off") == 0) {
+        fprintf(stderr, "partyctl: PARTYD_ADMIN=off: the node has no admin endpoint (give --admin URL)\n");
+        return -1;
+    }
+    if (strstr(env, "://") != NULL) {
+        admin_url = env;
+    } else {
+        static char url[1024];
+        snprintf(url, sizeof(url), "http://%s", env);
+        admin_url = url;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"admin", required_argument, NULL, 'a'},
@@ -443,7 +506,9 @@ int main(int argc, char **argv)
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int o;
-    /* options before the command only: the command's own are parsed by it */
+    if (admin_from_env() != 0)
+        return EXIT_USAGE;
+    /* the global options before the command here; after it, take_global_flags; the command's own are parsed by it */
     while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
         switch (o) {
         case 'a':
@@ -464,6 +529,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    if ((argc = take_global_flags(argc, argv, optind + 1)) < 0)
+        return EXIT_USAGE;
     size_t alen = strlen(admin_url);
     if (alen > 0 && admin_url[alen - 1] == '/')
         admin_url = xstrndup(admin_url, alen - 1);

@@ -764,9 +764,7 @@ int admin_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (h2o_memis(path, len, H2O_STRLIT("/ready"))) {
-        size_t stalled = num_stalled();
-        int ready = shards_all_up() && stalled == 0 && !router.draining;
-        send_value(req, ready ? 200 : 503, json_pack("{s:b}", "ready", ready)); /* /health says how many are stalled */
+        http_send_ready(req);
         return 0;
     }
     if (admin_guard(req))

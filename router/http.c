@@ -209,6 +209,19 @@ void http_send_health(h2o_req_t *req)
     http_send_json(req, ok ? 200 : 503, body, (size_t)n);
 }
 
+void http_send_ready(h2o_req_t *req)
+{
+    size_t stalled = 0;
+    for (int k = 0; k < router.num_shards; ++k)
+        stalled += router.shards[router.ids[k]].stalled;
+    int ready = shards_all_up() && stalled == 0 && !router.draining;
+    /* /health says how many are up and stalled; /ready is the yes/no a load balancer wants */
+    if (ready)
+        http_send_json(req, 200, H2O_STRLIT("{\"ready\":true}"));
+    else
+        http_send_json(req, 503, H2O_STRLIT("{\"ready\":false}"));
+}
+
 /* ---- parking: no epoll_ctl per request ----
  *
  * h2o's HTTP/1 stops reading a keep-alive connection when a request is complete and starts again once the response
@@ -634,6 +647,8 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (r.kind == ROUTE_NONE) {
         if (h2o_memis(r.path, r.path_len, H2O_STRLIT("/health")))
             http_send_health(req);
+        else if (h2o_memis(r.path, r.path_len, H2O_STRLIT("/ready")))
+            http_send_ready(req); /* the probes answer on the client port too: a kubelet needs no admin port */
         else if (router.conf->serve != NULL)
             return serve_check(req) ? 0 : -1; /* the static files' handler is next (router.c) */
         else

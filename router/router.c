@@ -151,7 +151,7 @@ static void on_ws_socket(ws_conn_t *conn, int fd, int open)
     }
 }
 
-/* What a request on a spare connection gets: /health goes on to its handler, anything else a 503; the connection
+/* What a request on a spare connection gets: /health and /ready go on to its handler, anything else a 503; the connection
  * closes after the answer either way. Registered before the rooms' handler. */
 static int spare_on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -160,7 +160,8 @@ static int spare_on_req(h2o_handler_t *self, h2o_req_t *req)
     if (sock == NULL || linger_close_cb(sock) != on_spare_closed)
         return -1;
     req->http1_is_persistent = 0;
-    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/health")))
+    if (h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/health")) ||
+        h2o_memis(req->path_normalized.base, req->path_normalized.len, H2O_STRLIT("/ready")))
         return -1;
     http_send_error(req, 503, "too many connections: try again later");
     return 0;
@@ -360,6 +361,29 @@ static int drained(void)
 
 /* ---- control socket and signals ---- */
 
+/* SIGHUP, passed on by the supervisor, which checked the text and the TLS files already: the settings read at each use
+ * change in place (router.conf is this process's own copy), and new TLS connections get the files' new context (a
+ * connection holds its context's reference, so the old one goes with the last of them). */
+static void reload(int fd)
+{
+    char err[1024];
+    config_t *conf = (config_t *)router.conf; /* const for the rest of the router: this is its one writer */
+    if (config_reload_fd(conf, fd, err, sizeof(err)) != 0) {
+        log_error("SIGHUP: keeping the old settings: %s", err);
+        return;
+    }
+    if (conf->tls_cert != NULL && rt.main.accept_ctx.ssl_ctx != NULL) {
+        SSL_CTX *ctx = router_tls_context(conf, err, sizeof(err));
+        if (ctx == NULL) {
+            log_error("SIGHUP: keeping the old TLS certificate: %s", err);
+            return;
+        }
+        SSL_CTX_free(rt.main.accept_ctx.ssl_ctx);
+        rt.main.accept_ctx.ssl_ctx = ctx;
+    }
+    log_debug("SIGHUP: applied");
+}
+
 static void on_ctl_record(const ctl_msg_t *m, int *fd, void *data)
 {
     (void)data;
@@ -394,6 +418,10 @@ static void on_ctl_record(const ctl_msg_t *m, int *fd, void *data)
         break;
     case CTL_SPAWN_FAILED:
         migrate_on_spawn_failed(m->shard, m->pid);
+        break;
+    case CTL_RELOAD:
+        if (*fd != -1)
+            reload(*fd);
         break;
     default:
         log_warn("control: ignoring record type %u", m->type);

@@ -175,6 +175,8 @@ void http_count_status(h2o_req_t *req, int status);
 const char *http_status_reason(int status);
 /* Answers /health: 200 when every shard is connected, else 503. */
 void http_send_health(h2o_req_t *req);
+/* 200 {"ready":true} when every shard is linked, none stalled and the node is not draining; else 503 */
+void http_send_ready(h2o_req_t *req);
 
 /* ---- shards.c ---- */
 /* Loads the slot table (DATA_DIR/slots; when there is none, the rendezvous table over `ids`, written there). 0, or -1

@@ -389,6 +389,13 @@ static void on_ctl_record(const ctl_msg_t *m, int *fd, void *data)
         replace_link(*fd);
         *fd = -1;
         break;
+    case CTL_RELOAD: {
+        /* SIGHUP: vars, per-room caps and room timers are read at each use from this process's copy (config.h) */
+        char err[1024];
+        if (*fd != -1 && config_reload_fd((config_t *)shard.conf, *fd, err, sizeof(err)) != 0)
+            log_error("SIGHUP: keeping the old settings: %s", err);
+        break;
+    }
     case CTL_DRAIN:
         rooms_node_stopping();
         shard.stop = 1;

@@ -261,12 +261,110 @@ static void test_args(void **state)
     assert_int_equal(r_long, 0);
 }
 
+/* flags > environment > file > default, and "sources" says which; a bad variable is named */
+static void test_env_sources(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/test_config_XXXXXX";
+    assert_non_null(mkdtemp(path));
+    char file[300];
+    snprintf(file, sizeof(file), "%s/partyd.json", path);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("{\"listen\": {\"host\": \"127.0.0.2\", \"port\": 2000}, \"shards\": 2, \"data_dir\": \"data\"}", f);
+    fclose(f);
+    setenv("PARTYD_PORT", "2001", 1);
+    setenv("PARTYD_SHARDS", "3", 1);
+    setenv("PARTYD_ADMIN", "http://127.0.0.1:2999/", 1);
+    setenv("PARTYD_HOST", "", 1); /* empty: unset */
+    char *argv[] = {"partyd", "--config", file, "--shards", "4"};
+    config_t c;
+    assert_int_equal(config_from_args(&c, 5, argv), 0);
+    assert_string_equal(c.host, "127.0.0.2");
+    assert_string_equal(c.sources.host, "file");
+    assert_int_equal(c.port, 2001);
+    assert_string_equal(c.sources.port, "env PARTYD_PORT");
+    assert_int_equal(c.shards, 4);
+    assert_string_equal(c.sources.shards, "flag --shards");
+    assert_int_equal(c.admin_port, 2999);
+    assert_string_equal(c.sources.admin, "env PARTYD_ADMIN");
+    char want[320];
+    snprintf(want, sizeof(want), "%s/data", path); /* relative to the file's folder */
+    assert_string_equal(c.data_dir, want);
+    char *printed = config_to_json(&c);
+    assert_non_null(strstr(printed, "\"listen.port\": \"env PARTYD_PORT\""));
+    config_dispose(&c);
+    /* the printed config, "sources" and all, reads back */
+    config_init_default(&c);
+    char err[512];
+    assert_int_equal(config_apply_json(&c, printed, strlen(printed), "printed", NULL, err, sizeof(err)), 0);
+    config_dispose(&c);
+    free(printed);
+
+    setenv("PARTYD_PORT", "port", 1);
+    FILE *saved = stderr;
+    stderr = fopen("/dev/null", "w");
+    int r = config_from_args(&c, 3, argv);
+    config_dispose(&c);
+    fclose(stderr);
+    stderr = saved;
+    assert_int_equal(r, -1);
+    unsetenv("PARTYD_PORT");
+    unsetenv("PARTYD_SHARDS");
+    unsetenv("PARTYD_ADMIN");
+    unsetenv("PARTYD_HOST");
+    unlink(file);
+    rmdir(path);
+}
+
+static void test_suggest_cpus(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"listen", "parties", "shards", "timers", NULL};
+    assert_string_equal(config_suggest("parites", keys), "parties");
+    assert_string_equal(config_suggest("shard", keys), "shards");
+    assert_null(config_suggest("zzzzzzzz", keys));
+    expect_error("{\"parites\": {}}", "did you mean \"parties\"?");
+    expect_error("{\"limits\": {\"mesage_bytes\": 4096}}", "limits.mesage_bytes: unknown key (did you mean \"message_bytes\"?)");
+    int n = config_cpus_available();
+    assert_true(n >= 1 && n <= sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/* SIGHUP: the text read again, the changes sorted into live and restart, the live ones applied */
+static void test_reload(void **state)
+{
+    (void)state;
+    config_t c, fresh;
+    char err[512], live[1024], restart[1024];
+    config_init_default(&c);
+    const char *a = "{\"parties\": {\"p\": {\"kind\": \"chat\", \"vars\": {\"K\": \"one\"}}}}";
+    assert_int_equal(config_apply_json(&c, a, strlen(a), "t.json", NULL, err, sizeof(err)), 0);
+    const char *b = "{\"durability\": \"relaxed\", \"timers\": {\"idle_ms\": 500},"
+                    " \"parties\": {\"p\": {\"kind\": \"chat\", \"vars\": {\"K\": \"two\"}}}}";
+    assert_int_equal(config_reread(&c, b, strlen(b), &fresh, err, sizeof(err)), 0);
+    config_diff(&c, &fresh, live, sizeof(live), restart, sizeof(restart));
+    assert_string_equal(live, "timers.idle_ms, parties.p.vars.K");
+    assert_string_equal(restart, "durability");
+    const char *kept = config_party_var(config_find_party(&c, "p", 1), "K");
+    config_apply_live(&c, &fresh);
+    config_dispose(&fresh);
+    assert_string_equal(kept, "one"); /* a value a party kept stays readable */
+    assert_string_equal(config_party_var(config_find_party(&c, "p", 1), "K"), "two");
+    assert_int_equal(c.timers.idle_ms, 500);
+    assert_string_equal(c.durability, "sync"); /* a restart applies it */
+    /* a bad text changes nothing */
+    assert_int_equal(config_reread(&c, "{\"parties\": ", 12, &fresh, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "line 1"));
+    config_dispose(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default),   cmocka_unit_test(test_errors), cmocka_unit_test(test_overlay),
         cmocka_unit_test(test_env_token), cmocka_unit_test(test_vars),   cmocka_unit_test(test_args),
-        cmocka_unit_test(test_origins_serve_backup),
+        cmocka_unit_test(test_origins_serve_backup), cmocka_unit_test(test_env_sources),
+        cmocka_unit_test(test_suggest_cpus), cmocka_unit_test(test_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
