@@ -15,16 +15,17 @@ import os
 import re
 import sys
 
-# folder -> the folders whose headers it may include (its own always). cluster/ and js/ are reserved for the cluster
-# and JS runtime work; they get their line here when they arrive.
+# folder -> the folders whose headers it may include (its own always). js/ is reserved for the JS runtime work; it gets
+# its line here when it arrives.
 LAYERS = {
     'api': [],
     'proto': [],
     'config': ['proto', 'api'],
     'ipc': ['proto'],
+    'cluster': ['proto', 'config', 'ipc'],
     'shard': ['api', 'proto', 'config', 'ipc'],
     'router': ['api', 'proto', 'config', 'ipc'],
-    'node': ['api', 'proto', 'config', 'ipc', 'router', 'shard'],
+    'node': ['api', 'proto', 'config', 'ipc', 'cluster', 'router', 'shard'],
 }
 # system headers that belong to one place
 SYSTEM = [
