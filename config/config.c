@@ -504,7 +504,7 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
                       size_t errlen)
 {
     static const char *const keys[] = {"listen", "prefix",  "shards",    "data_dir", "durability", "admin", "limits",
-                                       "timers", "parties", "log_level", "serve",    "origins",    NULL};
+                                       "timers", "parties", "log_level", "serve",    "origins",    "cluster", NULL};
     cfg_err_t e = {errbuf, errlen, source, base_dir};
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -544,6 +544,8 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         c->durability = xstrdup(json_string_value(v));
     }
     if ((v = json_object_get(root, "admin")) != NULL && apply_admin(&e, c, v) != 0)
+        goto Exit;
+    if ((v = json_object_get(root, "cluster")) != NULL && config_cluster_apply(&c->cluster, v, source, errbuf, errlen) != 0)
         goto Exit;
     if ((v = json_object_get(root, "limits")) != NULL && apply_ints(&e, c, "limits", v, limit_fields) != 0)
         goto Exit;
@@ -631,6 +633,7 @@ void config_dispose(config_t *c)
     config_origins_free(&c->origins);
     free(c->source);
     parties_free(c);
+    config_cluster_dispose(&c->cluster);
     memset(c, 0, sizeof(*c));
 }
 

@@ -9,12 +9,15 @@
  *
  * config/ (above proto/ and api/, below router/ and shard/) holds:
  *   config.c      this header's functions
+ *   cluster.c     the "cluster" key (config_cluster.h)
  *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
  */
 #ifndef PARTYD_CONFIG_H
 #define PARTYD_CONFIG_H
 
 #include <stddef.h>
+
+#include "config_cluster.h"
 
 #define CONFIG_MAX_SHARDS 256
 #define CONFIG_MAX_PARTIES 256
@@ -93,6 +96,7 @@ typedef struct st_config_t {
     size_t num_parties;
     int log_level;
     char *source; /* where the config came from: a file name or "embedded default" */
+    config_cluster_t cluster; /* "cluster" (config_cluster.h); enabled 0 without the key */
 } config_t;
 
 /* The embedded default configuration, as JSON (README.md shows it). */
