@@ -284,7 +284,8 @@ static void on_watch(etcd_watch_t *watch, const etcd_watch_result_t *res, void *
             nodes_set(m, kv);
     }
     if (res->n_events > 0) {
-        qsort(m->nodes, m->n_nodes, sizeof(*m->nodes), node_cmp);
+        if (m->n_nodes > 1)
+            qsort(m->nodes, m->n_nodes, sizeof(*m->nodes), node_cmp);
         if (m->cb.on_nodes != NULL)
             m->cb.on_nodes(m, m->data);
     }
@@ -308,7 +309,8 @@ static void on_list(etcd_t *etcd, const etcd_result_t *res, void *data)
     for (size_t i = 0; i < res->n_kvs; ++i)
         if (res->kvs[i].key_len > strlen(m->prefix))
             nodes_set(m, &res->kvs[i]);
-    qsort(m->nodes, m->n_nodes, sizeof(*m->nodes), node_cmp);
+    if (m->n_nodes > 1)
+        qsort(m->nodes, m->n_nodes, sizeof(*m->nodes), node_cmp);
     m->watch = etcd_watch(m->etcd, m->prefix, 1, res->revision + 1, on_watch, m);
     if (m->cb.on_nodes != NULL)
         m->cb.on_nodes(m, m->data);
