@@ -23,8 +23,8 @@ LAYERS = {
     'config': ['proto', 'api'],
     'ipc': ['proto'],
     'cluster': ['proto', 'config', 'ipc'],
-    'shard': ['api', 'proto', 'config', 'ipc'],
-    'router': ['api', 'proto', 'config', 'ipc'],
+    'shard': ['api', 'proto', 'config', 'ipc', 'cluster'],
+    'router': ['api', 'proto', 'config', 'ipc', 'cluster'],
     'node': ['api', 'proto', 'config', 'ipc', 'cluster', 'router', 'shard'],
 }
 # system headers that belong to one place
