@@ -374,6 +374,10 @@ static etcd_req_t *req_new(etcd_t *e, req_kind_t kind, const char *path, json_t 
     curl_easy_setopt(r->easy, CURLOPT_PROXY, "");
     if (kind != REQ_WATCH)
         curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, (long)e->request_timeout_ms);
+    /* a watch has no deadline: TCP keepalives notice an etcd that vanished without closing the connection */
+    curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPIDLE, 5L);
+    curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPINTVL, 5L);
     r->next = e->reqs;
     e->reqs = r;
     req_start(r);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,22 @@ struct st_member_t {
     size_t n_nodes;
     unsigned inflight;
     int stopped;
+    char last_warn[512]; /* a failure repeated every retry_ms is logged once, until something succeeds */
 };
+
+static void warn(member_t *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(member_t *m, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (strcmp(msg, m->last_warn) == 0)
+        return;
+    snprintf(m->last_warn, sizeof(m->last_warn), "%s", msg);
+    log_warn("%s", msg);
+}
 
 static void tick(member_t *m);
 
@@ -108,7 +124,7 @@ static void on_put(etcd_t *etcd, const etcd_result_t *res, void *data)
     if (request_done(m))
         return;
     if (res->err != 0) {
-        log_warn("cluster: putting %s: %s", m->key, res->message);
+        warn(m, "cluster: putting %s: %s", m->key, res->message);
         if (res->err == -EREMOTEIO && res->etcd_code == 5) { /* the lease is gone */
             lease_lost(m);
         } else if (m->lease != 0) {
@@ -119,6 +135,7 @@ static void on_put(etcd_t *etcd, const etcd_result_t *res, void *data)
         return;
     }
     m->registered = 1;
+    m->last_warn[0] = '\0';
     if (m->next_keepalive < base_now_mono_ms())
         m->next_keepalive = base_now_mono_ms() + m->ttl_ms / 3;
     set_held(m, member_lease_valid(m, base_now_mono_ms()));
@@ -140,6 +157,7 @@ static void put_key(member_t *m)
 typedef struct st_sent_t {
     member_t *m;
     uint64_t sent_ms;
+    int64_t lease; /* the keepalive's: an answer for a lease given up meanwhile is ignored */
 } sent_t;
 
 static void on_grant(etcd_t *etcd, const etcd_result_t *res, void *data)
@@ -153,7 +171,7 @@ static void on_grant(etcd_t *etcd, const etcd_result_t *res, void *data)
     if (request_done(m))
         return;
     if (res->err != 0) {
-        log_warn("cluster: granting a lease: %s", res->message);
+        warn(m, "cluster: granting a lease: %s", res->message);
         m->next_keepalive = base_now_mono_ms() + m->retry_ms;
         schedule(m);
         return;
@@ -181,13 +199,16 @@ static void on_keepalive(etcd_t *etcd, const etcd_result_t *res, void *data)
     sent_t *s = data;
     member_t *m = s->m;
     uint64_t sent_ms = s->sent_ms;
+    int64_t lease = s->lease;
     free(s);
     m->keeping = 0;
     if (request_done(m))
         return;
     uint64_t now = base_now_mono_ms();
-    if (res->err != 0) {
-        log_warn("cluster: keeping lease %" PRIx64 " alive: %s", (uint64_t)m->lease, res->message);
+    if (lease != m->lease) {
+        /* given up meanwhile: a lease is never taken back once this node stopped trusting it (DESIGN.md) */
+    } else if (res->err != 0) {
+        warn(m, "cluster: keeping lease %" PRIx64 " alive: %s", (uint64_t)m->lease, res->message);
         m->next_keepalive = now + m->retry_ms;
     } else if (res->lease_ttl <= 0) {
         log_warn("cluster: lease %" PRIx64 " expired in etcd", (uint64_t)m->lease);
@@ -208,6 +229,7 @@ static void keepalive(member_t *m)
     sent_t *s = xmalloc(sizeof(*s));
     s->m = m;
     s->sent_ms = base_now_mono_ms();
+    s->lease = m->lease;
     m->keeping = 1;
     ++m->inflight;
     etcd_lease_keepalive(m->etcd, m->lease, on_keepalive, s);
@@ -268,7 +290,7 @@ static void on_watch(etcd_watch_t *watch, const etcd_watch_result_t *res, void *
             log_info("cluster: %s", res->message);
             list(m); /* re-read, then watch from the read's revision + 1 */
         } else {
-            log_warn("cluster: watching %s: %s", m->prefix, res->message);
+            warn(m, "cluster: watching %s: %s", m->prefix, res->message);
             m->relist_at = base_now_mono_ms() + m->retry_ms;
             schedule(m);
         }
@@ -299,7 +321,7 @@ static void on_list(etcd_t *etcd, const etcd_result_t *res, void *data)
     if (request_done(m))
         return;
     if (res->err != 0) {
-        log_warn("cluster: reading %s: %s", m->prefix, res->message);
+        warn(m, "cluster: reading %s: %s", m->prefix, res->message);
         m->relist_at = base_now_mono_ms() + m->retry_ms;
         schedule(m);
         return;
@@ -329,8 +351,12 @@ static void list(member_t *m)
 static void tick(member_t *m)
 {
     uint64_t now = base_now_mono_ms();
-    if (m->held && !member_lease_valid(m, now))
-        set_held(m, 0); /* the fence: valid-until passed without a successful keepalive */
+    if (m->lease != 0 && m->registered && !member_lease_valid(m, now)) {
+        /* the fence: valid-until passed without a successful keepalive. The lease is given up for good, even if etcd
+         * still holds it: the node serves again only under a new lease (and, once wired, after re-reading the homes). */
+        log_warn("cluster: lease %" PRIx64 " of %s not renewed in time; granting a new one", (uint64_t)m->lease, m->node);
+        lease_lost(m);
+    }
     if (m->lease == 0 && !m->granting && now >= m->next_keepalive)
         grant(m);
     else if (m->lease != 0 && !m->registered && !m->putting && now >= m->next_keepalive)
