@@ -3,7 +3,7 @@
  * free loopback ports and killed at the end: put/get/delete/txn (succeeded false included: the gateway omits it), a
  * txn of 129 ops refused with etcd's word, a lease that lives while kept alive and expires when not, a watch that sees
  * puts and deletes in order, a compaction that cancels a watch and the resume from the read's revision + 1, a dead
- * first endpoint, two members that see each other and a leave, and etcd killed (SIGKILL) under a watch and a request.
+ * first endpoint, a mute endpoint (a read retried on the next, a write reported as of unknown outcome), two members that see each other and a leave, and etcd killed (SIGKILL) under a watch and a request.
  * Without an etcd binary the test is skipped (exit 77).
  */
 #include <setjmp.h>
@@ -400,6 +400,39 @@ static void test_dead_first_endpoint(void **state)
     etcd_destroy(e);
 }
 
+/* An endpoint that accepts connections (the kernel's backlog) and never answers: requests time out there. */
+static void test_timeouts(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char mute[64];
+    snprintf(mute, sizeof(mute), "http://127.0.0.1:%d", ntohs(a.sin_port));
+    const char *eps[] = {mute, client_url};
+    etcd_config_t c = {.endpoints = eps, .n_endpoints = 2, .request_timeout_ms = 500};
+    const char *err = NULL;
+    etcd_t *e = etcd_create(&etcd_io_loop, loop, &c, &err);
+    /* a read times out on the mute endpoint and is retried on the next */
+    got_t g = {0}, p = {0};
+    etcd_get(e, "kv/", 1, 0, on_result, &g);
+    WAIT(g);
+    assert_int_equal(g.err, 0);
+    etcd_destroy(e);
+    /* a write that timed out is not retried: its outcome is unknown, and the message says to read back */
+    c.n_endpoints = 1;
+    e = etcd_create(&etcd_io_loop, loop, &c, &err);
+    etcd_put(e, "t/k", "v", 1, 0, on_result, &p);
+    WAIT(p);
+    assert_int_equal(p.err, -ETIMEDOUT);
+    assert_non_null(strstr(p.message, "outcome is unknown, read back"));
+    etcd_destroy(e);
+    close(fd);
+}
+
 typedef struct {
     int held, lost, changes;
 } mstate_t;
@@ -515,7 +548,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kv),         cmocka_unit_test(test_txn),     cmocka_unit_test(test_lease),
         cmocka_unit_test(test_watch),      cmocka_unit_test(test_compaction), cmocka_unit_test(test_dead_first_endpoint),
-        cmocka_unit_test(test_members),    cmocka_unit_test(test_etcd_killed),
+        cmocka_unit_test(test_timeouts),   cmocka_unit_test(test_members),    cmocka_unit_test(test_etcd_killed),
     };
     return cmocka_run_group_tests(tests, start_etcd, stop_etcd);
 }
