@@ -335,7 +335,7 @@ static void req_start(etcd_req_t *r)
     etcd_t *e = r->etcd;
     char url[512];
     snprintf(url, sizeof(url), "%s%s", e->endpoints[r->endpoint], r->path);
-    base_buf_shrink(&r->in, 0);
+    base_buf_consume(&r->in, base_buf_len(&r->in)); /* what a failed attempt received */
     curl_easy_setopt(r->easy, CURLOPT_URL, url);
     if (curl_multi_add_handle(e->multi, r->easy) == CURLM_OK)
         r->in_multi = 1;
@@ -532,7 +532,7 @@ static void watch_dispatch(etcd_req_t *r)
 {
     etcd_watch_t *w = r->watch;
     const char *ep = r->etcd->endpoints[r->endpoint];
-    while (!w->over && !r->dead) {
+    while (!w->over && !r->dead && base_buf_len(&r->in) != 0) {
         char *head = base_buf_head(&r->in), *nl = memchr(head, '\n', base_buf_len(&r->in));
         if (nl == NULL)
             return;
