@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "base.h"
-#include "loop.h"
+#include "etcdwire.h"
 
 typedef enum { REQ_RANGE, REQ_PUT, REQ_DELETE, REQ_TXN, REQ_GRANT, REQ_KEEPALIVE, REQ_REVOKE, REQ_COMPACT, REQ_WATCH } req_kind_t;
 
@@ -59,184 +59,6 @@ struct st_etcd_t {
     etcd_req_t *reqs;
     int depth; /* > 0 while drive() runs: dead requests wait for its end */
 };
-
-/* ---- base64 and small JSON helpers ------------------------------------------------------------------------------ */
-
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_encode(const void *src, size_t len)
-{
-    const unsigned char *s = src;
-    char *out = xmalloc((len + 2) / 3 * 4 + 1), *o = out;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0) | (i + 2 < len ? s[i + 2] : 0);
-        *o++ = b64chars[v >> 18 & 63];
-        *o++ = b64chars[v >> 12 & 63];
-        *o++ = i + 1 < len ? b64chars[v >> 6 & 63] : '=';
-        *o++ = i + 2 < len ? b64chars[v & 63] : '=';
-    }
-    *o = '\0';
-    return out;
-}
-
-static int b64_value(int c)
-{
-    const char *p = c != 0 ? strchr(b64chars, c) : NULL;
-    return p != NULL ? (int)(p - b64chars) : -1;
-}
-
-/* Decodes into a new NUL-terminated buffer (*out, owned by the caller); -1 when malformed. */
-static int b64_decode(const char *s, char **out, size_t *out_len)
-{
-    size_t len = strlen(s);
-    if (len % 4 != 0)
-        return -1;
-    char *buf = xmalloc(len / 4 * 3 + 1);
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4];
-        for (int j = 0; j < 4; ++j) {
-            v[j] = s[i + j] == '=' && i + 4 == len && j >= 2 ? 0 : b64_value((unsigned char)s[i + j]);
-            if (v[j] < 0)
-                goto bad;
-        }
-        if (s[i + 2] == '=' && s[i + 3] != '=')
-            goto bad;
-        uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-        buf[n++] = (char)(w >> 16);
-        if (s[i + 2] != '=')
-            buf[n++] = (char)(w >> 8);
-        if (s[i + 3] != '=')
-            buf[n++] = (char)w;
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *out_len = n;
-    return 0;
-bad:
-    free(buf);
-    return -1;
-}
-
-/* The gateway writes int64 as a string; a plain number is accepted too. An absent field is its default, 0. */
-static int64_t json_i64(json_t *obj, const char *name)
-{
-    json_t *v = json_object_get(obj, name);
-    if (json_is_string(v))
-        return strtoll(json_string_value(v), NULL, 10);
-    if (json_is_integer(v))
-        return json_integer_value(v);
-    return 0;
-}
-
-static void json_set_b64(json_t *obj, const char *name, const void *src, size_t len)
-{
-    char *s = b64_encode(src, len);
-    json_object_set_new(obj, name, json_string(s));
-    free(s);
-}
-
-static void json_set_i64(json_t *obj, const char *name, int64_t v)
-{
-    char s[24];
-    snprintf(s, sizeof(s), "%" PRId64, v);
-    json_object_set_new(obj, name, json_string(s));
-}
-
-long etcd_prefix_end(const char *key, size_t key_len, char *out, size_t cap)
-{
-    size_t n = key_len;
-    while (n > 0 && (unsigned char)key[n - 1] == 0xff)
-        --n;
-    if (n == 0) {
-        if (cap < 1)
-            return -1;
-        out[0] = '\0';
-        return 1;
-    }
-    if (n > cap)
-        return -1;
-    memcpy(out, key, n);
-    out[n - 1] = (char)((unsigned char)out[n - 1] + 1);
-    return (long)n;
-}
-
-static void json_set_key(json_t *obj, const char *key, int prefix)
-{
-    size_t len = strlen(key);
-    json_set_b64(obj, "key", key, len);
-    if (prefix) {
-        char *end = xmalloc(len + 1);
-        long n = etcd_prefix_end(key, len, end, len + 1);
-        json_set_b64(obj, "range_end", end, (size_t)n);
-        free(end);
-    }
-}
-
-/* Parses one mvccpb.KeyValue; its key and value are new buffers (freed by kvs_free). */
-static int parse_kv(json_t *j, etcd_kv_t *kv)
-{
-    memset(kv, 0, sizeof(*kv));
-    const char *key = json_string_value(json_object_get(j, "key")), *value = json_string_value(json_object_get(j, "value"));
-    char *k = NULL, *v = NULL;
-    if (key == NULL || b64_decode(key, &k, &kv->key_len) != 0)
-        return -1;
-    if (b64_decode(value != NULL ? value : "", &v, &kv->value_len) != 0) {
-        free(k);
-        return -1;
-    }
-    kv->key = k;
-    kv->value = v;
-    kv->create_revision = json_i64(j, "create_revision");
-    kv->mod_revision = json_i64(j, "mod_revision");
-    kv->version = json_i64(j, "version");
-    kv->lease = json_i64(j, "lease");
-    return 0;
-}
-
-static void kvs_free(etcd_kv_t *kvs, size_t n)
-{
-    for (size_t i = 0; i < n; ++i) {
-        free((char *)kvs[i].key);
-        free((char *)kvs[i].value);
-    }
-    free(kvs);
-}
-
-/* Appends the kvs of a RangeResponse to res. */
-static int parse_range(json_t *range, etcd_result_t *res)
-{
-    json_t *kvs = json_object_get(range, "kvs");
-    size_t n = json_array_size(kvs);
-    if (n == 0)
-        return 0;
-    res->kvs = xrealloc(res->kvs, (res->n_kvs + n) * sizeof(*res->kvs));
-    for (size_t i = 0; i < n; ++i) {
-        if (parse_kv(json_array_get(kvs, i), &res->kvs[res->n_kvs]) != 0)
-            return -1;
-        ++res->n_kvs;
-    }
-    return 0;
-}
-
-/* An error object of the gateway: {"error": "...", "code": N, "message": "..."}, or in a stream
- * {"error": {"grpc_code": N, "message": "..."}}. Returns its message, or NULL when `j` is no error. */
-static const char *json_error(json_t *j, int *code)
-{
-    json_t *e = json_object_get(j, "error");
-    if (e == NULL)
-        return NULL;
-    if (json_is_object(e)) {
-        *code = (int)json_i64(e, "grpc_code");
-        const char *m = json_string_value(json_object_get(e, "message"));
-        return m != NULL ? m : "error";
-    }
-    *code = (int)json_i64(j, "code");
-    const char *m = json_string_value(json_object_get(j, "message"));
-    if (m == NULL || *m == '\0')
-        m = json_string_value(e);
-    return m != NULL ? m : "error";
-}
 
 /* ---- the multi handle and the loop -------------------------------------------------------------------------------- */
 
@@ -396,7 +218,7 @@ static void answer(etcd_req_t *r, etcd_result_t *res)
     req_detach(r);
     if (r->cb != NULL)
         r->cb(r->etcd, res, r->data);
-    kvs_free(res->kvs, res->n_kvs);
+    etcd_kvs_free(res->kvs, res->n_kvs);
 }
 
 static void fail(etcd_req_t *r, int err, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -432,23 +254,22 @@ static void parse_reply(etcd_req_t *r, long status)
         return;
     }
     int code = 0;
-    const char *emsg = json_error(j, &code);
+    const char *emsg = etcd_json_error(j, &code);
     if (emsg != NULL || status != 200) {
-        fail(r, -EREMOTEIO, code, "etcd %s%s: %s (code %d, HTTP %ld)", ep, r->path, emsg != NULL ? emsg : "error", code,
-             status);
+        fail(r, -EREMOTEIO, code, "etcd %s%s: %s (code %d, HTTP %ld)", ep, r->path, emsg != NULL ? emsg : "error", code, status);
         json_decref(j);
         return;
     }
     etcd_result_t res = {0};
-    res.revision = json_i64(json_object_get(j, "header"), "revision");
+    res.revision = etcd_json_i64(json_object_get(j, "header"), "revision");
     int bad = 0;
     switch (r->kind) {
     case REQ_RANGE:
-        bad = parse_range(j, &res);
-        res.count = json_i64(j, "count");
+        bad = etcd_parse_range(j, &res);
+        res.count = etcd_json_i64(j, "count");
         break;
     case REQ_DELETE:
-        res.count = json_i64(j, "deleted");
+        res.count = etcd_json_i64(j, "deleted");
         break;
     case REQ_TXN: {
         /* `succeeded` false is omitted: its absence is the failure branch */
@@ -457,21 +278,21 @@ static void parse_reply(etcd_req_t *r, long status)
         for (size_t i = 0; i < json_array_size(resps) && !bad; ++i) {
             json_t *range = json_object_get(json_array_get(resps, i), "response_range");
             if (range != NULL)
-                bad = parse_range(range, &res);
+                bad = etcd_parse_range(range, &res);
         }
         break;
     }
     case REQ_GRANT:
-        res.lease_id = json_i64(j, "ID");
-        res.lease_ttl = json_i64(j, "TTL");
+        res.lease_id = etcd_json_i64(j, "ID");
+        res.lease_ttl = etcd_json_i64(j, "TTL");
         if (res.lease_id == 0)
             bad = 1;
         break;
     case REQ_KEEPALIVE: {
         json_t *result = json_object_get(j, "result");
-        res.revision = json_i64(json_object_get(result, "header"), "revision");
-        res.lease_id = json_i64(result, "ID");
-        res.lease_ttl = json_i64(result, "TTL"); /* omitted (0): the lease is gone */
+        res.revision = etcd_json_i64(json_object_get(result, "header"), "revision");
+        res.lease_id = etcd_json_i64(result, "ID");
+        res.lease_ttl = etcd_json_i64(result, "TTL"); /* omitted (0): the lease is gone */
         break;
     }
     default:
@@ -479,7 +300,7 @@ static void parse_reply(etcd_req_t *r, long status)
     }
     json_decref(j);
     if (bad) {
-        kvs_free(res.kvs, res.n_kvs);
+        etcd_kvs_free(res.kvs, res.n_kvs);
         fail(r, -EPROTO, 0, "etcd %s%s answered with a field that is not what the gateway sends", ep, r->path);
         return;
     }
@@ -544,7 +365,7 @@ static void watch_dispatch(etcd_req_t *r)
             return;
         }
         int code = 0;
-        const char *emsg = json_error(j, &code);
+        const char *emsg = etcd_json_error(j, &code);
         if (emsg != NULL) {
             fail(r, -EREMOTEIO, code, "etcd %s/v3/watch: %s (code %d)", ep, emsg, code);
             json_decref(j);
@@ -552,9 +373,9 @@ static void watch_dispatch(etcd_req_t *r)
         }
         json_t *res = json_object_get(j, "result");
         etcd_watch_result_t wr = {0};
-        wr.revision = json_i64(json_object_get(res, "header"), "revision");
+        wr.revision = etcd_json_i64(json_object_get(res, "header"), "revision");
         wr.created = json_is_true(json_object_get(res, "created"));
-        wr.compact_revision = json_i64(res, "compact_revision");
+        wr.compact_revision = etcd_json_i64(res, "compact_revision");
         if (wr.created)
             w->created = 1;
         r->etcd->current = r->endpoint;
@@ -562,8 +383,10 @@ static void watch_dispatch(etcd_req_t *r)
             char msg[256];
             const char *reason = json_string_value(json_object_get(res, "cancel_reason"));
             if (wr.compact_revision > 0)
-                snprintf(msg, sizeof(msg), "etcd %s: the watch was cancelled: compacted to revision %" PRId64
-                         " (re-read, then watch from the read's revision + 1)", ep, wr.compact_revision);
+                snprintf(msg, sizeof(msg),
+                         "etcd %s: the watch was cancelled: compacted to revision %" PRId64
+                         " (re-read, then watch from the read's revision + 1)",
+                         ep, wr.compact_revision);
             else
                 snprintf(msg, sizeof(msg), "etcd %s: the watch was cancelled (%s)", ep, reason ? reason : "no reason given");
             wr.err = -ECANCELED;
@@ -582,7 +405,7 @@ static void watch_dispatch(etcd_req_t *r)
             json_t *e = json_array_get(events, i);
             const char *type = json_string_value(json_object_get(e, "type"));
             ev[i].type = type != NULL && strcmp(type, "DELETE") == 0 ? ETCD_EVENT_DELETE : ETCD_EVENT_PUT;
-            bad = parse_kv(json_object_get(e, "kv"), &ev[i].kv) != 0;
+            bad = etcd_parse_kv(json_object_get(e, "kv"), &ev[i].kv) != 0;
             wr.n_events = i + 1;
         }
         json_decref(j);
@@ -709,26 +532,26 @@ size_t etcd_pending(etcd_t *e)
 void etcd_get(etcd_t *e, const char *key, int prefix, int64_t revision, etcd_cb cb, void *data)
 {
     json_t *b = json_object();
-    json_set_key(b, key, prefix);
+    etcd_json_set_key(b, key, prefix);
     if (revision > 0)
-        json_set_i64(b, "revision", revision);
+        etcd_json_set_i64(b, "revision", revision);
     req_new(e, REQ_RANGE, "/v3/kv/range", b, cb, data);
 }
 
 void etcd_put(etcd_t *e, const char *key, const void *value, size_t value_len, int64_t lease, etcd_cb cb, void *data)
 {
     json_t *b = json_object();
-    json_set_key(b, key, 0);
-    json_set_b64(b, "value", value, value_len);
+    etcd_json_set_key(b, key, 0);
+    etcd_json_set_b64(b, "value", value, value_len);
     if (lease != 0)
-        json_set_i64(b, "lease", lease);
+        etcd_json_set_i64(b, "lease", lease);
     req_new(e, REQ_PUT, "/v3/kv/put", b, cb, data);
 }
 
 void etcd_delete(etcd_t *e, const char *key, int prefix, etcd_cb cb, void *data)
 {
     json_t *b = json_object();
-    json_set_key(b, key, prefix);
+    etcd_json_set_key(b, key, prefix);
     req_new(e, REQ_DELETE, "/v3/kv/deleterange", b, cb, data);
 }
 
@@ -737,15 +560,15 @@ static json_t *txn_ops(const etcd_op_t *ops, size_t n)
     json_t *a = json_array();
     for (size_t i = 0; i < n; ++i) {
         json_t *o = json_object(), *req = json_object();
-        json_set_key(o, ops[i].key, ops[i].kind != ETCD_OP_PUT && ops[i].prefix);
+        etcd_json_set_key(o, ops[i].key, ops[i].kind != ETCD_OP_PUT && ops[i].prefix);
         switch (ops[i].kind) {
         case ETCD_OP_GET:
             json_object_set_new(req, "request_range", o);
             break;
         case ETCD_OP_PUT:
-            json_set_b64(o, "value", ops[i].value, ops[i].value_len);
+            etcd_json_set_b64(o, "value", ops[i].value, ops[i].value_len);
             if (ops[i].lease != 0)
-                json_set_i64(o, "lease", ops[i].lease);
+                etcd_json_set_i64(o, "lease", ops[i].lease);
             json_object_set_new(req, "request_put", o);
             break;
         case ETCD_OP_DELETE:
@@ -765,21 +588,21 @@ void etcd_txn(etcd_t *e, const etcd_cmp_t *cmps, size_t n_cmps, const etcd_op_t 
     json_t *b = json_object(), *ca = json_array();
     for (size_t i = 0; i < n_cmps; ++i) {
         json_t *c = json_object();
-        json_set_key(c, cmps[i].key, 0);
+        etcd_json_set_key(c, cmps[i].key, 0);
         json_object_set_new(c, "target", json_string(targets[cmps[i].target]));
         json_object_set_new(c, "result", json_string(results[cmps[i].result]));
         switch (cmps[i].target) {
         case ETCD_CMP_MOD:
-            json_set_i64(c, "mod_revision", cmps[i].number);
+            etcd_json_set_i64(c, "mod_revision", cmps[i].number);
             break;
         case ETCD_CMP_CREATE:
-            json_set_i64(c, "create_revision", cmps[i].number);
+            etcd_json_set_i64(c, "create_revision", cmps[i].number);
             break;
         case ETCD_CMP_VERSION:
-            json_set_i64(c, "version", cmps[i].number);
+            etcd_json_set_i64(c, "version", cmps[i].number);
             break;
         case ETCD_CMP_VALUE:
-            json_set_b64(c, "value", cmps[i].value, cmps[i].value_len);
+            etcd_json_set_b64(c, "value", cmps[i].value, cmps[i].value_len);
             break;
         }
         json_array_append_new(ca, c);
@@ -793,28 +616,28 @@ void etcd_txn(etcd_t *e, const etcd_cmp_t *cmps, size_t n_cmps, const etcd_op_t 
 void etcd_lease_grant(etcd_t *e, int64_t ttl_s, etcd_cb cb, void *data)
 {
     json_t *b = json_object();
-    json_set_i64(b, "TTL", ttl_s);
+    etcd_json_set_i64(b, "TTL", ttl_s);
     req_new(e, REQ_GRANT, "/v3/lease/grant", b, cb, data);
 }
 
 void etcd_lease_keepalive(etcd_t *e, int64_t lease_id, etcd_cb cb, void *data)
 {
     json_t *b = json_object();
-    json_set_i64(b, "ID", lease_id);
+    etcd_json_set_i64(b, "ID", lease_id);
     req_new(e, REQ_KEEPALIVE, "/v3/lease/keepalive", b, cb, data);
 }
 
 void etcd_lease_revoke(etcd_t *e, int64_t lease_id, etcd_cb cb, void *data)
 {
     json_t *b = json_object();
-    json_set_i64(b, "ID", lease_id);
+    etcd_json_set_i64(b, "ID", lease_id);
     req_new(e, REQ_REVOKE, "/v3/lease/revoke", b, cb, data);
 }
 
 void etcd_compact(etcd_t *e, int64_t revision, etcd_cb cb, void *data)
 {
     json_t *b = json_object();
-    json_set_i64(b, "revision", revision);
+    etcd_json_set_i64(b, "revision", revision);
     json_object_set_new(b, "physical", json_true());
     req_new(e, REQ_COMPACT, "/v3/kv/compaction", b, cb, data);
 }
@@ -822,9 +645,9 @@ void etcd_compact(etcd_t *e, int64_t revision, etcd_cb cb, void *data)
 etcd_watch_t *etcd_watch(etcd_t *e, const char *key, int prefix, int64_t start_revision, etcd_watch_cb cb, void *data)
 {
     json_t *c = json_object(), *b = json_object();
-    json_set_key(c, key, prefix);
+    etcd_json_set_key(c, key, prefix);
     if (start_revision > 0)
-        json_set_i64(c, "start_revision", start_revision);
+        etcd_json_set_i64(c, "start_revision", start_revision);
     json_object_set_new(b, "create_request", c);
     etcd_watch_t *w = xcalloc(1, sizeof(*w));
     w->etcd = e;
@@ -845,89 +668,3 @@ void etcd_watch_cancel(etcd_watch_t *w)
     if (e->depth == 0)
         reap(e);
 }
-
-/* ---- etcd_io_t on ipc/loop.c ------------------------------------------------------------------------------------- */
-
-typedef struct st_io_fd_t {
-    loop_watch_t *watch;
-    void (*cb)(void *data, int fd, int events);
-    void *data;
-} io_fd_t;
-
-typedef struct st_io_timer_t {
-    loop_timer_t timer; /* first: the loop hands it back */
-    loop_t *loop;
-    void (*cb)(void *data);
-    void *data;
-} io_timer_t;
-
-static void io_on_watch(loop_watch_t *watch, int events)
-{
-    io_fd_t *f = loop_watch_data(watch);
-    f->cb(f->data, loop_watch_fd(watch),
-          ((events & LOOP_READABLE) ? ETCD_IO_READ : 0) | ((events & LOOP_WRITABLE) ? ETCD_IO_WRITE : 0));
-}
-
-static void io_fd_events(void *handle, int events)
-{
-    io_fd_t *f = handle;
-    loop_watch_read(f->watch, (events & ETCD_IO_READ) != 0);
-    loop_watch_write(f->watch, (events & ETCD_IO_WRITE) != 0);
-}
-
-static void *io_fd_watch(void *loop, int fd, int events, void (*cb)(void *data, int fd, int events), void *data)
-{
-    io_fd_t *f = xcalloc(1, sizeof(*f));
-    f->cb = cb;
-    f->data = data;
-    if ((f->watch = loop_watch(loop, fd, io_on_watch, f)) == NULL) {
-        free(f);
-        return NULL;
-    }
-    io_fd_events(f, events);
-    return f;
-}
-
-/* The loop skips a watch removed earlier in the pass, so the wrapper can go at once. */
-static void io_fd_unwatch(void *handle)
-{
-    io_fd_t *f = handle;
-    loop_unwatch(f->watch);
-    free(f);
-}
-
-static void io_on_timer(loop_timer_t *timer)
-{
-    io_timer_t *t = (io_timer_t *)timer;
-    t->cb(t->data);
-}
-
-static void *io_timer_new(void *loop, void (*cb)(void *data), void *data)
-{
-    io_timer_t *t = xcalloc(1, sizeof(*t));
-    t->timer.cb = io_on_timer;
-    t->loop = loop;
-    t->cb = cb;
-    t->data = data;
-    return t;
-}
-
-static void io_timer_start(void *timer, uint64_t ms)
-{
-    io_timer_t *t = timer;
-    loop_timer_start(t->loop, &t->timer, ms);
-}
-
-static void io_timer_stop(void *timer)
-{
-    loop_timer_stop(&((io_timer_t *)timer)->timer);
-}
-
-static void io_timer_free(void *timer)
-{
-    io_timer_stop(timer);
-    free(timer);
-}
-
-const etcd_io_t etcd_io_loop = {io_fd_watch, io_fd_events, io_fd_unwatch, io_timer_new, io_timer_start, io_timer_stop,
-                                io_timer_free};

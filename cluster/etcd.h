@@ -2,7 +2,8 @@
  * etcd.h — a non-blocking client of etcd 3.4's v3 HTTP/JSON gateway (POST /v3/...), on libcurl multi and jansson,
  * driven by its owner's event loop through an etcd_io_t (ipc/loop.c's: etcd_io_loop; h2o's can be written the same way).
  *
- * cluster/ files: etcd.c (this client); member.c (member.h: a node's membership: lease, nodes/<id>, the member list).
+ * cluster/ files: etcd.c (this client), etcdwire.c (its JSON and base64), etcd_loop.c (etcd_io_loop);
+ * member.c (member.h: a node's membership: lease, nodes/<id>, the member list).
  *
  * Loop: one thread. Every function is called on the owner's loop thread; every callback runs from etcd_io_t's fd or
  * timer callbacks, never from inside the call that started the request. A callback may start new requests and may
@@ -124,7 +125,7 @@ typedef struct st_etcd_cmp_t {
     const char *key;
     etcd_cmp_target_t target;
     etcd_cmp_result_t result;
-    int64_t number; /* MOD, CREATE (0: the key does not exist), VERSION */
+    int64_t number;    /* MOD, CREATE (0: the key does not exist), VERSION */
     const void *value; /* VALUE */
     size_t value_len;
 } etcd_cmp_t;
@@ -132,7 +133,7 @@ typedef enum { ETCD_OP_GET, ETCD_OP_PUT, ETCD_OP_DELETE } etcd_op_kind_t;
 typedef struct st_etcd_op_t {
     etcd_op_kind_t kind;
     const char *key;
-    int prefix; /* GET, DELETE */
+    int prefix;        /* GET, DELETE */
     const void *value; /* PUT */
     size_t value_len;
     int64_t lease; /* PUT */

@@ -23,9 +23,9 @@ struct st_member_t {
     member_callbacks_t cb;
     void *data;
     void *timer;
-    int64_t lease;      /* 0: none */
-    int registered;     /* our key is put under `lease` */
-    int held;           /* what on_lease said last */
+    int64_t lease;  /* 0: none */
+    int registered; /* our key is put under `lease` */
+    int held;       /* what on_lease said last */
     uint64_t valid_until, next_keepalive;
     int granting, putting, keeping; /* a request of that kind is in flight */
     int listing;                    /* reading the list, or waiting to */
@@ -144,8 +144,8 @@ static void on_put(etcd_t *etcd, const etcd_result_t *res, void *data)
 
 static void put_key(member_t *m)
 {
-    json_t *v = json_pack("{s:s, s:i, s:s, s:s}", "advertise", m->advertise, "shards", (json_int_t)m->shards, "version",
-                          m->version, "state", member_state_name(m->state));
+    json_t *v = json_pack("{s:s, s:i, s:s, s:s}", "advertise", m->advertise, "shards", (json_int_t)m->shards, "version", m->version,
+                          "state", member_state_name(m->state));
     char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(v);
     m->putting = 1;

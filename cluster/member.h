@@ -27,7 +27,7 @@ typedef struct st_member_config_t {
     const char *node;      /* this node's id; copied */
     const char *advertise; /* host:port of its peer listener; copied */
     unsigned shards;
-    const char *version; /* copied */
+    const char *version;   /* copied */
     uint64_t lease_ttl_ms; /* rounded up to whole seconds for etcd, at least 2 s */
     uint64_t margin_ms;    /* 0: a fifth of the TTL */
     uint64_t retry_ms;     /* after a failed request; 0: 500 */

@@ -129,10 +129,10 @@ int config_cluster_apply(config_cluster_t *cl, const void *json, const char *sou
         if (!json_is_object(f))
             return fail(err, errlen, source, "peer", "expected an object {\"listen\", \"advertise\"}");
         json_t *pv;
-        json_object_foreach(f, key, pv)
-            if (strcmp(key, "listen") != 0 && strcmp(key, "advertise") != 0)
-                return fail(err, errlen, source, "peer", "unknown key %s", key);
-        if (listen != NULL && (!json_is_string(listen) || hostport_split(json_string_value(listen), &cl->peer_host, &cl->peer_port) != 0))
+        json_object_foreach(f, key, pv) if (strcmp(key, "listen") != 0 && strcmp(key, "advertise") != 0) return fail(
+            err, errlen, source, "peer", "unknown key %s", key);
+        if (listen != NULL &&
+            (!json_is_string(listen) || hostport_split(json_string_value(listen), &cl->peer_host, &cl->peer_port) != 0))
             return fail(err, errlen, source, "peer.listen", "expected \"host:port\" (port 1 to 65535)");
         if (adv != NULL) {
             char *h = NULL;

@@ -17,12 +17,12 @@ typedef struct st_config_cluster_t {
     int enabled;
     char **etcd; /* the endpoints, "http://host:port" (or https), in order */
     size_t num_etcd;
-    char *name;           /* the key prefix in etcd (default "partyd"): several clusters can share one etcd */
-    char *node;           /* this node's id (default: the host name); its data dir belongs to it */
-    char *peer_host;      /* peer.listen (default 127.0.0.1:7999) */
+    char *name;      /* the key prefix in etcd (default "partyd"): several clusters can share one etcd */
+    char *node;      /* this node's id (default: the host name); its data dir belongs to it */
+    char *peer_host; /* peer.listen (default 127.0.0.1:7999) */
     int peer_port;
-    char *peer_advertise; /* peer.advertise: what other nodes dial (default: peer.listen) */
-    char *secret;         /* NULL: none (refused when peer.listen is not a loopback address) */
+    char *peer_advertise;  /* peer.advertise: what other nodes dial (default: peer.listen) */
+    char *secret;          /* NULL: none (refused when peer.listen is not a loopback address) */
     unsigned lease_ttl_ms; /* 2000 to 600000, default 10000 */
 } config_cluster_t;
 

@@ -88,7 +88,8 @@ static void test_errors(void **state)
     expect_error("{\"cluster\": {\"etcd\": [\"http://a:1\"], \"node\": \"\"}}", "cluster.node:");
     expect_error("{\"cluster\": {\"etcd\": [\"http://a:1\"], \"peer\": {\"listen\": \"nope\"}}}", "cluster.peer.listen:");
     expect_error("{\"cluster\": {\"etcd\": [\"http://a:1\"], \"peer\": {\"advertise\": \"x:0\"}}}", "cluster.peer.advertise:");
-    expect_error("{\"cluster\": {\"etcd\": [\"http://a:1\"], \"lease_ttl_ms\": 1000}}", "cluster.lease_ttl_ms: expected an integer from 2000");
+    expect_error("{\"cluster\": {\"etcd\": [\"http://a:1\"], \"lease_ttl_ms\": 1000}}",
+                 "cluster.lease_ttl_ms: expected an integer from 2000");
     expect_error("{\"cluster\": {\"etcd\": [\"http://a:1\"], \"secret\": 5}}", "cluster.secret: expected a string");
     expect_error("{\"cluster\": {\"etcd\": [\"http://a:1\"], \"peer\": {\"listen\": \"0.0.0.0:7999\"}}}",
                  "cluster.secret: needed when peer.listen (0.0.0.0) is not a loopback address");

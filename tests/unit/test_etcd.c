@@ -3,7 +3,8 @@
  * free loopback ports and killed at the end: put/get/delete/txn (succeeded false included: the gateway omits it), a
  * txn of 129 ops refused with etcd's word, a lease that lives while kept alive and expires when not, a watch that sees
  * puts and deletes in order, a compaction that cancels a watch and the resume from the read's revision + 1, a dead
- * first endpoint, a mute endpoint (a read retried on the next, a write reported as of unknown outcome), two members that see each other and a leave, and etcd killed (SIGKILL) under a watch and a request.
+ * first endpoint, a mute endpoint (a read retried on the next, a write reported as of unknown outcome), two
+ * members that see each other and a leave, and etcd killed (SIGKILL) under a watch and a request.
  * Without an etcd binary the test is skipped (exit 77).
  */
 #include <setjmp.h>
@@ -93,10 +94,10 @@ static void on_result(etcd_t *e, const etcd_result_t *r, void *data)
 }
 
 /* waits for the answer, then makes `g` ready for the next request */
-#define WAIT(g)                                                                                                        \
-    do {                                                                                                               \
-        assert_true(run_until(&(g).done, 15000));                                                                      \
-        (g).done = 0;                                                                                                  \
+#define WAIT(g)                                                                                                                    \
+    do {                                                                                                                           \
+        assert_true(run_until(&(g).done, 15000));                                                                                  \
+        (g).done = 0;                                                                                                              \
     } while (0)
 
 static etcd_t *client(const char *a, const char *b)
@@ -129,9 +130,9 @@ static int start_etcd(void **state)
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* a crashed test leaves no etcd behind */
         int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 1), dup2(fd, 2);
-        execlp("etcd", "etcd", "--name", "e1", "--data-dir", datadir, "--listen-client-urls", client_url,
-               "--advertise-client-urls", client_url, "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls",
-               peer_url, "--initial-cluster", cluster, (char *)NULL);
+        execlp("etcd", "etcd", "--name", "e1", "--data-dir", datadir, "--listen-client-urls", client_url, "--advertise-client-urls",
+               client_url, "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url, "--initial-cluster", cluster,
+               (char *)NULL);
         _exit(127);
     }
     loop = loop_create();
@@ -300,8 +301,8 @@ static void on_watch(etcd_watch_t *w, const etcd_watch_result_t *r, void *data)
     for (size_t i = 0; i < r->n_events; ++i) {
         size_t len = strlen(s->log);
         if (r->events[i].type == ETCD_EVENT_PUT)
-            snprintf(s->log + len, sizeof(s->log) - len, "PUT %s=%.*s\n", r->events[i].kv.key,
-                     (int)r->events[i].kv.value_len, r->events[i].kv.value);
+            snprintf(s->log + len, sizeof(s->log) - len, "PUT %s=%.*s\n", r->events[i].kv.key, (int)r->events[i].kv.value_len,
+                     r->events[i].kv.value);
         else
             snprintf(s->log + len, sizeof(s->log) - len, "DELETE %s\n", r->events[i].kv.key);
         ++s->n;
@@ -464,8 +465,8 @@ static void test_members(void **state)
     (void)state;
     member_callbacks_t cb = {on_nodes, on_lease};
     mstate_t s1 = {0}, s2 = {0};
-    member_config_t c1 = {.name = "prod", .node = "n1", .advertise = "127.0.0.1:7001", .shards = 2, .version = "0.1.0",
-                          .lease_ttl_ms = 2000};
+    member_config_t c1 = {
+        .name = "prod", .node = "n1", .advertise = "127.0.0.1:7001", .shards = 2, .version = "0.1.0", .lease_ttl_ms = 2000};
     member_t *m1 = member_start(cli, &c1, &cb, &s1);
     assert_true(run_until(&s1.held, 15000));
     assert_true(member_lease_valid(m1, base_now_mono_ms()));
@@ -546,9 +547,9 @@ int main(void)
 {
     log_set_level(LOG_ERROR);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kv),         cmocka_unit_test(test_txn),     cmocka_unit_test(test_lease),
-        cmocka_unit_test(test_watch),      cmocka_unit_test(test_compaction), cmocka_unit_test(test_dead_first_endpoint),
-        cmocka_unit_test(test_timeouts),   cmocka_unit_test(test_members),    cmocka_unit_test(test_etcd_killed),
+        cmocka_unit_test(test_kv),       cmocka_unit_test(test_txn),        cmocka_unit_test(test_lease),
+        cmocka_unit_test(test_watch),    cmocka_unit_test(test_compaction), cmocka_unit_test(test_dead_first_endpoint),
+        cmocka_unit_test(test_timeouts), cmocka_unit_test(test_members),    cmocka_unit_test(test_etcd_killed),
     };
     return cmocka_run_group_tests(tests, start_etcd, stop_etcd);
 }
