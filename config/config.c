@@ -58,6 +58,7 @@ void config_dispose(config_t *c)
     free(c->admin_token);
     free(c->admin_backup_dir);
     config_origins_free(&c->origins);
+    config_cluster_dispose(&c->cluster);
     free(c->source);
     cfg_parties_free(c);
     memset(c, 0, sizeof(*c));

@@ -18,6 +18,7 @@
  *   cpus.c        config_cpus_available: the CPUs this process may use ("shards": "auto")
  *   reload.c      config_reread, config_diff, config_apply_live: SIGHUP
  *   suggest.c     config_suggest: the valid key nearest to an unknown one ("did you mean")
+ *   cluster.c     the "cluster" key (config_cluster.h)
  *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
  *   meson.build   the folder's library (jansson is used here, not seen by the layers above)
  *
@@ -31,6 +32,8 @@
 #define PARTYD_CONFIG_H
 
 #include <stddef.h>
+
+#include "config_cluster.h"
 
 #define CONFIG_MAX_SHARDS 256
 #define CONFIG_MAX_PARTIES 256
@@ -116,6 +119,7 @@ typedef struct st_config_t {
     struct {
         const char *host, *port, *data_dir, *shards, *admin;
     } sources;
+    config_cluster_t cluster; /* "cluster" (config_cluster.h); enabled 0 without the key */
 } config_t;
 
 /* The embedded default configuration, as JSON (README.md shows it). */

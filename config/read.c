@@ -501,7 +501,7 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
                       size_t errlen)
 {
     static const char *const keys[] = {"listen", "prefix",  "shards",    "data_dir", "durability", "admin", "limits",
-                                       "timers", "parties", "log_level", "serve",    "origins",    "sources", NULL};
+                                       "timers", "parties", "log_level", "serve",    "origins",    "sources", "cluster", NULL};
     /* "sources" is what --print-config adds to say where values came from; it is ignored, so that a printed config
      * reads back as it is */
     cfg_err_t e = {errbuf, errlen, source, base_dir};
@@ -598,6 +598,8 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         if (cfg_set_log_level(&e, "log_level", c, json_string_value(v)) != 0)
             goto Exit;
     }
+    if ((v = json_object_get(root, "cluster")) != NULL && config_cluster_apply(&c->cluster, v, source, errbuf, errlen) != 0)
+        goto Exit;
     /* where each per-instance value came from (--print-config); the environment's and the flags' callers say theirs */
     const char *tag = strcmp(source, "embedded default") == 0 ? "default" : "file";
     if ((v = json_object_get(root, "listen")) != NULL) {

@@ -15,17 +15,17 @@ import os
 import re
 import sys
 
-# folder -> the folders whose headers it may include (its own always). cluster/ is reserved for the cluster
-# work; it gets its line here when it arrives.
+# folder -> the folders whose headers it may include (its own always).
 LAYERS = {
     'api': [],
     'proto': [],
     'config': ['proto', 'api'],
     'ipc': ['proto'],
     'js': ['api', 'proto'],
-    'shard': ['api', 'proto', 'config', 'ipc', 'js'],
-    'router': ['api', 'proto', 'config', 'ipc'],
-    'node': ['api', 'proto', 'config', 'ipc', 'js', 'router', 'shard'],
+    'cluster': ['proto', 'config', 'ipc'],
+    'shard': ['api', 'proto', 'config', 'ipc', 'js', 'cluster'],
+    'router': ['api', 'proto', 'config', 'ipc', 'cluster'],
+    'node': ['api', 'proto', 'config', 'ipc', 'js', 'cluster', 'router', 'shard'],
 }
 # system headers that belong to one place
 SYSTEM = [
