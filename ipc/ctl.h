@@ -28,6 +28,7 @@ typedef enum {
     CTL_SHARD_RESUMED, /* supervisor → router: the stalled shard `shard` turns again */
     CTL_QUARANTINE,    /* supervisor → router: room `room` ("party/room") crashed its shard too often: answer 503 for `ms` */
     CTL_UNQUARANTINE,  /* router → supervisor: an operator lifted room `room`'s quarantine: forget its crashes */
+    CTL_SERVING,       /* router → supervisor: every shard is linked, /health answers 200 (sent each time it becomes so) */
 } ctl_type_t;
 
 typedef struct st_ctl_msg_t {
