@@ -33,6 +33,7 @@ typedef enum {
     CTL_UNQUARANTINE,  /* router → supervisor: an operator lifted room `room`'s quarantine: forget its crashes */
     CTL_RELOAD,        /* supervisor → child (SIGHUP): fd is a memfd with the config file's text, as the supervisor read
                         * and checked it (empty: no file); the child applies what changes live (config_reload_fd) */
+    CTL_SERVING,       /* router → supervisor: every shard is linked, /health answers 200 (sent each time it becomes so) */
 } ctl_type_t;
 
 typedef struct st_ctl_msg_t {

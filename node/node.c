@@ -61,6 +61,7 @@ static struct {
     child_t shards[CONFIG_MAX_SHARDS]; /* by shard id */
     int next_shard_id;                 /* ids are never reused: a shard's data directory is named after it */
     int draining;
+    int ready_told; /* READY=1 was sent to the service manager (notify.c) */
     uint64_t started_ms; /* wall clock */
     beat_t *beats;       /* the shards' heartbeat pages, by shard id (shared memory, inherited by every child) */
     uint64_t watched_at; /* when the pages were last looked at */
@@ -546,6 +547,9 @@ static void on_router_ctl(void)
             }
             log_info("adding shard %d", id);
             spawn(&node.shards[id]);
+        } else if (m.type == CTL_SERVING && !node.ready_told) {
+            node.ready_told = 1; /* later ones (after a router or shard restart) change nothing for systemd */
+            notify_send("READY=1\nSTATUS=serving");
         } else if (m.type == CTL_UNQUARANTINE) {
             m.room[sizeof(m.room) - 1] = '\0';
             if (strikes_forget(m.room) == 0)
@@ -642,6 +646,7 @@ static void wait_for(child_t **children, size_t n, uint64_t deadline)
 static void drain(void)
 {
     node.draining = 1;
+    notify_send("STOPPING=1\nSTATUS=draining");
     log_info("draining: the router closes its connections, then the shards stop");
     uint64_t start = base_now_mono_ms();
     child_t *router = &node.router;
@@ -768,7 +773,11 @@ int node_run(config_t *conf, const partydefs_t *defs)
                 log_info("%s received", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
                 stop = 1;
             } else if (si.ssi_signo == SIGHUP) {
+                /* systemd's reload protocol for Type=notify: RELOADING=1, then READY=1 once the reload is done (or
+                 * refused: the node serves on with the old settings either way) */
+                notify_send("RELOADING=1\nSTATUS=reloading");
                 reload();
+                notify_send("READY=1\nSTATUS=serving");
             }
         }
         reap_children();

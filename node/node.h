@@ -7,6 +7,7 @@
  *   node.c      this header: the supervisor
  *   reload.c    SIGHUP: the configuration read again and checked (node_reload_prepare)
  *   strikes.c   rooms that crashed their shard, and when that quarantines them (docs/failure.md)
+ *   notify.c    READY=1 and STOPPING=1 to a service manager ($NOTIFY_SOCKET, systemd's Type=notify)
  *   main.c      `partyd`: the config, the parties resolved (shard/module.h), then node_run
  *   partyctl.c  `partyctl`, the admin API's command-line client (its own binary; proto/ and libcurl only)
  *   meson.build the sources of the two binaries (the top meson.build links them, after the layer check)
@@ -40,5 +41,11 @@ uint64_t strikes_crash(const char *room, uint64_t now_ms, unsigned base_ms, unsi
 int strikes_forget(const char *room);
 /* cb(room, ms left, data) for every room quarantined at `now_ms` (to tell a restarted router). */
 void strikes_each_quarantined(uint64_t now_ms, void (*cb)(const char *room, uint64_t left_ms, void *data), void *data);
+
+/* ---- notify.c: the service manager's notification socket (the supervisor's loop; never blocks for long) ---- */
+/* Sends `state` ("READY=1", "STOPPING=1", newline-separated "KEY=VALUE" lines) as one datagram to $NOTIFY_SOCKET.
+ * 0 when sent or when no service manager listens (no $NOTIFY_SOCKET); else -errno, logged as a warning: the node
+ * runs on either way. */
+int notify_send(const char *state);
 
 #endif

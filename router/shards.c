@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "router.h"
 
 
@@ -411,8 +412,10 @@ static void on_hello(link_t *link, const proto_msg_t *hello)
     }
     router.shards[shard].state = SHARD_UP;
     log_info("shard %d (pid %u) connected", shard, hello->pid);
-    if (shards_all_up())
+    if (shards_all_up()) {
+        router_ctl_send(CTL_SERVING, -1); /* the supervisor tells a service manager the node is ready */
         migrate_reconcile();
+    }
 }
 
 /* The shard is gone: its rooms' sockets close with 1011 so clients reconnect (to the restarted shard), held
