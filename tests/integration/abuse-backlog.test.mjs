@@ -96,7 +96,7 @@ function sendAndClose(port, text) {
 
 // ---- 13: a stopped shard ---------------------------------------------------------------------------------------------
 
-test('a stopped shard: POST and upgrade floods get 503 with Retry-After or 504, the router stays bounded, and all recovers', T, async () => {
+test('a stopped shard: POST and upgrade floods get 503 with Retry-After or 504, the router stays bounded, and all recovers', T, async (t) => {
   const node = await startMeasured({ timers: { fetch_ms: 3000 } });
   const [stopped, running] = await roomsOnTwoShards(node, 'main');
   const routerPid = node.routerPid();
@@ -175,6 +175,7 @@ test('a stopped shard: POST and upgrade floods get 503 with Retry-After or 504, 
     process.kill(stopped.pid, 'SIGCONT');
   }
   const grewMb = (peak - before) / 1024;
+  t.diagnostic(`figures: 400 POSTs of 1 MiB and 2,000 upgrades of 15 KB to a stopped shard: router peak +${grewMb.toFixed(1)} MB`);
   assert.ok(grewMb < 256, `the router grew by ${grewMb.toFixed(0)} MB under the floods`);
 
   // the room serves again, and what the router held for it is let go
@@ -188,6 +189,7 @@ test('a stopped shard: POST and upgrade floods get 503 with Retry-After or 504, 
   assert.ok(runningMb < 64, `the running shard grew by ${runningMb.toFixed(0)} MB`);
   const stoppedMb = (rssKb(stopped.pid) - shardsBefore.stopped) / 1024;
   assert.ok(stoppedMb < 256, `the stopped shard grew by ${stoppedMb.toFixed(0)} MB running what was queued for it`);
+  t.diagnostic(`figures: the same: running shard peak +${runningMb.toFixed(1)} MB, stopped shard +${stoppedMb.toFixed(1)} MB after SIGCONT`);
   await stopClean(node);
 });
 
@@ -195,7 +197,7 @@ test('a stopped shard: POST and upgrade floods get 503 with Retry-After or 504, 
 // hang up; the router takes back every frame it had not yet written to the shard's socket, so after SIGCONT the room
 // counts none of them but the one the socket's kernel buffer had already taken part of when the link filled (a frame
 // written in part is the shard's: the rest must follow), and the router's memory comes back down.
-test('a stopped shard: 1 MiB POSTs whose clients hung up are dropped from the link, not run after SIGCONT', T, async () => {
+test('a stopped shard: 1 MiB POSTs whose clients hung up are dropped from the link, not run after SIGCONT', T, async (t) => {
   const node = await startMeasured({ timers: { fetch_ms: 60000 } });
   const [stopped, running] = await roomsOnTwoShards(node, 'counter');
   const routerPid = node.routerPid();
@@ -247,6 +249,7 @@ test('a stopped shard: 1 MiB POSTs whose clients hung up are dropped from the li
   assert.ok(ran <= 1, `the shard ran ${ran} requests whose clients had gone`);
   assert.ok(rssKb(stopped.pid) - shardBefore < 64 * 1024, `the shard grew by ${(rssKb(stopped.pid) - shardBefore) >> 10} MB`);
   const grewMb = (peak - before) / 1024;
+  t.diagnostic(`figures: 12 POSTs of 1 MiB to a stopped shard, clients gone: ${(await dropped()) - droppedBefore} dropped, ${ran} run after SIGCONT; router peak +${grewMb.toFixed(1)} MB`);
   assert.ok(grewMb < 64, `the router grew by ${grewMb.toFixed(0)} MB with 12 MiB queued`);
   await waitFor(() => rssKb(routerPid) - before < 32 * 1024, { timeout: 60000, what: 'the router\'s memory to come back down' });
   await stillServes(node, 'counter', running.room);
@@ -255,7 +258,7 @@ test('a stopped shard: 1 MiB POSTs whose clients hung up are dropped from the li
 
 // ---- 14: big answers, asked for and left -------------------------------------------------------------------------------
 
-test('GET-and-close floods of a ~1 MB answer: the shard stays bounded and another room of it is answered', T, async () => {
+test('GET-and-close floods of a ~1 MB answer: the shard stays bounded and another room of it is answered', T, async (t) => {
   const node = await startMeasured({ parties: { main: { kind: 'chat' }, kv: { kind: 'kv' } } });
   const [big, other] = await roomsOnTwoShards(node, 'kv');
   // a second room on the same shard as `big`
@@ -309,6 +312,7 @@ test('GET-and-close floods of a ~1 MB answer: the shard stays bounded and anothe
   await watcher;
   assert.equal(answered, 3);
   const grewMb = (peak - before) / 1024;
+  t.diagnostic(`figures: 3,000 GET-and-close requests of a ~1 MB answer: shard peak +${grewMb.toFixed(1)} MB`);
   assert.ok(grewMb < 256, `the shard grew by ${grewMb.toFixed(0)} MB under 3,000 GET-and-close requests`);
   // and it still serves the room itself
   await waitFor(async () => (await node.fetch(`/parties/kv/${big.room}?key=k0`)).status === 200, { timeout: 60000, what: 'the big room' });

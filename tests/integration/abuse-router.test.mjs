@@ -181,7 +181,7 @@ function rawGet(port, path) {
   });
 }
 
-test('a connection flood past limits.connections is refused at once; /health and the admin port answer; it recovers', T, async () => {
+test('a connection flood past limits.connections is refused at once; /health and the admin port answer; it recovers', T, async (t) => {
   const node = await start({ shards: 1, config: { limits: { connections: 20 } } });
   const pid = node.routerPid();
   const before = rss(pid);
@@ -199,7 +199,8 @@ test('a connection flood past limits.connections is refused at once; /health and
   assert.equal(h.status, 200, `/health at the limit: ${h.body}`);
   assert.equal((await node.admin('/health')).status, 200);
   assert.ok(rss(pid) - before < 32 << 20, 'the router stays small');
-  await assertShardsBounded(node, shardsBefore, 32 << 20, 'a connection flood');
+  const shardGrew = await assertShardsBounded(node, shardsBefore, 32 << 20, 'a connection flood');
+  t.diagnostic(`figures: 60 upgrades and 80 requests past limits.connections: router +${((rss(pid) - before) / 1048576).toFixed(1)} MB, shards +${(shardGrew / 1048576).toFixed(1)} MB`);
   // the flood leaves: new connections are taken again
   for (const s of ok) s.destroy();
   await waitFor(async () => (await rawGet(node.port, '/parties/counter/flood-http')).status === 200,
@@ -256,7 +257,7 @@ function drainFrames(sock, rest) {
   return st;
 }
 
-test('stalled readers past limits.output_total_bytes: the furthest behind is closed first with 1008, the rest go on', T, async () => {
+test('stalled readers past limits.output_total_bytes: the furthest behind is closed first with 1008, the rest go on', T, async (t) => {
   const TOTAL = 4 << 20;
   const node = await start({
     shards: 1,
@@ -300,13 +301,14 @@ test('stalled readers past limits.output_total_bytes: the furthest behind is clo
   assert.equal(fast.messages.length, all, 'the fast reader got everything');
   assert.equal(fast.closeCode, undefined);
   assert.ok(peak - before < TOTAL + (48 << 20), `the router grew by ${(peak - before) >> 20} MiB`);
-  await assertShardsBounded(node, shardsBefore, 64 << 20, 'stalled readers');
+  const shardGrew = await assertShardsBounded(node, shardsBefore, 64 << 20, 'stalled readers');
+  t.diagnostic(`figures: 3 stalled readers, output_total_bytes 4 MiB: router peak +${((peak - before) / 1048576).toFixed(1)} MB, shard +${(shardGrew / 1048576).toFixed(1)} MB`);
   await stillServes(node, 'stalled readers');
   for (const u of stalled) u.socket.destroy();
   await node.stop();
 });
 
-test('a ping flood from a client that never reads: one pong is kept, the router stays small and gives memory back', T, async () => {
+test('a ping flood from a client that never reads: one pong is kept, the router stays small and gives memory back', T, async (t) => {
   const node = await start({ shards: 1 });
   const pid = node.routerPid();
   const before = rss(pid);
@@ -333,7 +335,8 @@ test('a ping flood from a client that never reads: one pong is kept, the router 
   assert.ok(peak - before < 32 << 20, `the router grew by ${(peak - before) >> 20} MiB during a ping flood`);
   u.socket.destroy();
   await waitFor(() => rss(pid) - before < 16 << 20, { what: 'the router to give memory back' });
-  await assertShardsBounded(node, shardsBefore, 32 << 20, 'a ping flood');
+  const shardGrew = await assertShardsBounded(node, shardsBefore, 32 << 20, 'a ping flood');
+  t.diagnostic(`figures: 16 MiB of pings never read: router peak +${((peak - before) / 1048576).toFixed(1)} MB, shard +${(shardGrew / 1048576).toFixed(1)} MB`);
   await stillServes(node, 'after a ping flood');
   await node.stop();
 });
