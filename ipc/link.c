@@ -265,7 +265,18 @@ int link_cancel(link_t *link, const link_ticket_t *ticket)
         link->head_pos += link->hole_bytes + ticket->len;
         link->num_holes = link->hole_bytes = 0;
         link->out.off = link->out.size = 0;
+        base_buf_shrink(&link->out, 1 << 20);
         return 0;
+    }
+    if (link->out.capacity > (1 << 20) && base_buf_len(&link->out) < link->out.capacity / 4) {
+        /* give the memory back now, not when the peer reads again: the queue of a stopped shard may be mostly frames
+         * taken back, and it may stay stopped */
+        size_t left = base_buf_len(&link->out);
+        memmove(link->out.data, link->out.data + link->out.off, left);
+        link->out.off = 0;
+        link->out.size = left;
+        link->out.capacity = left * 2;
+        link->out.data = xrealloc(link->out.data, link->out.capacity);
     }
     if (link->num_holes == link->cap_holes) {
         link->cap_holes = link->cap_holes != 0 ? link->cap_holes * 2 : 16;

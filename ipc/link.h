@@ -81,7 +81,8 @@ void link_emit_raw(link_t *link, const void *frames, size_t len);
 /* Taking back a frame nobody waits for any more (the router: a request whose client went away while its shard was
  * slow). link_emit_ticket is link_emit that also says where the frame sits in the output; link_cancel removes it, if
  * no byte of it was written yet, and returns 0, or -EALREADY when it was written in part or whole (the peer will get
- * it), or -ENOTCONN after the link failed. A ticket is valid for the link that gave it, and only once. */
+ * it), or -ENOTCONN after the link failed. A ticket is valid for the link that gave it, and only once. The memory of a
+ * queue mostly taken back is given back at once; on_drained is not called from here (it follows the next write). */
 typedef struct st_link_ticket_t {
     uint64_t pos; /* where the frame starts, counting every byte ever queued on the link */
     size_t len;
