@@ -28,6 +28,12 @@ struct st_link_t {
     size_t max_frame;
     proto_role_t peer_role;
     base_buf_t out;     /* frames not written yet */
+    /* link_cancel: positions count every byte ever queued; out's head is at head_pos, and the frames taken out of it
+     * (holes, by position, all at or after head_pos) still count, so that later tickets stay valid */
+    uint64_t head_pos;
+    link_ticket_t *holes;
+    size_t num_holes, cap_holes;
+    size_t hole_bytes;
     unsigned ready : 1; /* peer HELLO received */
     unsigned failed : 1;
     unsigned in_read : 1;
@@ -43,6 +49,7 @@ static void link_free(link_t *link)
     proto_decoder_dispose(&link->dec);
     base_buf_dispose(&link->in);
     base_buf_dispose(&link->out);
+    free(link->holes);
     free(link);
 }
 
@@ -224,6 +231,82 @@ int link_emit(link_t *link, const proto_msg_t *msg)
     return ret;
 }
 
+int link_emit_ticket(link_t *link, const proto_msg_t *msg, link_ticket_t *ticket)
+{
+    uint64_t end = link->head_pos + base_buf_len(&link->out) + link->hole_bytes;
+    int ret = link_emit(link, msg);
+    ticket->pos = end;
+    ticket->len = ret == 0 ? (size_t)(link->head_pos + base_buf_len(&link->out) + link->hole_bytes - end) : 0;
+    return ret;
+}
+
+int link_cancel(link_t *link, const link_ticket_t *ticket)
+{
+    if (link->failed || link->closed)
+        return -ENOTCONN;
+    if (ticket->pos < link->head_pos || ticket->len == 0)
+        return -EALREADY;
+    /* where it is in `out`: the holes before it are not there */
+    size_t i = 0, before = 0;
+    for (; i < link->num_holes && link->holes[i].pos <= ticket->pos; ++i) {
+        if (link->holes[i].pos == ticket->pos)
+            return -EALREADY; /* taken back already */
+        before += link->holes[i].len;
+    }
+    size_t at = (size_t)(ticket->pos - link->head_pos) - before;
+    size_t len = base_buf_len(&link->out);
+    if (at + ticket->len > len)
+        return -EALREADY; /* not ours (a ticket used twice): leave the output as it is */
+    char *head = link->out.data + link->out.off;
+    memmove(head + at, head + at + ticket->len, len - at - ticket->len);
+    link->out.size -= ticket->len;
+    if (base_buf_len(&link->out) == 0) {
+        /* nothing left to write: every byte queued so far was written or taken back */
+        link->head_pos += link->hole_bytes + ticket->len;
+        link->num_holes = link->hole_bytes = 0;
+        link->out.off = link->out.size = 0;
+        base_buf_shrink(&link->out, 1 << 20);
+        return 0;
+    }
+    if (link->out.capacity > (1 << 20) && base_buf_len(&link->out) < link->out.capacity / 4) {
+        /* give the memory back now, not when the peer reads again: the queue of a stopped shard may be mostly frames
+         * taken back, and it may stay stopped */
+        size_t left = base_buf_len(&link->out);
+        memmove(link->out.data, link->out.data + link->out.off, left);
+        link->out.off = 0;
+        link->out.size = left;
+        link->out.capacity = left * 2;
+        link->out.data = xrealloc(link->out.data, link->out.capacity);
+    }
+    if (link->num_holes == link->cap_holes) {
+        link->cap_holes = link->cap_holes != 0 ? link->cap_holes * 2 : 16;
+        link->holes = xrealloc(link->holes, link->cap_holes * sizeof(*link->holes));
+    }
+    if (i < link->num_holes)
+        memmove(link->holes + i + 1, link->holes + i, (link->num_holes - i) * sizeof(*link->holes));
+    link->holes[i] = *ticket;
+    ++link->num_holes;
+    link->hole_bytes += ticket->len;
+    return 0;
+}
+
+/* `n` bytes of out were written: head_pos moves past them and past the holes among them. */
+static void link_advance(link_t *link, size_t n)
+{
+    uint64_t cur = link->head_pos;
+    size_t i = 0;
+    for (; i < link->num_holes && link->holes[i].pos - cur <= n; ++i) {
+        n -= (size_t)(link->holes[i].pos - cur);
+        cur = link->holes[i].pos + link->holes[i].len;
+        link->hole_bytes -= link->holes[i].len;
+    }
+    link->head_pos = cur + n;
+    if (i == 0)
+        return;
+    link->num_holes -= i;
+    memmove(link->holes, link->holes + i, link->num_holes * sizeof(*link->holes));
+}
+
 size_t link_out_mark(const link_t *link)
 {
     /* a length, not a position: base_buf_reserve may slide the bytes to the front */
@@ -270,6 +353,7 @@ static void link_write(link_t *link)
         ssize_t n = write(link->fd, base_buf_head(&link->out), base_buf_len(&link->out));
         if (n > 0) {
             base_buf_consume(&link->out, (size_t)n);
+            link_advance(link, (size_t)n);
             continue;
         }
         if (n == -1 && errno == EINTR)

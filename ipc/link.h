@@ -83,6 +83,17 @@ int link_emit(link_t *link, const proto_msg_t *msg);
 size_t link_out_mark(const link_t *link);
 void link_take_tail(link_t *link, size_t mark, base_buf_t *dst);
 void link_emit_raw(link_t *link, const void *frames, size_t len);
+/* Taking back a frame nobody waits for any more (the router: a request whose client went away while its shard was
+ * slow). link_emit_ticket is link_emit that also says where the frame sits in the output; link_cancel removes it, if
+ * no byte of it was written yet, and returns 0, or -EALREADY when it was written in part or whole (the peer will get
+ * it), or -ENOTCONN after the link failed. A ticket is valid for the link that gave it, and only once. The memory of a
+ * queue mostly taken back is given back at once; on_drained is not called from here (it follows the next write). */
+typedef struct st_link_ticket_t {
+    uint64_t pos; /* where the frame starts, counting every byte ever queued on the link */
+    size_t len;
+} link_ticket_t;
+int link_emit_ticket(link_t *link, const proto_msg_t *msg, link_ticket_t *ticket);
+int link_cancel(link_t *link, const link_ticket_t *ticket);
 /* Writes what was queued, as far as the socket takes it (the rest goes when it is writable). Once per pass. A write
  * that fails fails the link: on_closed runs and the link is freed, so do not touch it after this returns. */
 void link_flush(link_t *link);

@@ -251,10 +251,10 @@ static void get_node(h2o_req_t *req)
     for (int k = 0; k < router.num_shards; ++k)
         json_array_append_new(ids, json_integer(router.ids[k]));
     send_value(req, 200,
-               json_pack("{s:s, s:i, s:i, s:I, s:I, s:i, s:b, s:o, s:o, s:o}", "version", PARTYD_VERSION, "protocol", PROTO_VERSION,
-                         "party_abi", PARTY_ABI_VERSION, "started_at", (json_int_t)admin.node_started_ms, "uptime_s",
-                         (json_int_t)((now - admin.node_started_ms) / 1000), "router_pid", (int)getpid(), "draining",
-                         router.draining, "shard_ids", ids, "migration", migrate_status(), "config", config_summary()));
+               json_pack("{s:s, s:i, s:i, s:I, s:I, s:i, s:b, s:I, s:o, s:o, s:o}", "version", PARTYD_VERSION, "protocol",
+                         PROTO_VERSION, "party_abi", PARTY_ABI_VERSION, "started_at", (json_int_t)admin.node_started_ms,
+                         "uptime_s", (json_int_t)((now - admin.node_started_ms) / 1000), "router_pid", (int)getpid(),
+                         "draining", router.draining, "requests_dropped", (json_int_t)router.requests_dropped, "shard_ids", ids, "migration", migrate_status(), "config", config_summary()));
 }
 
 static json_t *shards_json(admin_call_t *c)
@@ -266,8 +266,9 @@ static json_t *shards_json(admin_call_t *c)
     for (int k = 0; k < c->num; ++k) {
         int i = c->ids[k];
         router_shard_t *s = &router.shards[i];
-        json_t *o = json_pack("{s:i, s:i, s:s, s:i, s:I}", "id", i, "pid", s->pid, "state", shard_state_name(s), "restarts",
-                              (int)s->restarts, "slots", (json_int_t)owned[i]);
+        json_t *o = json_pack("{s:i, s:i, s:s, s:i, s:I, s:I}", "id", i, "pid", s->pid, "state", shard_state_name(s),
+                              "restarts", (int)s->restarts, "slots", (json_int_t)owned[i], "link_backlog_bytes",
+                              (json_int_t)(s->link != NULL ? link_backlog(s->link) : 0));
         json_t *r = c->status[k] == 200 ? c->result[k] : NULL;
         static const char *const counters[] = {"rooms",         "rooms_hibernating", "evictions", "connections",
                                                "messages_in",   "messages_out",      "bytes_in",  "bytes_out",

@@ -3,8 +3,10 @@
  * http_on_req, is routed by PartyKit's URL scheme (route.c) to a party and room, and from there to the room's shard
  * (shards.c). WebSocket upgrades are held until the room's start and connect callbacks ran.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 #include <openssl/sha.h>
@@ -238,6 +240,25 @@ static void on_parked_readable(h2o_socket_t *sock, const char *err)
     (void)err; /* nothing was read: h2o reports no error while dont_read is set */
     h2o_socket_dont_read(sock, 0);
     h2o_socket_read_stop(sock);
+    /* A client that hung up leaves its request queued for a slow shard (a 1 MiB POST to a stopped one is 1 MiB held
+     * here until the shard reads it, and then run for nobody). If the frame is still in the link's unwritten output,
+     * take it back and end the request now, as nginx ends one whose client closed (499); h2o then finds the hang-up
+     * and closes the connection. A frame already written (to the socket's kernel buffer) is the shard's: it runs it,
+     * and its answer finds no request. A client that only half-closed (shutdown(SHUT_WR)) is taken to be gone too. */
+    char c;
+    ssize_t n = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR)))
+        return; /* more to read (a pipelined request): h2o reads it after the answer */
+    for (router_pending_t *p = router.pending; p != NULL; p = p->next) {
+        if (p->parked != sock)
+            continue;
+        if (p->rid != 0 && p->link != NULL && p->link == router.shards[p->shard].link && link_cancel(p->link, &p->ticket) == 0) {
+            log_debug("a client left its request for room %.*s before the shard read it; dropped it", (int)p->key_len, p->key);
+            ++router.requests_dropped;
+            http_fail_pending(p, 499, "the client closed the request");
+        }
+        return;
+    }
 }
 
 static void park(router_pending_t *p)
@@ -383,10 +404,12 @@ static void forward_request(h2o_req_t *req, const route_t *r, uint16_t shard, ui
                      .headers = headers,
                      .num_headers = collect_headers(req, edge, headers, PROTO_MAX_HEADERS),
                      .data = proto_str(req->entity.base, req->entity.len)};
-    if (link_emit(link, &m) != 0)
+    if (link_emit_ticket(link, &m, &p->ticket) != 0) {
         http_fail_pending(p, 413, "the request is too large");
-    else
+    } else {
+        p->link = link;
         park(p);
+    }
 }
 
 /* ---- WebSocket upgrades ---- */

@@ -72,6 +72,8 @@ typedef struct st_router_pending_t {
     h2o_req_t *req; /* NULL once h2o disposed the request (see http.c) */
     struct st_router_req_token_t *token;
     ws_conn_t *conn;
+    link_t *link;          /* the link an HTTP request's frame was queued on, and where (taken back if its client goes) */
+    link_ticket_t ticket;
     uint16_t shard;
     uint16_t slot;                           /* the room's (HTTP requests are counted by slot: http.c) */
     uint8_t upgrading;                       /* the 101 is being written */
@@ -111,6 +113,7 @@ typedef struct st_router_t {
     router_pending_t *requests; /* HTTP requests by rid */
     router_pending_t *pending;  /* every held request */
     uint64_t next_rid;
+    uint64_t requests_dropped; /* HTTP requests taken back from a link because their client left (http.c) */
     size_t max_frame;
     int draining;
     uint64_t started_at;

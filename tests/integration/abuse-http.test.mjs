@@ -1,7 +1,8 @@
 // abuse-http.test.mjs — the HTTP front under abuse (issue 16, items 1–5 and 10): what a client sends on purpose to
 // freeze, mislead or amplify the node, each sent as it would arrive (raw sockets where a real client would not send
 // it). After each, the node must still answer another room, /health and the admin port; where a flood is involved the
-// router's resident memory (/proc/PID/status of the router, whose pid /admin/node gives) must stay bounded.
+// router's and the shards' resident memory (/proc/PID/status; the router's pid from /admin/node, the shards' from
+// /admin/shards) must stay bounded.
 //
 //  1. a FIFO in the serve folder: 404 at once, nothing blocks
 //  2. serve leaving its folder: symlinks out, dotfiles, %00 — 404; a symlink within the folder still serves
@@ -79,6 +80,29 @@ function rssKb(pid) {
   return Number(m[1]);
 }
 
+// The resident memory of the router and of every shard: {router: kB, shards: {pid: kB}}.
+async function memory(node, token) {
+  const r = token ? await adm(node, '/admin/shards', {}, token) : await node.admin('/admin/shards');
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const shards = {};
+  for (const s of r.body) shards[s.pid] = rssKb(s.pid);
+  return { router: rssKb(await routerPid(node, token)), shards };
+}
+
+// Asserts that neither the router nor any shard grew by RSS_BOUND_KB since `before` (a shard restarted meanwhile
+// has another pid: that is a failure too). Returns the growth in kB, for the test's diagnostics.
+async function assertBounded(node, before, what, token) {
+  const now = await memory(node, token);
+  const grew = { router: now.router - before.router, shards: 0 };
+  assert.ok(grew.router < RSS_BOUND_KB, `the router grew by ${grew.router} kB under ${what}`);
+  assert.deepEqual(Object.keys(now.shards).sort(), Object.keys(before.shards).sort(), `a shard restarted under ${what}`);
+  for (const [pid, kb] of Object.entries(now.shards)) {
+    grew.shards = Math.max(grew.shards, kb - before.shards[pid]);
+    assert.ok(kb - before.shards[pid] < RSS_BOUND_KB, `shard ${pid} grew by ${kb - before.shards[pid]} kB under ${what}`);
+  }
+  return grew;
+}
+
 // The node still serves: another room (a counter POST), /health on both listeners, and the admin API.
 let aliveRoom = 0;
 async function assertAlive(node, token) {
@@ -128,9 +152,11 @@ test('serve: a FIFO is a 404 at once and blocks nothing; symlinks out of the fol
   // a FIFO opened with a blocking open(2) would hold the router's loop until a writer came: it must answer now
   for (const p of ['/fifo', '/sub/fifo.html']) assert.equal((await get(p)).status, 404, p);
   // and many at once, while the node serves everything else
+  const before = await memory(node);
   const fifos = await Promise.all(Array.from({ length: 50 }, () => raw(node.port, 'GET /fifo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')));
   for (const r of fifos) assert.deepEqual(statusLines(r.text), ['HTTP/1.1 404']);
   await assertAlive(node);
+  await assertBounded(node, before, '50 FIFO requests');
 
   for (const p of ['/passwd', '/out/secret.txt', '/secret.txt', '/.env', '/.git/config', '/index.html%00.png', '/%00', '/sub/%2e%2e/.env']) {
     const r = await get(p);
@@ -167,7 +193,7 @@ test('serve: {"dir", "dotfiles": true} serves dotfiles, still nothing out of the
 
 // ---- 3: ranges -----------------------------------------------------------------------------------------------------
 
-test('ranges: thousands of overlapping ranges get the file once (200); one range is still a 206; a flood stays bounded', T, async () => {
+test('ranges: thousands of overlapping ranges get the file once (200); one range is still a 206; a flood stays bounded', T, async (t) => {
   const { dir, big } = servedDir();
   const node = await start({ shards: 1, dir, env: NO_TOKEN, config: { serve: 'public', limits: { header_bytes: 65536 } } });
   const many = `bytes=${Array.from({ length: 3000 }, () => '0-').join(',')}`;
@@ -184,15 +210,14 @@ test('ranges: thousands of overlapping ranges get the file once (200); one range
   assert.equal(two.status, 200, 'a list of ranges is answered with the whole file');
   assert.equal((await two.arrayBuffer()).byteLength, big.length);
 
-  const pid = await routerPid(node);
-  const before = rssKb(pid);
+  const before = await memory(node);
   for (let round = 0; round < 4; ++round) {
     const got = await Promise.all(Array.from({ length: 25 }, () => raw(node.port, req, 20000)));
     for (const x of got) assert.ok(x.text.length <= big.length + 1024);
     await assertAlive(node);
   }
-  const grew = rssKb(pid) - before;
-  assert.ok(grew < RSS_BOUND_KB, `the router grew by ${grew} kB under 100 range requests`);
+  const grew = await assertBounded(node, before, '100 range requests');
+  t.diagnostic(`figures: 100 requests of 3,000 ranges: router +${grew.router} kB, shards +${grew.shards} kB`);
   await stopClean(node);
 });
 
@@ -248,10 +273,9 @@ test('admin without a token: a foreign Origin, a foreign Host and a simple POST 
   await stopClean(node);
 });
 
-test('admin with a token: wrong tokens are throttled, the node keeps answering; a token under 16 bytes is refused', T, async () => {
+test('admin with a token: wrong tokens are throttled, the node keeps answering; a token under 16 bytes is refused', T, async (t) => {
   const node = await start({ shards: 1, env: NO_TOKEN, config: { admin: { token: TOKEN } } });
-  const pid = await routerPid(node, TOKEN);
-  const before = rssKb(pid);
+  const before = await memory(node, TOKEN);
   const began = Date.now();
   const counts = {};
   for (let round = 0; round < 20; ++round) {
@@ -262,11 +286,11 @@ test('admin with a token: wrong tokens are throttled, the node keeps answering; 
   assert.equal((counts[401] ?? 0) + (counts[429] ?? 0), 1000, JSON.stringify(counts));
   assert.ok((counts[401] ?? 0) <= 10 * seconds, `${counts[401]} wrong tokens were checked in ${seconds} s: ${JSON.stringify(counts)}`);
   assert.ok((counts[429] ?? 0) > 0);
-  const grew = rssKb(pid) - before;
-  assert.ok(grew < RSS_BOUND_KB, `the router grew by ${grew} kB`);
   // the right token works again once the second is over; /health never stopped
   assert.equal((await node.admin('/health')).status, 200);
   await waitFor(async () => (await adm(node, '/admin/shards')).status === 200, { what: 'the token to be accepted again' });
+  const grew = await assertBounded(node, before, '1,000 wrong tokens', TOKEN);
+  t.diagnostic(`figures: 1,000 wrong admin tokens: router +${grew.router} kB, shards +${grew.shards} kB`);
   await assertAlive(node, TOKEN);
   await stopClean(node);
 
@@ -280,7 +304,7 @@ test('admin with a token: wrong tokens are throttled, the node keeps answering; 
 
 const HIDDEN = 'GET /parties/counter/smuggled HTTP/1.1\r\nHost: x\r\n\r\n';
 
-test('smuggling: two Content-Lengths, or one with Transfer-Encoding, get 400 and a closed connection; a chunked body ends its connection', T, async () => {
+test('smuggling: two Content-Lengths, or one with Transfer-Encoding, get 400 and a closed connection; a chunked body ends its connection', T, async (t) => {
   const node = await start({ shards: 1, env: NO_TOKEN });
   const cases = [
     ['two lengths', `POST /parties/relay/s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: ${HIDDEN.length}\r\n\r\n${HIDDEN}`],
@@ -309,20 +333,19 @@ test('smuggling: two Content-Lengths, or one with Transfer-Encoding, get 400 and
   assert.deepEqual(statusLines(ka.text), ['HTTP/1.1 200', 'HTTP/1.1 200']);
 
   // a flood of them leaves the router's memory where it was
-  const pid = await routerPid(node);
-  const before = rssKb(pid);
+  const before = await memory(node);
   for (let round = 0; round < 10; ++round) {
     await Promise.all(Array.from({ length: 50 }, (_, i) => raw(node.port, cases[i % cases.length][1])));
     await assertAlive(node);
   }
-  const grew = rssKb(pid) - before;
-  assert.ok(grew < RSS_BOUND_KB, `the router grew by ${grew} kB under 500 smuggling attempts`);
+  const grew = await assertBounded(node, before, '500 smuggling attempts');
+  t.diagnostic(`figures: 500 smuggling attempts: router +${grew.router} kB, shards +${grew.shards} kB`);
   await stopClean(node);
 });
 
 // ---- 10: WebSocket Origin ------------------------------------------------------------------------------------------
 
-test('origins: an upgrade from another Origin gets 403 before the room starts; the party\'s list overrides the node\'s', T, async () => {
+test('origins: an upgrade from another Origin gets 403 before the room starts; the party\'s list overrides the node\'s', T, async (t) => {
   const node = await start({
     shards: 1,
     env: NO_TOKEN,
@@ -349,8 +372,7 @@ test('origins: an upgrade from another Origin gets 403 before the room starts; t
     await open(room('relay', 'o-4')), // no Origin: not a browser
   ];
   // a flood of refused upgrades: the node keeps serving
-  const pid = await routerPid(node);
-  const before = rssKb(pid);
+  const before = await memory(node);
   for (let round = 0; round < 5; ++round) {
     const key = 'dGhlIHNhbXBsZSBub25jZQ==';
     const req = `GET /parties/relay/o-flood HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nOrigin: https://evil.example\r\n\r\n`;
@@ -358,7 +380,8 @@ test('origins: an upgrade from another Origin gets 403 before the room starts; t
     for (const g of got) assert.deepEqual(statusLines(g.text), ['HTTP/1.1 403']);
     await assertAlive(node);
   }
-  assert.ok(rssKb(pid) - before < RSS_BOUND_KB);
+  const grew = await assertBounded(node, before, '250 refused upgrades');
+  t.diagnostic(`figures: 250 upgrades from a refused Origin: router +${grew.router} kB, shards +${grew.shards} kB`);
   await stopClean(node, opened);
 });
 

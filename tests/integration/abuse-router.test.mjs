@@ -1,7 +1,8 @@
 // abuse-router.test.mjs — a client trying to exhaust the router (issue 16): connection floods past
 // limits.connections and the per-IP caps, stalled readers past limits.output_total_bytes, a ping flood from a client
 // that never reads, a chat history too big for one message, and a `_pk` that is not UTF-8. In each, the router's
-// memory (VmRSS) is measured and bounded, and the node keeps answering other rooms, /health and the admin port.
+// memory (VmRSS) and, where a flood is involved, the shards' (pids from /admin/shards) are measured and bounded, and
+// the node keeps answering other rooms, /health and the admin port.
 // Raw `net` sockets where a real client would be too polite, `ws` clients elsewhere. Nothing sleeps and hopes: every
 // condition is polled with a deadline.
 
@@ -23,10 +24,30 @@ async function start(opts) {
   return node;
 }
 
-// The router's resident memory in bytes.
+// A process's resident memory in bytes.
 function rss(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m[1]) * 1024;
+}
+
+// Every shard's resident memory in bytes, by pid (pids from /admin/shards).
+async function shardsRss(node) {
+  const out = {};
+  for (const s of await node.shards()) out[s.pid] = rss(s.pid);
+  return out;
+}
+
+// Asserts that no shard grew by `bound` bytes since `before` (nor was restarted: its pid would be new); returns the
+// largest growth.
+async function assertShardsBounded(node, before, bound, what) {
+  const now = await shardsRss(node);
+  assert.deepEqual(Object.keys(now).sort(), Object.keys(before).sort(), `a shard restarted during ${what}`);
+  let most = 0;
+  for (const [pid, bytes] of Object.entries(now)) {
+    most = Math.max(most, bytes - before[pid]);
+    assert.ok(bytes - before[pid] < bound, `shard ${pid} grew by ${(bytes - before[pid]) >> 20} MiB during ${what}`);
+  }
+  return most;
 }
 
 // The node still serves: /health, the admin port and a room that has nothing to do with the abuse.
@@ -160,10 +181,11 @@ function rawGet(port, path) {
   });
 }
 
-test('a connection flood past limits.connections is refused at once; /health and the admin port answer; it recovers', T, async () => {
+test('a connection flood past limits.connections is refused at once; /health and the admin port answer; it recovers', T, async (t) => {
   const node = await start({ shards: 1, config: { limits: { connections: 20 } } });
   const pid = node.routerPid();
   const before = rss(pid);
+  const shardsBefore = await shardsRss(node);
   const paths = Array.from({ length: 60 }, (_, i) => `/parties/relay/flood?_pk=f${i}`);
   const { ok, refused } = await upgradeMany(node.port, paths);
   assert.ok(ok.length <= 20, `${ok.length} connections past limits.connections (20)`);
@@ -177,6 +199,8 @@ test('a connection flood past limits.connections is refused at once; /health and
   assert.equal(h.status, 200, `/health at the limit: ${h.body}`);
   assert.equal((await node.admin('/health')).status, 200);
   assert.ok(rss(pid) - before < 32 << 20, 'the router stays small');
+  const shardGrew = await assertShardsBounded(node, shardsBefore, 32 << 20, 'a connection flood');
+  t.diagnostic(`figures: 60 upgrades and 80 requests past limits.connections: router +${((rss(pid) - before) / 1048576).toFixed(1)} MB, shards +${(shardGrew / 1048576).toFixed(1)} MB`);
   // the flood leaves: new connections are taken again
   for (const s of ok) s.destroy();
   await waitFor(async () => (await rawGet(node.port, '/parties/counter/flood-http')).status === 200,
@@ -233,7 +257,7 @@ function drainFrames(sock, rest) {
   return st;
 }
 
-test('stalled readers past limits.output_total_bytes: the furthest behind is closed first with 1008, the rest go on', T, async () => {
+test('stalled readers past limits.output_total_bytes: the furthest behind is closed first with 1008, the rest go on', T, async (t) => {
   const TOTAL = 4 << 20;
   const node = await start({
     shards: 1,
@@ -241,6 +265,7 @@ test('stalled readers past limits.output_total_bytes: the furthest behind is clo
   });
   const pid = node.routerPid();
   const before = rss(pid);
+  const shardsBefore = await shardsRss(node);
   let peak = before;
   const room = '/parties/relay/stall';
   const fast = await Client.open(node.wsUrl(`${room}?_pk=fast`));
@@ -276,15 +301,18 @@ test('stalled readers past limits.output_total_bytes: the furthest behind is clo
   assert.equal(fast.messages.length, all, 'the fast reader got everything');
   assert.equal(fast.closeCode, undefined);
   assert.ok(peak - before < TOTAL + (48 << 20), `the router grew by ${(peak - before) >> 20} MiB`);
+  const shardGrew = await assertShardsBounded(node, shardsBefore, 64 << 20, 'stalled readers');
+  t.diagnostic(`figures: 3 stalled readers, output_total_bytes 4 MiB: router peak +${((peak - before) / 1048576).toFixed(1)} MB, shard +${(shardGrew / 1048576).toFixed(1)} MB`);
   await stillServes(node, 'stalled readers');
   for (const u of stalled) u.socket.destroy();
   await node.stop();
 });
 
-test('a ping flood from a client that never reads: one pong is kept, the router stays small and gives memory back', T, async () => {
+test('a ping flood from a client that never reads: one pong is kept, the router stays small and gives memory back', T, async (t) => {
   const node = await start({ shards: 1 });
   const pid = node.routerPid();
   const before = rss(pid);
+  const shardsBefore = await shardsRss(node);
   let peak = before;
   const room = '/parties/relay/pingflood';
   const u = await rawUpgrade(node.port, `${room}?_pk=pinger`, { keepReading: false });
@@ -307,6 +335,8 @@ test('a ping flood from a client that never reads: one pong is kept, the router 
   assert.ok(peak - before < 32 << 20, `the router grew by ${(peak - before) >> 20} MiB during a ping flood`);
   u.socket.destroy();
   await waitFor(() => rss(pid) - before < 16 << 20, { what: 'the router to give memory back' });
+  const shardGrew = await assertShardsBounded(node, shardsBefore, 32 << 20, 'a ping flood');
+  t.diagnostic(`figures: 16 MiB of pings never read: router peak +${((peak - before) / 1048576).toFixed(1)} MB, shard +${(shardGrew / 1048576).toFixed(1)} MB`);
   await stillServes(node, 'after a ping flood');
   await node.stop();
 });
