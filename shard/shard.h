@@ -19,6 +19,7 @@
  *   admin.c     the admin endpoint's operations, with the room layer's rooms_admin_*
  *   migrate.c   a shard's half of a slot move, with the room layer's rooms_slot_*
  *   module.c    the configured parties resolved to their code: built-in kinds, modules (tried in a child first)
+ *   json.c      party.h's JSON writer and string escaping (party_json_*)
  *   crash.c     the fatal-signal handler: the room, callback and a backtrace on stderr before the shard dies
  *   parties/    the built-in parties (relay, chat, counter, kv), written against party.h only
  *
