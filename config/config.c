@@ -349,6 +349,7 @@ static void party_free(config_party_t *p)
     }
     free(p->vars);
     config_origins_free(&p->origins);
+    config_cors_free(&p->cors);
 }
 
 static void parties_free(config_t *c)
@@ -426,7 +427,7 @@ static int apply_vars(cfg_err_t *e, const char *path, config_party_t *party, jso
 
 static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, json_t *p)
 {
-    static const char *const keys[] = {"kind", "module", "hibernate", "vars", "origins", NULL};
+    static const char *const keys[] = {"kind", "module", "hibernate", "vars", "origins", "cors", NULL};
     if (expect_object(e, path, p) != 0 || check_keys(e, path, p, keys) != 0)
         return -1;
     json_t *kind = json_object_get(p, "kind"), *module = json_object_get(p, "module");
@@ -460,6 +461,11 @@ static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, js
     snprintf(field, sizeof(field), "%s.origins", path);
     if (origins != NULL && apply_origins(e, field, &party->origins, origins) != 0)
         return -1;
+    json_t *cors = json_object_get(p, "cors");
+    char why[200];
+    snprintf(field, sizeof(field), "%s.cors", path);
+    if (cors != NULL && config_cors_parse(cors, &party->cors, why, sizeof(why)) != 0)
+        return fail(e, field, "%s", why);
     return 0;
 }
 
@@ -504,7 +510,7 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
                       size_t errlen)
 {
     static const char *const keys[] = {"listen", "prefix",  "shards",    "data_dir", "durability", "admin", "limits",
-                                       "timers", "parties", "log_level", "serve",    "origins",    NULL};
+                                       "timers", "parties", "log_level", "serve",    "origins",    "cors",  NULL};
     cfg_err_t e = {errbuf, errlen, source, base_dir};
     json_error_t jerr;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -553,6 +559,13 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         goto Exit;
     if ((v = json_object_get(root, "origins")) != NULL && apply_origins(&e, "origins", &c->origins, v) != 0)
         goto Exit;
+    if ((v = json_object_get(root, "cors")) != NULL) {
+        char why[200];
+        if (config_cors_parse(v, &c->cors, why, sizeof(why)) != 0) {
+            fail(&e, "cors", "%s", why);
+            goto Exit;
+        }
+    }
     if ((v = json_object_get(root, "serve")) != NULL) {
         char *dir = NULL;
         int dotfiles = 0;
@@ -629,6 +642,7 @@ void config_dispose(config_t *c)
     free(c->admin_token);
     free(c->admin_backup_dir);
     config_origins_free(&c->origins);
+    config_cors_free(&c->cors);
     free(c->source);
     parties_free(c);
     memset(c, 0, sizeof(*c));

@@ -15,6 +15,7 @@
  *   fetch.c        rooms calling rooms: a shard's FETCH routed to the target room's shard, the answer brought back
  *   edge.c         a party's edge hooks (before_connect, before_request) run in the router before the room sees it
  *   admin.c        the admin listener: /admin/... JSON API and /metrics
+ *   cors.c         CORS on the rooms' HTTP endpoints: preflights answered, Access-Control-Allow-Origin added
  *   procmetrics.c  the process_* metrics of every partyd process, from /proc
  *   adminguard.c   what the admin listener refuses before routing: foreign Host/Origin, simple cross-site writes,
  *                  wrong tokens past a rate; where backups may go
@@ -289,6 +290,13 @@ void admin_on_reply(int shard, const proto_msg_t *msg);
 void admin_on_shard_down(int shard);
 /* At exit: answers what is still waiting, releases the timer. */
 void admin_dispose(void);
+
+/* ---- cors.c: the "cors" key on the main listener ---- */
+/* With CORS on for the party (its "cors", else the node's): a preflight OPTIONS is answered 204 with the
+ * Access-Control-* headers and 1 is returned; else 0 (the request goes on). */
+int cors_preflight(h2o_req_t *req, const config_party_t *party);
+/* Adds Vary / Access-Control-Allow-Origin to the answer being built for the party, when CORS is on for it. */
+void cors_add_headers(h2o_req_t *req, const config_party_t *party);
 
 /* ---- procmetrics.c ---- */
 /* Appends the process_* families (CPU, memory, start time, fds) of the supervisor, the router and each shard that is
