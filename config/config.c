@@ -568,27 +568,35 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
     }
     if ((v = json_object_get(root, "serve")) != NULL) {
         char *dir = NULL;
-        int dotfiles = 0;
+        int dotfiles = 0, spa = 0;
         if (json_is_object(v)) {
-            /* {"dir": PATH, "dotfiles": BOOL} */
-            static const char *const serve_keys[] = {"dir", "dotfiles", NULL};
-            json_t *d = json_object_get(v, "dotfiles");
+            /* {"dir": PATH, "dotfiles": BOOL}, or PartyKit's {"path": PATH, "singlePageApp": BOOL} */
+            static const char *const serve_keys[] = {"dir", "path", "dotfiles", "singlePageApp", NULL};
+            json_t *d = json_object_get(v, "dotfiles"), *s = json_object_get(v, "singlePageApp");
             if (check_keys(&e, "serve", v, serve_keys) != 0)
                 goto Exit;
             if (d != NULL && !json_is_boolean(d)) {
                 fail(&e, "serve.dotfiles", "expected true or false");
                 goto Exit;
             }
-            dotfiles = json_is_true(d);
-            if ((v = json_object_get(v, "dir")) == NULL) {
-                fail(&e, "serve.dir", "expected the path of a folder");
+            if (s != NULL && !json_is_boolean(s)) {
+                fail(&e, "serve.singlePageApp", "expected true or false");
                 goto Exit;
             }
+            dotfiles = json_is_true(d);
+            spa = json_is_true(s);
+            json_t *dirv = json_object_get(v, "dir"), *pathv = json_object_get(v, "path");
+            if ((dirv == NULL) == (pathv == NULL)) {
+                fail(&e, "serve", "needs \"path\" (or \"dir\"): the folder to serve");
+                goto Exit;
+            }
+            v = dirv != NULL ? dirv : pathv;
         }
         if (!json_is_null(v)) {
             struct stat st;
             if (!json_is_string(v) || json_string_length(v) == 0) {
-                fail(&e, "serve", "expected the path of a folder, {\"dir\": PATH, \"dotfiles\": BOOL}, or null");
+                fail(&e, "serve",
+                     "expected the path of a folder, {\"path\": PATH, \"singlePageApp\": BOOL, \"dotfiles\": BOOL}, or null");
                 goto Exit;
             }
             if ((dir = resolve_path(&e, "serve", json_string_value(v))) == NULL)
@@ -602,6 +610,7 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         free(c->serve);
         c->serve = dir;
         c->serve_dotfiles = dotfiles;
+        c->serve_spa = spa;
     }
     if ((v = json_object_get(root, "log_level")) != NULL) {
         if (!json_is_string(v)) {
@@ -957,7 +966,9 @@ char *config_to_json(const config_t *c)
     json_object_set_new(timers, "quarantine_ms", json_integer(c->timers.quarantine_ms));
     if (c->serve != NULL)
         json_object_set_new(root, "serve",
-                            c->serve_dotfiles ? json_pack("{s:s, s:b}", "dir", c->serve, "dotfiles", 1) : json_string(c->serve));
+                            c->serve_dotfiles || c->serve_spa ? json_pack("{s:s, s:b, s:b}", "dir", c->serve, "dotfiles",
+                                                                          c->serve_dotfiles, "singlePageApp", c->serve_spa)
+                                                              : json_string(c->serve));
     if (c->origins.list != NULL)
         json_object_set_new(root, "origins", origins_json(&c->origins));
     if (c->admin_backup_dir != NULL)

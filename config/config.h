@@ -67,6 +67,7 @@ typedef struct st_config_t {
     char *prefix;
     char *serve; /* a folder served at / (PartyKit's "serve"), absolute; NULL: none */
     int serve_dotfiles; /* serve.dotfiles: names starting with "." are served too */
+    int serve_spa;      /* serve.singlePageApp: a path with no file and no extension gets index.html */
     config_origins_t origins; /* "origins": for every party that sets none of its own */
     config_cors_t cors;       /* "cors": for every party that sets none of its own */
     int shards;
