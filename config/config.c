@@ -586,8 +586,12 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
             dotfiles = json_is_true(d);
             spa = json_is_true(s);
             json_t *dirv = json_object_get(v, "dir"), *pathv = json_object_get(v, "path");
-            if ((dirv == NULL) == (pathv == NULL)) {
-                fail(&e, "serve", "needs \"path\" (or \"dir\"): the folder to serve");
+            if (dirv == NULL && pathv == NULL) {
+                fail(&e, "serve.dir", "expected the path of a folder (as \"dir\" or \"path\")");
+                goto Exit;
+            }
+            if (dirv != NULL && pathv != NULL) {
+                fail(&e, "serve", "takes \"path\" or \"dir\" (the same key), not both");
                 goto Exit;
             }
             v = dirv != NULL ? dirv : pathv;

@@ -4,11 +4,12 @@
 //
 // tests/modules/stall.c's "segv" message writes through a null pointer with the handlers as the shard set them (its
 // "crash" message restores the default action first, so it would bypass the report). The handler ends with the
-// signal's default action, so the shard dies of SIGSEGV under AddressSanitizer too and no sanitizer report is written.
+// signal's default action, so the shard dies of SIGSEGV under AddressSanitizer too and no sanitizer report is written
+// (ASan keeps SIGSEGV for itself unless allow_user_segv_handler=1, which this test adds to the harness's options).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { BIN, waitFor } from './lib.mjs';
+import { BIN, waitFor, tmpDir } from './lib.mjs';
 import { cleanupAfterEach, start, open, stopClean } from './helpers.mjs';
 
 cleanupAfterEach();
@@ -16,7 +17,9 @@ const T = { timeout: 90000 };
 const MOD = path.join(path.dirname(BIN), 'tests', 'modules', 'stall.so');
 
 test('a module that crashes its shard: the room, the callback and a backtrace on stderr; the reason in /admin/shards', T, async () => {
-  const node = await start({ shards: 2, config: { parties: { s: { module: MOD } } } });
+  const dir = tmpDir();
+  const ASAN_OPTIONS = `log_path=${path.join(dir, 'sanitizer')}/asan:detect_leaks=1:abort_on_error=0:verify_asan_link_order=0:allow_user_segv_handler=1`;
+  const node = await start({ dir, shards: 2, env: { ASAN_OPTIONS }, config: { parties: { s: { module: MOD } } } });
   const room = 'boom-1';
   const { shard, pid } = await node.shardPidOf('s', room);
   const before = (await node.shards())[shard];

@@ -74,8 +74,8 @@ test('serve: without singlePageApp (a plain path, {"dir"}, {"path"}) a route is 
 
 test('serve: a malformed shape stops the node, naming the field', T, async () => {
   for (const [serve, re] of [
-    [{ path: './public', dir: './public' }, /serve: needs "path"/],
-    [{ singlePageApp: true }, /serve: needs "path"/],
+    [{ path: './public', dir: './public' }, /serve: takes "path" or "dir"/],
+    [{ singlePageApp: true }, /serve\.dir: expected the path of a folder/],
     [{ path: './public', singlePageApp: 'yes' }, /serve\.singlePageApp: expected true or false/],
     [{ path: './public', spa: true }, /serve/],
   ]) {
