@@ -342,6 +342,57 @@ size_t party_message_max(void);
  * tells a client that leaves from one the node lets go: a presence list, say, keeps the user then. */
 int party_node_stopping(void);
 
+/* ---- JSON: a small writer and string escaping (so a party never builds JSON with printf) ---- */
+
+/* Writes `len` bytes of `s` as the inside of a JSON string (no quotes): `"` and `\` and control characters escaped
+ * (\n, \t, ... and \u00XX), bytes that are not well-formed UTF-8 replaced by \ufffd. Writes at most `cap` bytes
+ * including a terminating NUL (when cap > 0) and returns the length the whole escape needs, as snprintf does: a
+ * result >= cap means `out` was cut. */
+size_t party_json_escape(char *out, size_t cap, const void *s, size_t len);
+
+/* A JSON writer: one text built in memory, with the commas, the colons and the escaping done for you.
+ *
+ *     party_json_t *j = party_json_new();
+ *     party_json_object(j);
+ *     party_json_key(j, "type"); party_json_str(j, "welcome");
+ *     party_json_key(j, "id");   party_json_str(j, party_conn_id(conn));
+ *     party_json_key(j, "n");    party_json_int(j, 3);
+ *     party_json_end(j);
+ *     size_t len;
+ *     const char *text = party_json_text(j, &len);   // {"type":"welcome","id":"...","n":3}
+ *     if (text != NULL) party_send(conn, text, len, 0);
+ *     party_json_free(j);
+ *
+ * Owned by the caller (free it with party_json_free); the text belongs to the writer and lives until the next call on
+ * it. Errors are sticky: a misuse (a value where a key is due, an end without a begin, more than 64 levels) or
+ * running out of memory makes party_json_text return NULL (and party_json_error say why); the calls in between do
+ * nothing. Any thread may use its own writer; one writer belongs to one thread at a time. */
+typedef struct st_party_json_t party_json_t;
+/* NULL when out of memory. */
+party_json_t *party_json_new(void);
+void party_json_free(party_json_t *j);
+/* Begin an object / an array; party_json_end closes the innermost one. */
+void party_json_object(party_json_t *j);
+void party_json_array(party_json_t *j);
+void party_json_end(party_json_t *j);
+/* In an object, before each value: its key (NUL-terminated; escaped as party_json_escape does). */
+void party_json_key(party_json_t *j, const char *key);
+/* Values. party_json_str takes a NUL-terminated string, party_json_strn `len` bytes (either escaped);
+ * party_json_double writes a non-finite number as null; party_json_raw inserts `len` bytes that the caller vouches
+ * are one valid JSON value (a document it stored, say). */
+void party_json_str(party_json_t *j, const char *s);
+void party_json_strn(party_json_t *j, const void *s, size_t len);
+void party_json_int(party_json_t *j, long long v);
+void party_json_double(party_json_t *j, double v);
+void party_json_bool(party_json_t *j, int v);
+void party_json_null(party_json_t *j);
+void party_json_raw(party_json_t *j, const void *json, size_t len);
+/* The text (NUL-terminated; its length in *len when len is not NULL) once every object and array is closed; NULL on
+ * an error or while one is still open. */
+const char *party_json_text(party_json_t *j, size_t *len);
+/* 0, or why the writer failed: -ENOMEM, -EINVAL (a misuse), -E2BIG (nesting over 64 levels). */
+int party_json_error(const party_json_t *j);
+
 /* Wall-clock time in milliseconds since the Unix epoch. */
 uint64_t party_now_ms(void);
 /* A log line tagged with the room ("party/room"). level: 0 error, 1 warn, 2 info, 3 debug. */

@@ -59,6 +59,7 @@ void config_dispose(config_t *c)
     free(c->admin_backup_dir);
     config_origins_free(&c->origins);
     config_cluster_dispose(&c->cluster);
+    config_cors_free(&c->cors);
     free(c->source);
     cfg_parties_free(c);
     memset(c, 0, sizeof(*c));

@@ -19,6 +19,7 @@
  *   reload.c      config_reread, config_diff, config_apply_live: SIGHUP
  *   suggest.c     config_suggest: the valid key nearest to an unknown one ("did you mean")
  *   cluster.c     the "cluster" key (config_cluster.h)
+ *   cors.c        the "cors" key (node and party): config_cors_*
  *   partydefs.h   the table of the parties resolved to their code, which shard/module.c fills
  *   meson.build   the folder's library (jansson is used here, not seen by the layers above)
  *
@@ -49,6 +50,14 @@ typedef struct st_config_origins_t {
     size_t num;
 } config_origins_t;
 
+/* "cors" (config/cors.c): set when the key was given; enabled by true or an object. origins.list NULL: any Origin
+ * ("*"); headers NULL: any request header the preflight asks for, else "a, b" as configured. */
+typedef struct st_config_cors_t {
+    int set, enabled;
+    config_origins_t origins;
+    char *headers;
+} config_cors_t;
+
 /* A party var: "vars": {"NAME": "value" | {"env": "ENV"}}; an environment variable is read when the config is. */
 typedef struct st_config_var_t {
     char *name;
@@ -67,6 +76,7 @@ typedef struct st_config_party_t {
     config_var_t *vars;
     size_t num_vars;
     config_origins_t origins; /* parties.NAME.origins; unset: the node's */
+    config_cors_t cors;       /* parties.NAME.cors; unset: the node's */
 } config_party_t;
 
 typedef struct st_config_t {
@@ -77,7 +87,9 @@ typedef struct st_config_t {
     char *prefix;
     char *serve; /* a folder served at / (PartyKit's "serve"), absolute; NULL: none */
     int serve_dotfiles; /* serve.dotfiles: names starting with "." are served too */
+    int serve_spa;      /* serve.singlePageApp: a path with no file and no extension gets index.html */
     config_origins_t origins; /* "origins": for every party that sets none of its own */
+    config_cors_t cors;       /* "cors": for every party that sets none of its own */
     int shards;
     char *data_dir;
     char *durability; /* "sync" or "relaxed" */
@@ -186,6 +198,12 @@ const char *config_party_var(const config_party_t *party, const char *name);
 int config_origin_allowed(const config_t *conf, const config_party_t *p, const char *origin, size_t len);
 /* Frees an origins list and leaves it unset (list NULL). */
 void config_origins_free(config_origins_t *o);
+/* cors.c. Parses a "cors" value into *out (replacing what it held): 0, or -1 with why (for the field's message). `v`
+ * is a json_t (jansson's; void here so that this header needs none). */
+int config_cors_parse(void *v, config_cors_t *out, char *why, size_t len);
+void config_cors_free(config_cors_t *c);
+/* The CORS settings that apply to party `p` (NULL: the node's), or NULL when CORS is off for it. */
+const config_cors_t *config_cors_for(const config_t *c, const config_party_t *p);
 
 /* Writes the effective configuration as JSON (for --print-config; a party's "hibernate" appears when the file gave it).
  * The caller frees the result. */

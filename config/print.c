@@ -65,7 +65,9 @@ char *config_to_json(const config_t *c)
     json_object_set_new(timers, "quarantine_ms", json_integer(c->timers.quarantine_ms));
     if (c->serve != NULL)
         json_object_set_new(root, "serve",
-                            c->serve_dotfiles ? json_pack("{s:s, s:b}", "dir", c->serve, "dotfiles", 1) : json_string(c->serve));
+                            c->serve_dotfiles || c->serve_spa ? json_pack("{s:s, s:b, s:b}", "dir", c->serve, "dotfiles",
+                                                                          c->serve_dotfiles, "singlePageApp", c->serve_spa)
+                                                              : json_string(c->serve));
     if (c->origins.list != NULL)
         json_object_set_new(root, "origins", origins_json(&c->origins));
     if (c->admin_backup_dir != NULL)

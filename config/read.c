@@ -329,6 +329,7 @@ static void party_free(config_party_t *p)
     free(p->kind);
     free(p->module);
     free(p->script);
+    config_cors_free(&p->cors);
     for (size_t i = 0; i < p->num_vars; ++i) {
         free(p->vars[i].name);
         free(p->vars[i].value);
@@ -413,7 +414,7 @@ static int apply_vars(cfg_err_t *e, const char *path, config_party_t *party, jso
 
 static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, json_t *p)
 {
-    static const char *const keys[] = {"kind", "module", "script", "hibernate", "vars", "origins", NULL};
+    static const char *const keys[] = {"kind", "module", "script", "hibernate", "vars", "origins", "cors", NULL};
     if (expect_object(e, path, p) != 0 || check_keys(e, path, p, keys) != 0)
         return -1;
     json_t *kind = json_object_get(p, "kind"), *module = json_object_get(p, "module"), *script = json_object_get(p, "script");
@@ -457,6 +458,11 @@ static int apply_party(cfg_err_t *e, const char *path, config_party_t *party, js
     snprintf(field, sizeof(field), "%s.origins", path);
     if (origins != NULL && apply_origins(e, field, &party->origins, origins) != 0)
         return -1;
+    json_t *cors = json_object_get(p, "cors");
+    char why[200];
+    snprintf(field, sizeof(field), "%s.cors", path);
+    if (cors != NULL && config_cors_parse(cors, &party->cors, why, sizeof(why)) != 0)
+        return cfg_fail(e, field, "%s", why);
     return 0;
 }
 
@@ -501,7 +507,7 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
                       size_t errlen)
 {
     static const char *const keys[] = {"listen", "prefix",  "shards",    "data_dir", "durability", "admin", "limits",
-                                       "timers", "parties", "log_level", "serve",    "origins",    "sources", "cluster", NULL};
+                                       "timers", "parties", "log_level", "serve",    "origins",    "sources", "cluster", "cors", NULL};
     /* "sources" is what --print-config adds to say where values came from; it is ignored, so that a printed config
      * reads back as it is */
     cfg_err_t e = {errbuf, errlen, source, base_dir};
@@ -553,29 +559,48 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         goto Exit;
     if ((v = json_object_get(root, "origins")) != NULL && apply_origins(&e, "origins", &c->origins, v) != 0)
         goto Exit;
+    if ((v = json_object_get(root, "cors")) != NULL) {
+        char why[200];
+        if (config_cors_parse(v, &c->cors, why, sizeof(why)) != 0) {
+            cfg_fail(&e, "cors", "%s", why);
+            goto Exit;
+        }
+    }
     if ((v = json_object_get(root, "serve")) != NULL) {
         char *dir = NULL;
-        int dotfiles = 0;
+        int dotfiles = 0, spa = 0;
         if (json_is_object(v)) {
-            /* {"dir": PATH, "dotfiles": BOOL} */
-            static const char *const serve_keys[] = {"dir", "dotfiles", NULL};
-            json_t *d = json_object_get(v, "dotfiles");
+            /* {"dir": PATH, "dotfiles": BOOL}, or PartyKit's {"path": PATH, "singlePageApp": BOOL} */
+            static const char *const serve_keys[] = {"dir", "path", "dotfiles", "singlePageApp", NULL};
+            json_t *d = json_object_get(v, "dotfiles"), *s = json_object_get(v, "singlePageApp");
             if (check_keys(&e, "serve", v, serve_keys) != 0)
                 goto Exit;
             if (d != NULL && !json_is_boolean(d)) {
                 cfg_fail(&e, "serve.dotfiles", "expected true or false");
                 goto Exit;
             }
-            dotfiles = json_is_true(d);
-            if ((v = json_object_get(v, "dir")) == NULL) {
-                cfg_fail(&e, "serve.dir", "expected the path of a folder");
+            if (s != NULL && !json_is_boolean(s)) {
+                cfg_fail(&e, "serve.singlePageApp", "expected true or false");
                 goto Exit;
             }
+            dotfiles = json_is_true(d);
+            spa = json_is_true(s);
+            json_t *dirv = json_object_get(v, "dir"), *pathv = json_object_get(v, "path");
+            if (dirv == NULL && pathv == NULL) {
+                cfg_fail(&e, "serve.dir", "expected the path of a folder (as \"dir\" or \"path\")");
+                goto Exit;
+            }
+            if (dirv != NULL && pathv != NULL) {
+                cfg_fail(&e, "serve", "takes \"path\" or \"dir\" (the same key), not both");
+                goto Exit;
+            }
+            v = dirv != NULL ? dirv : pathv;
         }
         if (!json_is_null(v)) {
             struct stat st;
             if (!json_is_string(v) || json_string_length(v) == 0) {
-                cfg_fail(&e, "serve", "expected the path of a folder, {\"dir\": PATH, \"dotfiles\": BOOL}, or null");
+                cfg_fail(&e, "serve",
+                     "expected the path of a folder, {\"path\": PATH, \"singlePageApp\": BOOL, \"dotfiles\": BOOL}, or null");
                 goto Exit;
             }
             if ((dir = resolve_path(&e, "serve", json_string_value(v))) == NULL)
@@ -589,6 +614,7 @@ int config_apply_json(config_t *c, const char *text, size_t len, const char *sou
         free(c->serve);
         c->serve = dir;
         c->serve_dotfiles = dotfiles;
+        c->serve_spa = spa;
     }
     if ((v = json_object_get(root, "log_level")) != NULL) {
         if (!json_is_string(v)) {

@@ -19,14 +19,15 @@
 #include "base.h"
 
 typedef enum {
-    CTL_LINK = 1,   /* supervisor → shard: fd is the shard's new link to the router */
-    CTL_SHARD_UP,   /* supervisor → router: shard `shard` (pid `pid`) is up; fd is the router's end of its link */
-    CTL_SHARD_DOWN, /* supervisor → router: shard `shard` died; it restarts after a backoff */
-    CTL_DRAIN,      /* supervisor → child: shut down gracefully */
-    CTL_SPAWN_SHARD,  /* router → supervisor: start a new shard (it arrives as CTL_SHARD_UP with its id) */
-    CTL_RETIRE_SHARD, /* router → supervisor: shard `shard` owns no slot any more: stop it for good, delete its data */
-    CTL_SPAWN_FAILED, /* supervisor → router: the CTL_SPAWN_SHARD asked for starts no shard. `pid` holds why, an errno:
-                       * ERANGE when no shard id is left (`shard` -1), else why node.json could not record shard `shard` */
+    CTL_LINK = 1,      /* supervisor → shard: fd is the shard's new link to the router */
+    CTL_SHARD_UP,      /* supervisor → router: shard `shard` (pid `pid`) is up; fd is the router's end of its link */
+    CTL_SHARD_DOWN,    /* supervisor → router: shard `shard` died; it restarts after a backoff. `room` says why ("was killed
+                        * by signal 11 (Segmentation fault) in on_message of room p/r", cut to fit) */
+    CTL_DRAIN,         /* supervisor → child: shut down gracefully */
+    CTL_SPAWN_SHARD,   /* router → supervisor: start a new shard (it arrives as CTL_SHARD_UP with its id) */
+    CTL_RETIRE_SHARD,  /* router → supervisor: shard `shard` owns no slot any more: stop it for good, delete its data */
+    CTL_SPAWN_FAILED,  /* supervisor → router: the CTL_SPAWN_SHARD asked for starts no shard. `pid` holds why, an errno:
+                        * ERANGE when no shard id is left (`shard` -1), else why node.json could not record shard `shard` */
     CTL_SHARD_STALLED, /* supervisor → router: shard `shard`'s loop has not turned for `ms` (timers.stall_ms): not ready */
     CTL_SHARD_RESUMED, /* supervisor → router: the stalled shard `shard` turns again */
     CTL_QUARANTINE,    /* supervisor → router: room `room` ("party/room") crashed its shard too often: answer 503 for `ms` */

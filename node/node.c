@@ -472,7 +472,7 @@ static void describe_status(int status, char *buf, size_t len)
 
 static void reap_children(void)
 {
-    int status;
+    int status, r;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         child_t *c = child_by_pid(pid);
@@ -493,13 +493,19 @@ static void reap_children(void)
             log_info("%s (pid %d) %s", child_name(c), (int)pid, how);
             continue;
         }
+        /* why it is restarted, for the router's /admin/shards: how it went, and in which room's callback */
+        ctl_msg_t down = {.type = CTL_SHARD_DOWN, .shard = c->index};
+        snprintf(down.room, sizeof(down.room), "%s", c->killed_for_stall ? "was killed for a stall" : how);
         if (c->index >= 0) {
             /* what ran when it died: a crash (a signal, a stall kill, or a sanitizer's exit mid-event) is the room's */
             beat_snapshot_t b;
             beat_read(&node.beats[c->index], &b);
             int crashed = WIFSIGNALED(status) || c->killed_for_stall || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
-            if (crashed && b.room[0] != '\0' && b.callback[0] != '\0' && !b.stopping)
+            if (crashed && b.room[0] != '\0' && b.callback[0] != '\0' && !b.stopping) {
                 strike(c, b.room, b.callback, c->killed_for_stall ? "was killed for a stall" : how);
+                size_t l = strlen(down.room);
+                snprintf(down.room + l, sizeof(down.room) - l, " in %s of room %s", b.callback, b.room);
+            }
             c->stalled = c->killed_for_stall = 0;
         }
         uint64_t now = base_now_mono_ms(), ran = now - c->started_at;
@@ -510,8 +516,8 @@ static void reap_children(void)
         c->restart_at = now + delay + 1;
         log_warn("%s (pid %d) %s after %llu ms; restarting in %llu ms", child_name(c), (int)pid, how, (unsigned long long)ran,
                  (unsigned long long)delay);
-        if (c->index >= 0)
-            send_ctl(&node.router, CTL_SHARD_DOWN, c->index, 0, 0, -1);
+        if (c->index >= 0 && node.router.ctl != -1 && (r = ctl_send(node.router.ctl, &down, -1)) != 0)
+            log_warn("control message to %s: %s", child_name(&node.router), strerror(-r));
     }
 }
 

@@ -7,7 +7,8 @@
  *   GET    /metrics                         Prometheus text
  *   GET    /admin/                          the dashboard (one page)
  *   GET    /admin/node                      version, uptime, configuration summary
- *   GET    /admin/shards                    per shard: pid, state, slots, rooms, connections, messages, storage, ...
+ *   GET    /admin/shards                    per shard: pid, state, slots, rooms, connections, messages, storage, why it
+ *                                           was last restarted (last_exit), ...
  *   POST   /admin/shards                    add a shard; slots move to it live (router/migrate.c)
  *   POST   /admin/shards/:id/drain          move a shard's slots to the others, then retire it (router/migrate.c)
  *   GET    /admin/rooms?party=&prefix=&cursor=&limit=     a page of rooms (never a full dump)
@@ -269,6 +270,10 @@ static json_t *shards_json(admin_call_t *c)
         json_t *o = json_pack("{s:i, s:i, s:s, s:i, s:I, s:I}", "id", i, "pid", s->pid, "state", shard_state_name(s),
                               "restarts", (int)s->restarts, "slots", (json_int_t)owned[i], "link_backlog_bytes",
                               (json_int_t)(s->link != NULL ? link_backlog(s->link) : 0));
+        json_object_set_new(o, "last_exit",
+                            s->last_exit[0] != '\0'
+                                ? json_pack("{s:s, s:I}", "reason", s->last_exit, "at", (json_int_t)s->last_exit_at)
+                                : json_null());
         json_t *r = c->status[k] == 200 ? c->result[k] : NULL;
         static const char *const counters[] = {"rooms",         "rooms_hibernating", "evictions", "connections",
                                                "messages_in",   "messages_out",      "bytes_in",  "bytes_out",
@@ -335,6 +340,43 @@ static void histogram(base_buf_t *b, admin_call_t *c, const char *field, const c
     sample(b, n2, "", count);
 }
 
+/* The shards' per-party figures, summed per party (`party` label). */
+static void party_metrics(base_buf_t *b, admin_call_t *c)
+{
+    static const struct {
+        const char *name, *type, *help, *field, *direction;
+    } fams[] = {
+        {"partyd_party_connections", "gauge", "Connections held by the party's rooms.", "connections", NULL},
+        {"partyd_party_messages_total", "counter",
+         "Messages delivered to the party's rooms (in) and sent by them, per recipient (out).", "messages_in", "in"},
+        {NULL, NULL, NULL, "messages_out", "out"},
+        {"partyd_party_message_bytes_total", "counter", "Payload bytes of those messages.", "bytes_in", "in"},
+        {NULL, NULL, NULL, "bytes_out", "out"},
+        {"partyd_party_storage_writes_total", "counter", "Storage puts and deletes the party's rooms staged.", "storage_writes",
+         NULL},
+    };
+    const config_t *conf = router.conf;
+    for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); ++f) {
+        if (fams[f].name != NULL)
+            metric(b, fams[f].name, fams[f].type, fams[f].help);
+        const char *name = fams[f].name != NULL ? fams[f].name : fams[f - 1].name;
+        for (size_t p = 0; p < conf->num_parties; ++p) {
+            double sum = 0;
+            for (int i = 0; i < c->num; ++i) {
+                json_t *parties = c->status[i] == 200 ? json_object_get(c->result[i], "parties") : NULL;
+                sum += (double)json_integer_value(json_object_get(json_object_get(parties, conf->parties[p].name), fams[f].field));
+            }
+            char l[160];
+            /* party names are [a-z0-9-] (proto/names.c): nothing to escape in a label value */
+            if (fams[f].direction != NULL)
+                snprintf(l, sizeof(l), "party=\"%s\",direction=\"%s\"", conf->parties[p].name, fams[f].direction);
+            else
+                snprintf(l, sizeof(l), "party=\"%s\"", conf->parties[p].name);
+            sample(b, name, l, sum);
+        }
+    }
+}
+
 static void done_metrics(admin_call_t *c)
 {
     base_buf_t b;
@@ -357,8 +399,15 @@ static void done_metrics(admin_call_t *c)
     sample(&b, "partyd_quarantined_rooms", "", (double)quarantine_count());
     metric(&b, "partyd_quarantines_total", "counter", "Quarantines since the router started.");
     sample(&b, "partyd_quarantines_total", "", (double)quarantine_total());
-    metric(&b, "partyd_connections", "gauge", "Open WebSocket connections (router).");
-    sample(&b, "partyd_connections", "", (double)ws->open);
+    metric(&b, "partyd_build_info", "gauge", "Always 1; the version and protocols in labels.");
+    {
+        char l[128];
+        snprintf(l, sizeof(l), "version=\"%s\",protocol=\"%d\",party_abi=\"%d\"", PARTYD_VERSION, PROTO_VERSION, PARTY_ABI_VERSION);
+        sample(&b, "partyd_build_info", l, 1);
+    }
+    /* a gauge may not share its family with the counter partyd_connections_total: hence _open */
+    metric(&b, "partyd_connections_open", "gauge", "Open WebSocket connections (router).");
+    sample(&b, "partyd_connections_open", "", (double)ws->open);
     metric(&b, "partyd_connections_total", "counter", "WebSocket connections accepted.");
     sample(&b, "partyd_connections_total", "", (double)ws->accepted);
     metric(&b, "partyd_websocket_messages_total", "counter", "WebSocket messages, by direction.");
@@ -373,7 +422,7 @@ static void done_metrics(admin_call_t *c)
     static const char *const classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
     for (int k = 0; k < 5; ++k) {
         char l[32];
-        snprintf(l, sizeof(l), "code=\"%s\"", classes[k]);
+        snprintf(l, sizeof(l), "class=\"%s\"", classes[k]);
         sample(&b, "partyd_http_responses_total", l, (double)router.http_responses[k]);
     }
 
@@ -411,6 +460,8 @@ static void done_metrics(admin_call_t *c)
         snprintf(l, sizeof(l), "shard=\"%d\"", router.ids[k]);
         sample(&b, "partyd_shard_restarts_total", l, (double)router.shards[router.ids[k]].restarts);
     }
+    party_metrics(&b, c);
+    procmetrics_write(&b);
     histogram(&b, c, "latency", "partyd_event_latency_seconds",
               "From a client's message, connection or request reaching its shard to the release of what it produced.");
     histogram(&b, c, "wake", "partyd_room_wake_seconds", "How long a room took to start (on_start, storage reads).");

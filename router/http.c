@@ -699,6 +699,11 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     int upgrade = req->upgrade.base != NULL && h2o_lcstris(req->upgrade.base, req->upgrade.len, H2O_STRLIT("websocket"));
     if (upgrade && origin_refused(req, party->conf))
         return 0;
+    if (!upgrade) {
+        if (cors_preflight(req, party->conf))
+            return 0;                       /* before the edge hook: a browser's preflight carries no credentials */
+        cors_add_headers(req, party->conf); /* kept on whatever answers it: the room, the edge hook, a 503 */
+    }
     edge_headers_t edge;
     if (edge_run(req, &r, party, upgrade, &edge) != 0)
         return 0; /* the party's edge hook answered */

@@ -409,8 +409,13 @@ static void on_ctl_record(const ctl_msg_t *m, int *fd, void *data)
         }
         break;
     case CTL_SHARD_DOWN:
-        if (m->shard >= 0 && m->shard < CONFIG_MAX_SHARDS)
-            router.shards[m->shard].stalled = 0;
+        if (m->shard >= 0 && m->shard < CONFIG_MAX_SHARDS) {
+            router_shard_t *s = &router.shards[m->shard];
+            s->stalled = 0;
+            memcpy(s->last_exit, m->room, sizeof(s->last_exit) - 1);
+            s->last_exit[sizeof(s->last_exit) - 1] = '\0';
+            s->last_exit_at = base_now_wall_ms();
+        }
         shards_on_down(m->shard);
         break;
     case CTL_DRAIN:

@@ -18,6 +18,8 @@
  *   fetch.c        rooms calling rooms: a shard's FETCH routed to the target room's shard, the answer brought back
  *   edge.c         a party's edge hooks (before_connect, before_request) run in the router before the room sees it
  *   admin.c        the admin listener: /admin/... JSON API and /metrics
+ *   cors.c         CORS on the rooms' HTTP endpoints: preflights answered, Access-Control-Allow-Origin added
+ *   procmetrics.c  the process_* metrics of every partyd process, from /proc
  *   adminguard.c   what the admin listener refuses before routing: foreign Host/Origin, simple cross-site writes,
  *                  wrong tokens past a rate; where backups may go
  *   dashboard.c    the admin dashboard page (GET /admin/), compiled in from dashboard.html by embed.py
@@ -97,6 +99,8 @@ typedef struct st_router_shard_t {
     router_shard_state_t state;
     uint32_t restarts;
     int stalled; /* the supervisor saw its loop stop turning (CTL_SHARD_STALLED): linked, but not ready */
+    char last_exit[BASE_ROOM_KEY_MAX + 1]; /* why it was last restarted (CTL_SHARD_DOWN); "" if never */
+    uint64_t last_exit_at;                 /* when (wall ms) */
 } router_shard_t;
 
 typedef struct st_router_t {
@@ -294,6 +298,18 @@ void admin_on_reply(int shard, const proto_msg_t *msg);
 void admin_on_shard_down(int shard);
 /* At exit: answers what is still waiting, releases the timer. */
 void admin_dispose(void);
+
+/* ---- cors.c: the "cors" key on the main listener ---- */
+/* With CORS on for the party (its "cors", else the node's): a preflight OPTIONS is answered 204 with the
+ * Access-Control-* headers and 1 is returned; else 0 (the request goes on). */
+int cors_preflight(h2o_req_t *req, const config_party_t *party);
+/* Adds Vary / Access-Control-Allow-Origin to the answer being built for the party, when CORS is on for it. */
+void cors_add_headers(h2o_req_t *req, const config_party_t *party);
+
+/* ---- procmetrics.c ---- */
+/* Appends the process_* families (CPU, memory, start time, fds) of the supervisor, the router and each shard that is
+ * up, labelled by `process` (and `shard`), read from /proc now. */
+void procmetrics_write(base_buf_t *b);
 
 /* ---- adminguard.c ---- */
 /* Refuses (403, or 429 while wrong tokens are throttled) what a web page could send; 1 when it answered. */

@@ -14,6 +14,14 @@
  *   - a Range header naming more than one range is dropped, and the whole file is served (RFC 9110 lets a server
  *     ignore Range): one request can no longer ask for the file many times over.
  *
+ * On top of the files (PartyKit's serve shape):
+ *   - serve.singlePageApp: a GET or HEAD for a path that names no file and whose last segment has no extension (a
+ *     client-side route such as /rooms/42) gets the folder's index.html; a missing asset (/app.js) is still a 404;
+ *   - cache headers: a hashed asset (a name like app.3f9a1c2b.js or index-BdK3x9_a.js: its stem ends in "." or "-"
+ *     and 8 or more letters, digits, "_" or "-", with a digit among them) never changes under its name, so it gets
+ *     `Cache-Control: public, max-age=31536000, immutable`; everything else `no-cache` (the browser revalidates
+ *     with the ETag, so a new deploy shows at once).
+ *
  * What remains: h2o opens the file again by name after this check. Someone who can write into the folder could swap
  * the file in between; the folder is the operator's, so this is a race only its owner can run.
  */
@@ -61,6 +69,57 @@ static int is_regular(int fd)
     return ok;
 }
 
+/* Whether the last segment of `path` names a content-hashed file (see the top of this file). */
+static int hashed_name(const char *path, size_t len)
+{
+    const char *name = path, *end = path + len;
+    for (const char *p = path; p < end; ++p)
+        if (*p == '/')
+            name = p + 1;
+    const char *ext = NULL; /* the last "." of the name: the stem ends before it */
+    for (const char *p = name; p < end; ++p)
+        if (*p == '.')
+            ext = p;
+    if (ext == NULL || ext == name)
+        return 0;
+    size_t run = 0;
+    int digit = 0;
+    for (const char *p = ext - 1; p >= name; --p) {
+        char c = *p;
+        if (c == '.' || (c == '-' && run >= 8))
+            return run >= 8 && digit && p > name;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+        digit |= c >= '0' && c <= '9';
+        ++run;
+    }
+    return 0;
+}
+
+static void cache_headers(h2o_req_t *req, const char *path, size_t len)
+{
+    if (hashed_name(path, len))
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
+                       H2O_STRLIT("public, max-age=31536000, immutable"));
+    else
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+}
+
+/* serve.singlePageApp: whether a missing `path` is a client-side route (GET or HEAD, no extension in its last
+ * segment) to be answered with index.html. */
+static int spa_route(h2o_req_t *req, const char *path, size_t len)
+{
+    if (!router.conf->serve_spa)
+        return 0;
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
+        return 0;
+    for (size_t i = len; i > 0 && path[i - 1] != '/'; --i)
+        if (path[i - 1] == '.')
+            return 0;
+    return 1;
+}
+
 static int refuse(h2o_req_t *req)
 {
     http_send_error(req, 404, "not found");
@@ -83,6 +142,14 @@ int serve_check(h2o_req_t *req)
     memcpy(rel, path.base + 1, path.len - 1);
     rel[path.len - 1] = '\0';
     int fd = open_beneath(rel[0] != '\0' ? rel : ".");
+    if (fd == -ENOENT && spa_route(req, path.base, path.len)) {
+        /* a client-side route: the app's index.html, which h2o's file handler serves under the rewritten path */
+        if ((fd = open_beneath("index.html")) < 0 || !is_regular(fd))
+            return refuse(req);
+        req->path_normalized = h2o_iovec_init(H2O_STRLIT("/index.html"));
+        cache_headers(req, "index.html", 10);
+        return 0;
+    }
     if (fd < 0)
         return refuse(req);
     struct stat st;
@@ -102,6 +169,7 @@ int serve_check(h2o_req_t *req)
         if (!is_regular(fd))
             return refuse(req);
     }
+    cache_headers(req, path.base, path.len);
     /* one range at most: a list of them is answered with the whole file */
     ssize_t r = h2o_find_header(&req->headers, H2O_TOKEN_RANGE, -1);
     if (r != -1 && memchr(req->headers.entries[r].value.base, ',', req->headers.entries[r].value.len) != NULL)

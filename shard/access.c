@@ -108,6 +108,8 @@ int party_broadcast(party_room_t *room, const void *data, size_t len, int binary
     if (ret == 0) {
         rooms.messages_out += room->open_count - n;
         rooms.bytes_out += (uint64_t)len * (room->open_count - n);
+        room_party_stats(room)->messages_out += room->open_count - n;
+        room_party_stats(room)->bytes_out += (uint64_t)len * (room->open_count - n);
     }
     return ret;
 }
@@ -130,6 +132,8 @@ int party_send(party_conn_t *conn, const void *data, size_t len, int binary)
     if ((ret = shard_emit(&m)) == 0) {
         ++rooms.messages_out;
         rooms.bytes_out += len;
+        ++room_party_stats(conn->room)->messages_out;
+        room_party_stats(conn->room)->bytes_out += len;
     }
     return ret;
 }

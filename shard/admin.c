@@ -47,19 +47,39 @@ static json_t *hist_json(const base_hist_t *h)
     return json_pack("{s:o, s:I, s:f}", "counts", counts, "count", (json_int_t)h->count, "sum", h->sum);
 }
 
+/* Per party: what the /metrics `party` label shows. */
+static json_t *party_stats(void)
+{
+    const config_t *conf = shard_config();
+    json_t *o = json_object();
+    for (size_t i = 0; i < conf->num_parties; ++i) {
+        const rooms_party_stats_t *p = rooms_party_stats(i);
+        if (p == NULL)
+            break;
+        json_object_set_new(o, conf->parties[i].name,
+                            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "connections", (json_int_t)p->connections, "messages_in",
+                                      (json_int_t)p->messages_in, "messages_out", (json_int_t)p->messages_out, "bytes_in",
+                                      (json_int_t)p->bytes_in, "bytes_out", (json_int_t)p->bytes_out, "storage_writes",
+                                      (json_int_t)p->storage_writes));
+    }
+    return o;
+}
+
 static json_t *stats(void)
 {
     rooms_stats_t r;
     rooms_stats(&r);
     store_stats_t st;
     store_stats(shard_store(), &st);
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "rooms", (json_int_t)r.rooms,
-                     "rooms_hibernating", (json_int_t)r.rooms_hibernating, "evictions", (json_int_t)r.evictions, "connections",
-                     (json_int_t)r.connections, "messages_in", (json_int_t)r.messages_in, "messages_out",
-                     (json_int_t)r.messages_out, "bytes_in", (json_int_t)r.bytes_in, "bytes_out", (json_int_t)r.bytes_out,
-                     "storage_bytes", (json_int_t)st.live_bytes, "commits", (json_int_t)st.commits, "writes", (json_int_t)st.writes,
-                     "failed_commits", (json_int_t)st.failed_commits, "latency", hist_json(shard_latency()), "wake",
-                     hist_json(&r.wake));
+    json_t *o =
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "rooms", (json_int_t)r.rooms,
+                  "rooms_hibernating", (json_int_t)r.rooms_hibernating, "evictions", (json_int_t)r.evictions, "connections",
+                  (json_int_t)r.connections, "messages_in", (json_int_t)r.messages_in, "messages_out", (json_int_t)r.messages_out,
+                  "bytes_in", (json_int_t)r.bytes_in, "bytes_out", (json_int_t)r.bytes_out, "storage_bytes",
+                  (json_int_t)st.live_bytes, "commits", (json_int_t)st.commits, "writes", (json_int_t)st.writes, "failed_commits",
+                  (json_int_t)st.failed_commits, "latency", hist_json(shard_latency()), "wake", hist_json(&r.wake));
+    json_object_set_new(o, "parties", party_stats());
+    return o;
 }
 
 /* ---- the room layer for the admin operations (shard.h) ---- */

@@ -88,6 +88,7 @@ void rooms_on_open(const proto_msg_t *msg)
     room->conns_tail = conn;
     ++room->open_count;
     ++rooms.num_conns;
+    ++room_party_stats(room)->connections;
 
     proto_msg_t attach = {.type = PROTO_ATTACH, .id = conn->cid};
     shard_emit(&attach);
@@ -136,6 +137,8 @@ void rooms_on_message(const proto_msg_t *msg)
     }
     ++rooms.messages_in;
     rooms.bytes_in += msg->data.len;
+    ++room_party_stats(room)->messages_in;
+    room_party_stats(room)->bytes_in += msg->data.len;
     if (room->party->on_message != NULL)
         room->party->on_message(room, conn, msg->data.base, msg->data.len, msg->binary);
     rooms_run_deferred();

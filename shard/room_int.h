@@ -155,6 +155,7 @@ typedef struct st_rooms_state_t {
     uint64_t messages_in, bytes_in;   /* messages delivered to rooms, and their payload bytes */
     uint64_t messages_out, bytes_out; /* per recipient */
     base_hist_t wake;
+    rooms_party_stats_t by_party[CONFIG_MAX_PARTIES]; /* indexed as rooms.conf->parties (room_party_stats) */
     struct {
         uint64_t at_ms, evictions, wakes;
     } reported;                         /* the figures of the last activity log line */
@@ -165,6 +166,17 @@ typedef struct st_rooms_state_t {
 } rooms_state_t;
 
 extern rooms_state_t rooms;
+
+/* The room's party's counters (a party's config entry lies in rooms.conf->parties; one that does not, as a unit test
+ * may build, counts into a sink nobody reports). */
+static inline rooms_party_stats_t *room_party_stats(const party_room_t *room)
+{
+    static rooms_party_stats_t sink;
+    const config_party_t *p = room->conf, *first = rooms.conf->parties;
+    if (p < first || p >= first + rooms.conf->num_parties)
+        return &sink;
+    return &rooms.by_party[p - first];
+}
 
 /* ---- the clock (settable by unit tests: rooms_set_clock in shard.h) ---- */
 /* Monotonic ms (idleness, the sweep) and CLOCK_REALTIME ms (alarms, party_now_ms). */

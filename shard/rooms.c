@@ -83,6 +83,7 @@ void room_conn_forget(party_conn_t *conn)
     HASH_DELETE(hh_cid, rooms.conns_by_cid, conn);
     --conn->room->open_count;
     --rooms.num_conns;
+    --room_party_stats(conn->room)->connections;
 }
 
 void room_lru_remove(party_room_t *room)
@@ -409,6 +410,11 @@ void rooms_stats(rooms_stats_t *stats)
     stats->bytes_in = rooms.bytes_in;
     stats->bytes_out = rooms.bytes_out;
     stats->wake = rooms.wake;
+}
+
+const rooms_party_stats_t *rooms_party_stats(size_t party_index)
+{
+    return party_index < rooms.conf->num_parties ? &rooms.by_party[party_index] : NULL;
 }
 
 /* ---- the output gate ---- */

@@ -472,6 +472,7 @@ int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl
     shard.max_frame = config_frame_cap(conf);
     shard.supervisor = getppid();
     shard.beat = beat;
+    crash_install(index, beat);
     int sfd = ctl_child_signals();
     if (sfd == -1)
         return 1;

@@ -23,6 +23,8 @@
  *   admin.c     the admin endpoint's operations, with the room layer's rooms_admin_*
  *   migrate.c   a shard's half of a slot move, with the room layer's rooms_slot_*
  *   module.c    the configured parties resolved to their code: built-in kinds, modules (tried in a child first)
+ *   json.c      party.h's JSON writer and string escaping (party_json_*)
+ *   crash.c     the fatal-signal handler: the room, callback and a backtrace on stderr before the shard dies
  *   parties/    the built-in parties (relay, chat, counter, kv), written against party.h only
  *   meson.build the shard's sources (one static library; store.c alone gets RocksDB's headers)
  *
@@ -58,6 +60,10 @@ int shard_main(const config_t *conf, const partydefs_t *defs, int index, int ctl
 void shard_beat_room(const char *key, size_t len);
 /* The caps of this node (limits.*). */
 const config_t *shard_config(void);
+/* crash.c: from now on a fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT) first writes "shard INDEX (pid P):
+ * fatal signal N (NAME) in CALLBACK of room PARTY/ROOM; backtrace:" and a backtrace to stderr (what `beat` says ran;
+ * NULL: no room is named), then kills the process with that signal. Call once, in the shard process. */
+void crash_install(int index, const beat_t *beat);
 /* The node's parties, resolved to their code. */
 const partydefs_t *shard_partydefs(void);
 
@@ -123,6 +129,15 @@ typedef struct st_rooms_stats_t {
     base_hist_t wake;                 /* how long on_start took when a room started (seconds) */
 } rooms_stats_t;
 void rooms_stats(rooms_stats_t *stats);
+/* The same figures per party (the /metrics `party` label), indexed as the config's parties. */
+typedef struct st_rooms_party_stats_t {
+    uint64_t connections;
+    uint64_t messages_in, bytes_in;
+    uint64_t messages_out, bytes_out;
+    uint64_t storage_writes; /* puts and deletes the party's rooms staged (a failed commit still counts them) */
+} rooms_party_stats_t;
+/* The party's figures, or NULL past the config's parties. Read-only; owned by the room layer. */
+const rooms_party_stats_t *rooms_party_stats(size_t party_index);
 
 /* ---- the room layer for slot moves (in shard/migrate.c) ---- */
 /* A frozen slot's rooms run no event: connections and requests get 503, alarms wait. */

@@ -44,6 +44,7 @@ int party_storage_put(party_room_t *room, const void *key, size_t key_len, const
     unsigned char k[DATA_KEY_MAX];
     size_t kl = room_data_key(room, k, key, key_len);
     store_put(rooms.store, k, kl, value != NULL ? value : "", value_len);
+    ++room_party_stats(room)->storage_writes;
     room_wrote(room);
     return 0;
 }
@@ -64,6 +65,7 @@ int party_storage_delete(party_room_t *room, const void *key, size_t key_len)
         return r;
     free(v);
     store_delete(rooms.store, k, kl);
+    ++room_party_stats(room)->storage_writes;
     room_wrote(room);
     return 1;
 }

@@ -80,9 +80,12 @@ static int auth_sig_valid(const char *secret, const char *user, size_t user_len,
 
 static int auth_refuse(party_edge_t *edge, int status, const char *why)
 {
-    char body[128];
-    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", why); /* `why` is one of this file's constants */
-    party_edge_respond(edge, "application/json", body, (size_t)n);
+    json_t *b = json_pack("{s:s}", "error", why);
+    char *body = b != NULL ? json_dumps(b, JSON_COMPACT) : NULL;
+    json_decref(b);
+    if (body != NULL)
+        party_edge_respond(edge, "application/json", body, strlen(body));
+    free(body);
     if (status == 401)
         party_edge_response_header(edge, "www-authenticate",
                                    strcmp(why, "missing token") == 0 ? "Bearer" : "Bearer error=\"invalid_token\"");

@@ -180,14 +180,26 @@ static int hstate_on_connect(party_room_t *room, party_conn_t *conn, const party
         party_conn_refusal(conn, "the state could not be read; try again");
         return 500;
     }
-    size_t text_len;
-    char *text =
-        hstate_concat("{\"type\":\"state\",\"state\":", state != NULL ? state : "null", state != NULL ? len : 4, "}", &text_len);
-    free(state);
-    if (text == NULL)
+    /* the stored state was parsed when it was POSTed: it goes in as written (party_json_raw), numbers untouched */
+    party_json_t *j = party_json_new();
+    if (j == NULL) {
+        free(state);
         return 500;
-    r = party_send(conn, text, text_len, 0);
-    free(text);
+    }
+    party_json_object(j);
+    party_json_key(j, "type");
+    party_json_str(j, "state");
+    party_json_key(j, "state");
+    if (state != NULL)
+        party_json_raw(j, state, len);
+    else
+        party_json_null(j);
+    party_json_end(j);
+    free(state);
+    size_t text_len;
+    const char *text = party_json_text(j, &text_len);
+    r = text != NULL ? party_send(conn, text, text_len, 0) : -ENOMEM;
+    party_json_free(j);
     if (r == -EMSGSIZE) {
         /* stored under a larger limits.message_bytes than the node has now: the socket is still told, and gets every
          * update that fits; GET still answers the state */

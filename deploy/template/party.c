@@ -9,6 +9,8 @@
  *   - a text message: broadcast to everyone else in the room as it is; the count goes up (stored)
  *   - GET /parties/PARTY_NAME/ROOM: {"room":ROOM,"connections":N,"messages":N}
  *
+ * JSON goes out through party.h's writer (party_json_*), never printf: a client's id may hold quotes or backslashes.
+ *
  * Every callback of a room runs on one thread, one at a time: no locks. Everything the room must keep across an
  * eviction or a restart goes to storage; what it sends after writing leaves only once the write is on disk.
  * party.h documents every function, who owns what, and every error.
@@ -47,9 +49,22 @@ static int on_connect(party_room_t *room, party_conn_t *conn, const party_reques
 {
     (void)req;
     const room_state_t *st = party_room_data(room);
-    char msg[256];
-    int n = snprintf(msg, sizeof(msg), "{\"type\":\"welcome\",\"id\":\"%s\",\"messages\":%ld}", party_conn_id(conn), st->messages);
-    party_send(conn, msg, (size_t)n, 0);
+    party_json_t *j = party_json_new();
+    if (j == NULL)
+        return 503;
+    party_json_object(j);
+    party_json_key(j, "type");
+    party_json_str(j, "welcome");
+    party_json_key(j, "id");
+    party_json_str(j, party_conn_id(conn));
+    party_json_key(j, "messages");
+    party_json_int(j, st->messages);
+    party_json_end(j);
+    size_t len;
+    const char *text = party_json_text(j, &len);
+    if (text != NULL)
+        party_send(conn, text, len, 0);
+    party_json_free(j);
     return 0; /* accept; an HTTP status (e.g. 403) would refuse */
 }
 
@@ -70,10 +85,26 @@ static void on_message(party_room_t *room, party_conn_t *conn, const void *data,
 static void on_request(party_room_t *room, party_request_t *req)
 {
     const room_state_t *st = party_room_data(room);
-    char body[512];
-    int n = snprintf(body, sizeof(body), "{\"room\":\"%s\",\"connections\":%zu,\"messages\":%ld}", party_room_id(room),
-                     party_room_connection_count(room), st->messages);
-    party_respond(req, 200, "application/json", body, (size_t)n);
+    party_json_t *j = party_json_new();
+    if (j == NULL) {
+        party_respond(req, 503, "text/plain", "out of memory", 13);
+        return;
+    }
+    party_json_object(j);
+    party_json_key(j, "room");
+    party_json_str(j, party_room_id(room));
+    party_json_key(j, "connections");
+    party_json_int(j, (long long)party_room_connection_count(room));
+    party_json_key(j, "messages");
+    party_json_int(j, st->messages);
+    party_json_end(j);
+    size_t len;
+    const char *text = party_json_text(j, &len);
+    if (text != NULL)
+        party_respond(req, 200, "application/json", text, len);
+    else
+        party_respond(req, 500, "text/plain", "JSON writer failed", 18);
+    party_json_free(j);
 }
 
 PARTY_EXPORT const party_t partyd_party = {

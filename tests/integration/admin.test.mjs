@@ -817,18 +817,18 @@ test('backup refusals: an existing dir is 409, a relative or missing dir 400, ea
 test('/metrics: strict Prometheus text; gauges, counters and histograms move with connections, messages and requests', T, async () => {
   const node = await start({ shards: 2, config: cfg() });
   const m0 = await scrape(node);
-  for (const name of ['partyd_shards', 'partyd_connections', 'partyd_connections_total', 'partyd_websocket_messages_total',
+  for (const name of ['partyd_shards', 'partyd_connections_open', 'partyd_connections_total', 'partyd_websocket_messages_total',
     'partyd_websocket_bytes_total', 'partyd_http_responses_total', 'partyd_rooms', 'partyd_room_evictions_total',
     'partyd_storage_commits_total', 'partyd_shard_restarts_total', 'partyd_event_latency_seconds', 'partyd_room_wake_seconds']) {
     assert.ok(m0.families.has(name), `no metric ${name}`);
   }
-  assert.equal(m0.families.get('partyd_connections').type, 'gauge');
+  assert.equal(m0.families.get('partyd_connections_open').type, 'gauge');
   assert.equal(m0.families.get('partyd_connections_total').type, 'counter');
   assert.equal(m0.families.get('partyd_rooms').type, 'gauge');
   assert.equal(m0.families.get('partyd_event_latency_seconds').type, 'histogram');
   assert.equal(m0.families.get('partyd_room_wake_seconds').type, 'histogram');
   assert.equal(metric(m0, 'partyd_shards', { state: 'up' }), 2);
-  assert.equal(metric(m0, 'partyd_connections'), 0);
+  assert.equal(metric(m0, 'partyd_connections_open'), 0);
   for (const sh of ['0', '1']) {
     assert.ok(metric(m0, 'partyd_rooms', { shard: sh }) !== undefined, `no partyd_rooms{shard="${sh}"}`);
     assert.equal(metric(m0, 'partyd_shard_restarts_total', { shard: sh }), 0);
@@ -837,7 +837,7 @@ test('/metrics: strict Prometheus text; gauges, counters and histograms move wit
     assert.ok(metric(m0, 'partyd_websocket_messages_total', { direction: dir }) !== undefined);
     assert.ok(metric(m0, 'partyd_websocket_bytes_total', { direction: dir }) !== undefined);
   }
-  assert.ok(metric(m0, 'partyd_http_responses_total', { code: '2xx' }) !== undefined);
+  assert.ok(metric(m0, 'partyd_http_responses_total', { class: '2xx' }) !== undefined);
 
   // 3 connections to a relay room; 4 messages of 100 bytes from one of them, 2 recipients each
   const cs = await Promise.all(['a', 'b', 'c'].map((pk) => open(ws(node, 'relay', 'met', pk))));
@@ -848,7 +848,7 @@ test('/metrics: strict Prometheus text; gauges, counters and histograms move wit
     const m = await scrape(node);
     return metric(m, 'partyd_websocket_messages_total', { direction: 'out' }) - metric(m0, 'partyd_websocket_messages_total', { direction: 'out' }) >= 8 ? m : null;
   }, { what: 'the message counters to move' });
-  assert.equal(metric(m1, 'partyd_connections'), 3);
+  assert.equal(metric(m1, 'partyd_connections_open'), 3);
   assert.equal(metric(m1, 'partyd_connections_total') - metric(m0, 'partyd_connections_total'), 3);
   assert.equal(metric(m1, 'partyd_websocket_messages_total', { direction: 'in' }) - metric(m0, 'partyd_websocket_messages_total', { direction: 'in' }), 4);
   assert.equal(metric(m1, 'partyd_websocket_messages_total', { direction: 'out' }) - metric(m0, 'partyd_websocket_messages_total', { direction: 'out' }), 8);
@@ -861,7 +861,7 @@ test('/metrics: strict Prometheus text; gauges, counters and histograms move wit
   assert.ok(metric(m1, 'partyd_event_latency_seconds_sum') > metric(m0, 'partyd_event_latency_seconds_sum'));
 
   await Promise.all(cs.map((c) => c.close()));
-  await waitFor(async () => metric(await scrape(node), 'partyd_connections') === 0, { what: 'partyd_connections back to 0' });
+  await waitFor(async () => metric(await scrape(node), 'partyd_connections_open') === 0, { what: 'partyd_connections_open back to 0' });
 
   // HTTP: 5 POSTs (2xx) and 2 requests for an unknown party (4xx) on the main listener; writes commit
   const m2 = await scrape(node);
@@ -869,8 +869,8 @@ test('/metrics: strict Prometheus text; gauges, counters and histograms move wit
   assert.equal((await node.fetch('/parties/nosuchparty/x')).status, 404);
   assert.equal((await node.fetch('/parties/nosuchparty/y')).status, 404);
   const m3 = await scrape(node);
-  assert.equal(metric(m3, 'partyd_http_responses_total', { code: '2xx' }) - metric(m2, 'partyd_http_responses_total', { code: '2xx' }), 5);
-  assert.equal(metric(m3, 'partyd_http_responses_total', { code: '4xx' }) - metric(m2, 'partyd_http_responses_total', { code: '4xx' }), 2);
+  assert.equal(metric(m3, 'partyd_http_responses_total', { class: '2xx' }) - metric(m2, 'partyd_http_responses_total', { class: '2xx' }), 5);
+  assert.equal(metric(m3, 'partyd_http_responses_total', { class: '4xx' }) - metric(m2, 'partyd_http_responses_total', { class: '4xx' }), 2);
   assert.ok(metricSum(m3, 'partyd_storage_commits_total') - metricSum(m2, 'partyd_storage_commits_total') >= 1);
   assert.ok(metricSum(m3, 'partyd_storage_writes_total') - metricSum(m2, 'partyd_storage_writes_total') >= 5);
   const shards = await ok(node, '/admin/shards');
@@ -902,7 +902,7 @@ test('/metrics: partyd_http_responses_total counts the main listener only, not a
   await node.admin('/ready');
   const m1 = await scrape(node);
   for (const code of ['2xx', '4xx']) {
-    assert.equal(metric(m1, 'partyd_http_responses_total', { code }), metric(m0, 'partyd_http_responses_total', { code }),
+    assert.equal(metric(m1, 'partyd_http_responses_total', { class: code }), metric(m0, 'partyd_http_responses_total', { class: code }),
       `admin requests were counted as main-listener ${code} responses (HELP: "${m1.families.get('partyd_http_responses_total').help}")`);
   }
   await stopClean(node);

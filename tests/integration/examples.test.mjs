@@ -768,3 +768,42 @@ test('auth: with AUTH_SECRET unset or empty every request gets 500, and the rout
   assert.match(lines.find((l) => /empty/.test(l)), /blank/);
   await stopClean(node);
 });
+
+// ---- every example: quotes and backslashes in what a client sends come back as JSON that parses ------------------
+
+test('every example: a _pk (and text) with quotes and backslashes comes back in JSON that parses', T, async () => {
+  const Q = 'he said "hi" \\ then \\" and \\\\ "';
+  const deepHas = (v, s) => v === s || (v !== null && typeof v === 'object' && Object.values(v).some((x) => deepHas(x, s)));
+  const node = await start({
+    config: { parties: { ...TC().parties, ...CO().parties, ...HS.parties, ...AU.parties } },
+    env: { AUTH_SECRET: SECRET },
+  });
+  // typed_chat and collab: the id in what the room sends back
+  for (const [p, room] of [['chat', 'q-tc'], ['collab', 'q-co']]) {
+    const c = await open(wsUrl(node, p, room, Q));
+    c.send(join('quoter'));
+    await waitFor(() => c.messages.some((m) => deepHas(JSON.parse(m.text), Q)), { what: `${p}: the _pk back in a message` });
+    if (p === 'chat') {
+      c.send(chat(Q));
+      await waitFor(() => c.messages.filter((m) => deepHas(JSON.parse(m.text), Q)).length >= 2, { what: 'the chat back' });
+    }
+    for (const m of c.messages) JSON.parse(m.text);
+    await c.close();
+  }
+  // http_state: a state holding the string, on connect and over GET
+  const st = await node.fetch(hs('q-hs'), { method: 'POST', body: JSON.stringify({ s: Q }) });
+  assert.equal(st.status, 200, await st.text());
+  const h = await open(wsUrl(node, 'state', 'q-hs', Q));
+  assert.deepEqual(await next(h, 0), { type: 'state', state: { s: Q } });
+  assert.deepEqual(await (await node.fetch(hs('q-hs'))).json(), { s: Q });
+  await h.close();
+  // auth: the text echoed, and its refusals
+  const a = await open(node.wsUrl(au('q-au', { token: token('alice'), _pk: Q })));
+  assert.deepEqual(await next(a, 0), { type: 'welcome', user: 'alice' });
+  a.send(Q);
+  assert.deepEqual(await next(a, 1), { type: 'said', user: 'alice', text: Q });
+  await a.close();
+  const refusedBody = await auGet(node, 'q-au', { _pk: Q });
+  assert.deepEqual([refusedBody.status, refusedBody.body], [401, { error: 'missing token' }]);
+  await stopClean(node);
+});

@@ -119,8 +119,8 @@ test('status, shards and metrics: tables for people, --json as the endpoints ans
   // metrics: the Prometheus text as the node serves it
   const m = await ctlOk(node, ['metrics']);
   const parsed = parseMetrics(m.stdout);
-  assert.ok(parsed.families.has('partyd_connections'));
-  assert.equal(parsed.samples.find((x) => x.name === 'partyd_connections').value, 3);
+  assert.ok(parsed.families.has('partyd_connections_open'));
+  assert.equal(parsed.samples.find((x) => x.name === 'partyd_connections_open').value, 3);
 
   await stopClean(node, conns);
 });

@@ -57,6 +57,17 @@ test('partyd-new-party + make + partyd --config: the template room runs, keeps i
   await waitFor(() => seen.b.includes('hello from a'), { what: 'the broadcast to b' });
   assert.ok(!seen.a.includes('hello from a'), 'not back to the sender');
   assert.deepEqual(await (await node.fetch('/parties/lobby/r1')).json(), { room: 'r1', connections: 2, messages: 1 });
+  // quotes and backslashes in the id come back as JSON that parses (party.h's writer, not printf); a room id is
+  // kept percent-encoded, so it holds none
+  const Q = 'say "hi" \\ back\\"';
+  const q = new PartySocket({ host: node.host, party: 'lobby', room: 'r2', id: Q, WebSocket });
+  track(() => q.close());
+  const qseen = [];
+  q.addEventListener('message', (e) => qseen.push(e.data));
+  await waitFor(() => qseen.length > 0, { what: 'the welcome with quotes' });
+  assert.deepEqual(JSON.parse(qseen[0]), { type: 'welcome', id: Q, messages: 0 });
+  assert.deepEqual(await (await node.fetch('/parties/lobby/r2')).json(), { room: 'r2', connections: 1, messages: 0 });
+  q.close();
   a.close();
   b.close();
   await stopClean(node);

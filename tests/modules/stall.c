@@ -4,6 +4,8 @@
  *   message "loop"   → on_message never returns (a busy loop: the shard's loop stops turning)
  *   message "crash"  → the shard dies of SIGSEGV. The default action is restored first, so the process dies of the
  *                      signal under AddressSanitizer too (whose SEGV handler would otherwise print a report and exit 1)
+ *   message "segv"   → SIGSEGV with the handlers as the shard set them: the shard's crash
+ *                      report (shard/crash.c) names the room and the callback, then the process dies of SIGSEGV
  *   any other        → echoed back
  *   request          → 200 "ok ROOM"
  */
@@ -24,6 +26,8 @@ static void on_message(party_room_t *room, party_conn_t *conn, const void *data,
         signal(SIGSEGV, SIG_DFL);
         raise(SIGSEGV);
     }
+    if (!binary && len == 4 && memcmp(data, "segv", 4) == 0)
+        raise(SIGSEGV); /* not a null store: UBSan would report that before the signal came */
     party_send(conn, data, len, binary);
 }
 
