@@ -26,7 +26,7 @@ static const env_var_t env_vars[] = {
     {"PARTYD_DATA_DIR", "env PARTYD_DATA_DIR", NULL, "data_dir", 0},
     {"PARTYD_SHARDS", "env PARTYD_SHARDS", NULL, "shards", 1},
     {"PARTYD_ADMIN", "env PARTYD_ADMIN", "admin", "listen", 0},
-    {NULL},
+    {NULL, NULL, NULL, NULL, 0},
 };
 
 /* "http://127.0.0.1:1998/" (as partyctl takes it) → "127.0.0.1:1998" */
