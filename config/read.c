@@ -158,7 +158,7 @@ int cfg_set_shards(cfg_err_t *e, const char *field, config_t *c, json_t *v)
         c->shards = config_cpus_available(); /* cpus.c: the affinity mask and the cgroup quota, not the machine */
         return 0;
     }
-    long long n;
+    long long n = 0;
     if (!json_is_integer(v))
         return cfg_fail(e, field, "expected \"auto\" or an integer from 1 to %d", CONFIG_MAX_SHARDS);
     if (get_int(e, field, v, 1, CONFIG_MAX_SHARDS, &n) != 0)
@@ -172,7 +172,7 @@ int cfg_set_shards(cfg_err_t *e, const char *field, config_t *c, json_t *v)
 static int apply_listen(cfg_err_t *e, config_t *c, json_t *v)
 {
     static const char *const keys[] = {"host", "port", "tls", NULL}, *const tls_keys[] = {"cert", "key", NULL};
-    long long port;
+    long long port = 0;
     if (expect_object(e, "listen", v) != 0 || check_keys(e, "listen", v, keys) != 0)
         return -1;
     json_t *tls = json_object_get(v, "tls");
@@ -312,7 +312,7 @@ static int apply_ints(cfg_err_t *e, config_t *c, const char *section, json_t *v,
             continue;
         char path[64];
         snprintf(path, sizeof(path), "%s.%s", section, f->name);
-        long long val;
+        long long val = 0; /* set by get_int on success; = 0 for -O3, which cannot see that cfg_fail returns -1 */
         if (get_int(e, path, x, f->min, f->max, &val) != 0)
             return -1;
         if (f->is_size_t)

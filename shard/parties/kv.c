@@ -103,7 +103,7 @@ static void do_get(party_room_t *room, party_request_t *req)
         return;
     }
     char prefix[QUERY_MAX + 2], start[QUERY_MAX + 2], end[QUERY_MAX + 2], num[24];
-    size_t plen, slen, elen, nlen;
+    size_t plen = 0, slen = 0, elen = 0, nlen = 0; /* set when param() finds them; 0 for -O3 */
     party_list_t opts = {0};
     int hp = param(req, "prefix", prefix, &plen), hs = param(req, "start", start, &slen), he = param(req, "end", end, &elen);
     if (hp < 0 || hs < 0 || he < 0)
