@@ -453,12 +453,18 @@ static int id_in(uint64_t id, const uint64_t *ids, size_t n)
     return 0;
 }
 
+/* What a client whose write was in a pass whose commit failed is told: the WAL record may have reached the disk (its
+ * sync failed, not its write), and RocksDB may replay it when the shard reopens its storage (docs/failure.md). */
+#define STORAGE_FAILED                                                                                                 \
+    "the room's storage failed: this write's outcome is unknown (it may still be applied after a restart); read it back " \
+    "before retrying"
+
 void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const uint64_t *held_cids, size_t num_cids,
                             const uint64_t *held_closed, size_t num_closed)
 {
     /* answers that never left: the router still waits for them */
     for (size_t i = 0; i < num_rids; ++i)
-        room_respond_simple(held_rids[i], 500, "the room's storage failed");
+        room_respond_simple(held_rids[i], 500, STORAGE_FAILED);
     static const char failed_json[] = "{\"error\":\"the storage failed before the delete was committed; retry it\"}";
     for (size_t i = 0; i < held_admin.n; ++i) {
         proto_msg_t m = {.type = PROTO_ADMIN_REPLY, .id = held_admin.rids[i], .status = 500, .data = PROTO_STR(failed_json)};
@@ -469,10 +475,10 @@ void rooms_on_commit_failed(const uint64_t *held_rids, size_t num_rids, const ui
         party_conn_t *c = room_conn_by_cid(held_cids[i]);
         if (c != NULL) {
             /* its ACCEPT was dropped: refuse it instead, and let room_fail skip it */
-            room_emit_reject(c->cid, 500, "the room's storage failed");
+            room_emit_reject(c->cid, 500, STORAGE_FAILED);
             room_conn_forget(c);
         } else {
-            room_emit_reject(held_cids[i], 500, "the room's storage failed");
+            room_emit_reject(held_cids[i], 500, STORAGE_FAILED);
         }
     }
     /* closes that never left, of connections that already left their room (a party_conn_close, a `_pk` replacement,

@@ -22,12 +22,12 @@ export const SHIM = path.join(path.dirname(BIN), 'tests', 'preload', 'holdsync.s
 // What the model checks that found bugs of issue 17 before they were fixed: an outer transaction that fails after a
 // successful inner one undoes the outer's earlier writes too (nestedRollback), and an alarm set or deleted inside a
 // failed transaction leaves the alarm as it was, in party_alarm_get as in storage (alarmRollback).
-// One behaviour is skipped (the generator and the checks allow it) because it is a known limit, not fixed:
-//  - failedCommitTrace (found by this test, seed 1): the writes of a pass whose WAL sync failed were answered 500, yet
-//    they may be in the room after the shard reopens its storage (RocksDB recovers the WAL record that was written but
-//    not synced). Skipped: after a failed commit the room may equal the model with the failed step applied; the
-//    driver then takes that state as the model's. docs/failure.md says so.
-// MODEL_CHECKS=failedCommitTrace runs that check too (it fails).
+// One behaviour is allowed by name, as partyd documents it: a write whose commit failed has an unknown outcome.
+//  - failedCommitTrace (found by this test, seed 1): the writes of a pass whose WAL sync failed were answered 500
+//    ("outcome unknown"), and they may be in the room after the shard reopens its storage (RocksDB recovers the WAL
+//    record that was written but not synced). So after a failed commit the room may equal the model with the failed
+//    step applied; the driver then takes that state as the model's. docs/failure.md says why.
+// MODEL_CHECKS=failedCommitTrace asks for the stricter "never applied" (it fails).
 const checks = (process.env.MODEL_CHECKS ?? '').split(',');
 export const SKIP = Object.fromEntries(['failedCommitTrace']
   .map((k) => [k, !checks.includes('all') && !checks.includes(k)]));
