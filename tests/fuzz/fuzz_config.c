@@ -11,7 +11,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "config.h"
+
+/* Whether two printed configs say the same, "sources" aside: where a value came from differs by design between the
+ * bytes and their printed copy read back (a file's value and the default's may be equal). */
+static int same_config(const char *a, const char *b)
+{
+    json_t *ja = json_loads(a, 0, NULL), *jb = json_loads(b, 0, NULL);
+    int same = 0;
+    if (ja != NULL && jb != NULL) {
+        json_object_del(ja, "sources");
+        json_object_del(jb, "sources");
+        same = json_equal(ja, jb);
+    }
+    json_decref(ja);
+    json_decref(jb);
+    return same;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -34,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (config_apply_json(&again, json, strlen(json), "printed", NULL, err, sizeof(err)) != 0)
             abort();
         char *json2 = config_to_json(&again);
-        if (json2 == NULL || strcmp(json, json2) != 0)
+        if (json2 == NULL || !same_config(json, json2))
             abort();
         free(json2);
         free(json);
