@@ -45,6 +45,13 @@ static struct {
         uint16_t slot;
     } * exports; /* waiting for the pass's commit */
     size_t num_exports, cap_exports;
+    /* import acks held by the output gate for this pass's commit: if it fails they are dropped with the held output,
+     * and the router, which has no other word of the import, would wait for them for good */
+    struct {
+        uint64_t rid;
+        uint16_t slot;
+    } * acks;
+    size_t num_acks, cap_acks;
 } own;
 
 void rooms_slot_freeze(uint16_t slot, int frozen)
@@ -215,8 +222,11 @@ static void export_now(uint64_t rid, uint16_t slot)
     }
 }
 
-void shard_slots_after_commit(void)
+void shard_slots_after_commit(int failed)
 {
+    for (size_t i = 0; failed && i < own.num_acks; ++i)
+        reply(own.acks[i].rid, "ack", own.acks[i].slot, 1, 500, PROTO_STR(""));
+    own.num_acks = 0;
     /* the batch is empty now, committed or discarded: the store is what is durable */
     for (size_t i = 0; i < own.num_exports; ++i)
         if (rooms.frozen[own.exports[i].slot])
@@ -309,6 +319,12 @@ void shard_slot(const proto_msg_t *msg)
             import_rid[slot] = 0;
             shard_gate_event(); /* the ack leaves once the slot's data is committed */
             reply(msg->id, "ack", slot, 1, 200, PROTO_STR(""));
+            if (own.num_acks == own.cap_acks) {
+                own.cap_acks = own.cap_acks != 0 ? 2 * own.cap_acks : 64;
+                own.acks = xrealloc(own.acks, own.cap_acks * sizeof(*own.acks));
+            }
+            own.acks[own.num_acks].rid = msg->id;
+            own.acks[own.num_acks++].slot = slot;
         }
     } else if (OP("drop")) {
         long n = rooms_slot_drop(slot);

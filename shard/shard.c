@@ -179,7 +179,7 @@ static void commit_pass(void)
 {
     char err[512];
     int r = gate_end_pass(shard.gate, err, sizeof(err));
-    shard_slots_after_commit();
+    shard_slots_after_commit(r < 0);
     if (r > 0) {
         shard.failed_commits = 0;
     } else if (r < 0) {

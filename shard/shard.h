@@ -158,8 +158,9 @@ long rooms_slot_drop(uint16_t slot);
  * first called. Unit tests call it with NULL. */
 void rooms_slots_owned(const uint8_t *bitmap);
 int rooms_slot_fires(uint16_t slot);
-/* shard.c: after each pass's commit (exports that waited for it run), and when the router goes away. */
-void shard_slots_after_commit(void);
+/* shard.c: after each pass's commit (exports that waited for it run; if it failed, the import acks it held are
+ * answered 500), and when the router goes away. */
+void shard_slots_after_commit(int failed);
 void shard_slots_router_gone(void);
 
 /* ---- the room layer for the admin operations (in shard/admin.c); results are JSON (jansson) ---- */

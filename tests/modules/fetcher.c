@@ -14,10 +14,40 @@
 
 #include "party.h"
 
-typedef struct {
+typedef struct st_pending_t {
     party_request_t *req; /* the request to answer, or NULL */
     char conn_id[130];    /* else the connection to tell */
+    struct st_pending_t *next, **prev; /* in the room's list (its data): freed in on_stop if never answered */
 } pending_t;
+
+static pending_t *pending_new(party_room_t *room)
+{
+    pending_t *p = calloc(1, sizeof(*p)), *head = party_room_data(room);
+    p->next = head;
+    if (head != NULL)
+        head->prev = &p->next;
+    p->prev = NULL;
+    party_room_set_data(room, p);
+    return p;
+}
+
+static void pending_free(party_room_t *room, pending_t *p)
+{
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    if (p->prev != NULL)
+        *p->prev = p->next;
+    else
+        party_room_set_data(room, p->next);
+    free(p);
+}
+
+/* A fetch still waiting when the room stops is dropped: its callback never runs (party.h), its arg is ours to free. */
+static void on_stop(party_room_t *room)
+{
+    while (party_room_data(room) != NULL)
+        pending_free(room, party_room_data(room));
+}
 
 static void put_json_str(char *out, size_t cap, const char *s, size_t len)
 {
@@ -62,7 +92,7 @@ static void on_answer(party_room_t *room, void *arg, const party_fetch_t *res)
     }
     free(out);
     free(b);
-    free(p);
+    pending_free(room, p);
 }
 
 static void on_request(party_room_t *room, party_request_t *req)
@@ -76,13 +106,13 @@ static void on_request(party_room_t *room, party_request_t *req)
     long pl = party_request_query_param(req, "path", path, sizeof(path));
     long ml = party_request_query_param(req, "method", method, sizeof(method));
     long bl = party_request_query_param(req, "body", body, sizeof(body));
-    pending_t *p = calloc(1, sizeof(*p));
+    pending_t *p = pending_new(room);
     p->req = req;
     const char *headers[] = {"x-user", "fetcher", "x-partyd-from", "forged-by-the-party", NULL};
     int r = party_fetch(room, party, target, ml > 0 ? method : NULL, pl >= 0 ? path : NULL, headers, bl > 0 ? body : NULL,
                         bl > 0 ? (size_t)bl : 0, on_answer, p);
     if (r != 0) {
-        free(p);
+        pending_free(room, p);
         char out[64];
         int n = snprintf(out, sizeof(out), "{\"fetch\":%d}", r);
         party_respond(req, 500, "application/json", out, (size_t)n);
@@ -98,10 +128,10 @@ static void on_message(party_room_t *room, party_conn_t *conn, const void *data,
     msg[len] = '\0';
     if (sscanf(msg, "%79s %299s %599s", party, target, path) < 2)
         return;
-    pending_t *p = calloc(1, sizeof(*p));
+    pending_t *p = pending_new(room);
     snprintf(p->conn_id, sizeof(p->conn_id), "%s", party_conn_id(conn));
     if (party_fetch(room, party, target, NULL, path, NULL, NULL, 0, on_answer, p) != 0)
-        free(p);
+        pending_free(room, p);
 }
 
 PARTY_EXPORT const party_t partyd_party = {
@@ -109,4 +139,5 @@ PARTY_EXPORT const party_t partyd_party = {
     .kind = "fetcher",
     .on_request = on_request,
     .on_message = on_message,
+    .on_stop = on_stop,
 };

@@ -444,7 +444,7 @@ static void test_export_ships_only_committed_writes(void **state)
             char err[256];
             assert_int_equal(store_commit(store, err, sizeof(err)), 0);
         }
-        shard_slots_after_commit();
+        shard_slots_after_commit(fail);
         rooms_on_committed();
         ++pass;
         const frame_t *chunk = find_frame(PROTO_SLOT_REPLY, 77);
