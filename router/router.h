@@ -17,7 +17,9 @@
  *   migrate.c      moving slots between shards live: adding, draining and rebalancing shards
  *   fetch.c        rooms calling rooms: a shard's FETCH routed to the target room's shard, the answer brought back
  *   edge.c         a party's edge hooks (before_connect, before_request) run in the router before the room sees it
- *   admin.c        the admin listener: /admin/... JSON API and /metrics
+ *   admin.c        the admin listener: /admin/... JSON API, its calls to the shards
+ *   admin_int.h    what admin.c and metrics.c share (an admin call to the shards)
+ *   metrics.c      GET /metrics: Prometheus text from the router, the shards' stats and /proc
  *   cors.c         CORS on the rooms' HTTP endpoints: preflights answered, Access-Control-Allow-Origin added
  *   procmetrics.c  the process_* metrics of every partyd process, from /proc
  *   adminguard.c   what the admin listener refuses before routing: foreign Host/Origin, simple cross-site writes,
