@@ -72,37 +72,6 @@ static void usage(FILE *out)
                  "  --version            the version\n");
 }
 
-static int read_file(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return -errno;
-    size_t cap = 4096, n = 0;
-    char *buf = xmalloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            if (cap >= (16u << 20)) {
-                fclose(f);
-                free(buf);
-                return -EFBIG;
-            }
-            cap *= 2;
-            buf = xrealloc(buf, cap);
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return -EIO;
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 int config_from_args(config_t *c, int argc, char **argv)
 {
     enum { O_CONFIG = 256, O_HOST, O_PORT, O_SHARDS, O_DATA_DIR, O_ADMIN, O_LOG_LEVEL, O_PRINT, O_VERSION };
@@ -158,7 +127,7 @@ int config_from_args(config_t *c, int argc, char **argv)
     if (config_path != NULL) {
         char *text = NULL;
         size_t len = 0;
-        int r = read_file(config_path, &text, &len);
+        int r = base_read_file(config_path, &text, &len);
         if (r != 0) {
             fprintf(stderr, "partyd: cannot read config %s: %s\n", config_path, strerror(-r));
             return -1;

@@ -15,43 +15,13 @@
 #include "base.h"
 #include "router_main.h"
 
-static int read_all(const char *path, char **out, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return -errno;
-    size_t cap = 4096, n = 0, r;
-    char *buf = xmalloc(cap);
-    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            if (cap >= (16u << 20)) {
-                fclose(f);
-                free(buf);
-                return -EFBIG;
-            }
-            cap *= 2;
-            buf = xrealloc(buf, cap);
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return -EIO;
-    }
-    *out = buf;
-    *len = n;
-    return 0;
-}
-
 int node_reload_prepare(const config_t *conf, config_t *fresh)
 {
     char err[1024], live[2048], restart[2048];
     char *text = NULL;
     size_t len = 0;
     int has_file = strcmp(conf->source, "embedded default") != 0, fd = -1, r;
-    if (has_file && (r = read_all(conf->source, &text, &len)) != 0) {
+    if (has_file && (r = base_read_file(conf->source, &text, &len)) != 0) {
         log_error("SIGHUP: keeping the old settings: cannot read %s: %s", conf->source, strerror(-r));
         return -1;
     }

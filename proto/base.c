@@ -468,3 +468,34 @@ int base_write_file_atomic(const char *dir, const char *name, const void *data, 
     }
     return 0;
 }
+
+int base_read_file(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -errno;
+    size_t cap = 4096, n = 0;
+    char *buf = xmalloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            if (cap >= (16u << 20)) {
+                fclose(f);
+                free(buf);
+                return -EFBIG;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return -EIO;
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}

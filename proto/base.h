@@ -97,6 +97,9 @@ void log_party_vmsg(int level, const char *who, const char *fmt, va_list ap);
  * `name`.tmp, fsynced, renamed over `name`, then the folder fsynced so that the rename itself is durable. Blocking (a
  * small file, written rarely: the slot table, node.json). Returns 0 or -errno; on failure `name` is as it was. */
 int base_write_file_atomic(const char *dir, const char *name, const void *data, size_t len);
+/* Reads the whole file at `path` (at most 16 MiB: a config) into *out (the caller frees it), its length in *len.
+ * Blocking. Returns 0, -errno from fopen, -EFBIG past the cap, or -EIO on a read error. */
+int base_read_file(const char *path, char **out, size_t *len);
 
 /* Clocks, in milliseconds. */
 uint64_t base_now_wall_ms(void);
